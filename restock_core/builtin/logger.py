@@ -1,0 +1,81 @@
+"""The local logger provider: prints one line per message instead of sending it, for
+development without accounts (in the spirit of Medusa's local notification provider)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+
+import attrs
+
+from restock_core.hookspecs import hookimpl
+from restock_core.models import Channel, Message, SendResult
+
+log = logging.getLogger("restock.logger")
+
+
+@attrs.frozen
+class LoggerOptions:
+    channels: list[str] = attrs.field(factory=lambda: ["email", "sms"])
+    file: str | None = None  # also append one JSON line per message to this file
+    max_batch_size: int = 1000
+
+    @channels.validator
+    def _check(self, attribute: object, value: list[str]) -> None:
+        for channel in value:
+            if channel not in ("email", "sms"):
+                raise ValueError(f"channels: unknown channel {channel!r}; use 'email' or 'sms'")
+
+
+class LoggerProvider:
+    name = "logger"
+
+    def __init__(self, options: LoggerOptions | None = None):
+        self.options = options or LoggerOptions()
+        self.channels = frozenset(Channel(c) for c in self.options.channels)
+        self.max_batch_size = self.options.max_batch_size
+        self._lock = threading.Lock()
+
+    def send(self, messages: Sequence[Message]) -> list[SendResult]:
+        lines = []
+        for message in messages:
+            log.info(
+                "notification to=%s channel=%s template=%s variant=%s subject=%r delivery=%s",
+                message.to,
+                message.channel,
+                message.template,
+                message.variant_id,
+                message.subject or message.text,
+                message.delivery_id,
+            )
+            if self.options.file:
+                lines.append(
+                    json.dumps(
+                        {
+                            "delivery_id": message.delivery_id,
+                            "to": message.to,
+                            "channel": str(message.channel),
+                            "template": message.template,
+                            "variant_id": message.variant_id,
+                            "subject": message.subject,
+                            "text": message.text,
+                            "unsubscribe_url": message.unsubscribe_url,
+                        }
+                    )
+                )
+        if lines:
+            with self._lock, open(self.options.file, "a", encoding="utf-8") as fh:  # type: ignore[arg-type]
+                fh.write("\n".join(lines) + "\n")
+        return [SendResult.sent(m.delivery_id, f"logger-{m.delivery_id}") for m in messages]
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    register(
+        "logger",
+        LoggerProvider,
+        options=LoggerOptions,
+        description="Logs each message instead of sending it (development)",
+    )

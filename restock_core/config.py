@@ -1,0 +1,311 @@
+"""plugins.toml: the `[restock]` settings and the `[[plugins]]` list ({resolve, id, options}).
+
+Options are validated field by field into attrs classes so that an error names the plugin,
+the option, what was expected and what was given — never a bare cattrs traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "plugins.toml"
+
+
+class Secret(str):
+    """A string that never shows itself in repr, logs or error messages."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+
+@attrs.frozen
+class ReleasePolicy:
+    """How many subscribers a restock releases, and how fast (see docs/release-policy.md)."""
+
+    per_unit: int | None = attrs.field(default=None)
+    wave_interval: float = 60.0  # seconds between waves when per_unit limits a wave
+
+    @per_unit.validator
+    def _check_per_unit(self, attribute: Any, value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError(f"must be at least 1 or unset, got {value}")
+
+
+@attrs.frozen
+class Settings:
+    """The `[restock]` table."""
+
+    database: str = "sqlite:///restock.db"
+    trigger_delay: int = 0  # milliseconds, like the Medusa plugin's option
+    inventory_required: int = 1
+    admin_api_key: Secret | None = None
+    secret_key: Secret | None = None  # signs unsubscribe links; generated and stored if unset
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    per_unit: int | None = None
+    wave_interval: float = 60.0
+    max_attempts: int = 8
+    retry_base: float = 2.0  # seconds; doubles per attempt, with jitter
+    retry_max: float = 3600.0
+    lease: float = 60.0  # seconds a worker may hold a claimed delivery
+    batch_size: int = 1000  # deliveries claimed per round
+    release_batch_size: int = 1000
+    poll_interval: float = 1.0  # seconds an idle worker waits before looking again
+    reconcile_interval: float | None = None  # seconds; overrides adapters' own poll interval
+    max_body_bytes: int = 65536
+    channels: dict[str, str] = attrs.field(factory=dict)  # channel -> provider instance id
+    log_level: str = "INFO"
+
+    @property
+    def release_policy(self) -> ReleasePolicy:
+        return ReleasePolicy(per_unit=self.per_unit, wave_interval=self.wave_interval)
+
+
+@attrs.frozen
+class PluginEntry:
+    """One `[[plugins]]` table, before resolution."""
+
+    resolve: str
+    id: str
+    options: Mapping[str, Any]
+    release: Mapping[str, Any] | None = None
+    position: int = 0
+
+
+@attrs.frozen
+class Config:
+    settings: Settings
+    plugins: tuple[PluginEntry, ...]
+    path: Path | None = None
+
+
+_converter = cattrs.Converter()
+
+
+def _describe_type(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "nothing"
+    if tp is Secret:
+        return 'a string or { env = "NAME" }'
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        args = typing.get_args(tp)
+        inner = _describe_type(args[0]) if args else "values"
+        return f"a list of {inner}"
+    if origin in (dict, typing.Mapping) or tp is dict:
+        return "a table"
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if tp in names:
+        return names[tp]
+    return getattr(tp, "__name__", str(tp))
+
+
+def _shown(value: Any, secret: bool) -> str:
+    if secret:
+        return "a value (hidden)"
+    text = repr(value)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def _is_secret_type(tp: Any) -> bool:
+    return tp is Secret or Secret in typing.get_args(tp)
+
+
+def _resolve_env(value: Any, *, plugin: str | None, option: str) -> Any:
+    if isinstance(value, Mapping) and set(value) == {"env"}:
+        name = value["env"]
+        if name not in os.environ:
+            raise ConfigError(
+                f"environment variable {name} is not set (the option reads it with "
+                f'{{ env = "{name}" }})',
+                plugin=plugin,
+                option=option,
+            )
+        return Secret(os.environ[name])
+    return value
+
+
+def _structure_value(value: Any, tp: Any) -> Any:
+    """Structure strictly: cattrs happily turns 5 into "5"; configs should not."""
+    if tp is Any:
+        return value
+    if _is_secret_type(tp) and isinstance(value, str):
+        return Secret(value)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        last: Exception | None = None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _structure_value(value, arg)
+            except (TypeError, ValueError) as exc:
+                last = exc
+        raise TypeError(str(last))
+    if tp is bool and not isinstance(value, bool):
+        raise TypeError("not a boolean")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError("not an integer")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError("not a number")
+        return float(value)
+    if tp is str and not isinstance(value, str):
+        raise TypeError("not a string")
+    if origin in (list, tuple) and isinstance(value, str | bytes | Mapping):
+        raise TypeError("not a list")
+    if (origin in (dict, typing.Mapping) or tp is dict) and not isinstance(value, Mapping):
+        raise TypeError("not a table")
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        items = [_structure_value(v, inner) for v in value]
+        return tuple(items) if origin is tuple else items
+    return _converter.structure(value, tp)
+
+
+def structure_options(cls: type, raw: Mapping[str, Any] | None, *, plugin: str | None) -> Any:
+    """Validate `raw` into the attrs class `cls`, with errors naming plugin and option."""
+    raw = dict(raw or {})
+    fields = {f.name: f for f in attrs.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        valid = ", ".join(sorted(fields)) or "(none)"
+        raise ConfigError(
+            f"unknown option; valid options are: {valid}", plugin=plugin, option=unknown[0]
+        )
+    kwargs: dict[str, Any] = {}
+    for name, field in fields.items():
+        tp = hints.get(name, Any)
+        if name not in raw:
+            if field.default is attrs.NOTHING:
+                raise ConfigError(
+                    f"is required ({_describe_type(tp)})", plugin=plugin, option=name
+                )
+            continue
+        secret = _is_secret_type(tp)
+        value = _resolve_env(raw[name], plugin=plugin, option=name)
+        try:
+            kwargs[name] = _structure_value(value, tp)
+        except (TypeError, ValueError, cattrs.BaseValidationError):
+            raise ConfigError(
+                f"expected {_describe_type(tp)}, got {_shown(value, secret)}",
+                plugin=plugin,
+                option=name,
+            ) from None
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        option = next((n for n in fields if n in message), None)
+        raise ConfigError(message, plugin=plugin, option=option) from None
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """--config, then RESTOCK_CONFIG, then ./plugins.toml; None means built-in defaults."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        return path
+    env = os.environ.get("RESTOCK_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"RESTOCK_CONFIG points at {env!r}, which does not exist")
+        return path
+    path = Path(DEFAULT_CONFIG_NAME)
+    return path if path.is_file() else None
+
+
+def default_plugins() -> tuple[PluginEntry, ...]:
+    return (
+        PluginEntry(resolve="logger", id="logger", options={}, position=0),
+        PluginEntry(resolve="manual", id="manual", options={}, position=1),
+    )
+
+
+def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    unknown = sorted(set(data) - {"restock", "plugins"})
+    if unknown:
+        raise ConfigError(f"unknown top-level table [{unknown[0]}]; expected [restock], [[plugins]]")
+    restock_table = data.get("restock", {})
+    if not isinstance(restock_table, Mapping):
+        raise ConfigError("[restock] must be a table")
+    settings = structure_options(Settings, restock_table, plugin=None)
+    if settings.inventory_required < 1:
+        raise ConfigError("must be at least 1", option="inventory_required")
+    if settings.trigger_delay < 0:
+        raise ConfigError("must not be negative (milliseconds)", option="trigger_delay")
+    raw_plugins = data.get("plugins")
+    if raw_plugins is None:
+        return Config(settings=settings, plugins=default_plugins(), path=path)
+    if not isinstance(raw_plugins, list):
+        raise ConfigError("plugins must be an array of tables: [[plugins]]")
+    entries: list[PluginEntry] = []
+    seen: set[str] = set()
+    for position, item in enumerate(raw_plugins):
+        where = f"[[plugins]] #{position + 1}"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        extra = sorted(set(item) - {"resolve", "id", "options", "release"})
+        if extra:
+            raise ConfigError(
+                f"{where}: unknown key {extra[0]!r}; expected resolve, id, options, release"
+            )
+        resolve = item.get("resolve")
+        if not isinstance(resolve, str) or not resolve:
+            raise ConfigError(f"{where}: 'resolve' is required (a plugin name or module:attribute)")
+        plugin_id = item.get("id", resolve.rsplit(":", 1)[-1].rsplit(".", 1)[-1])
+        if not isinstance(plugin_id, str) or not plugin_id.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where}: 'id' must be letters, digits, '-' or '_', got {plugin_id!r}")
+        if plugin_id in seen:
+            raise ConfigError(
+                f"{where}: two plugins have the id {plugin_id!r}; give one an explicit id"
+            )
+        seen.add(plugin_id)
+        options = item.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ConfigError("options must be a table", plugin=plugin_id)
+        release = item.get("release")
+        if release is not None and not isinstance(release, Mapping):
+            raise ConfigError("release must be a table", plugin=plugin_id)
+        entries.append(PluginEntry(resolve, plugin_id, dict(options), release, position))
+    return Config(settings=settings, plugins=tuple(entries), path=path)
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    path = find_config_path(explicit)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    if overrides:
+        data.setdefault("restock", {}).update(overrides)
+    config = parse_config(data, path)
+    return config

@@ -1,0 +1,62 @@
+"""Contact validation and normalisation: one spelling per person, so the database's
+one-pending-per-contact rule cannot be dodged with upper case or a local phone format."""
+
+from __future__ import annotations
+
+import email_validator
+import phonenumbers
+
+from .errors import ValidationError
+from .models import Channel
+
+
+def normalize_email(value: str) -> str:
+    try:
+        result = email_validator.validate_email(value.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValidationError(f"invalid email address: {exc}", field="email") from None
+    # domain part is case-insensitive; the local part is kept but lower-cased as every
+    # major provider treats it case-insensitively
+    return result.normalized.lower()
+
+
+def normalize_phone(value: str, region: str | None = None) -> str:
+    """Return E.164 (+14155550100). Numbers without a + need a region."""
+    try:
+        number = phonenumbers.parse(value.strip(), region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValidationError(
+            f"invalid phone number {value!r}: {exc}; use E.164 such as +14155550100",
+            field="phone",
+        ) from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationError(
+            f"invalid phone number {value!r}; use E.164 such as +14155550100", field="phone"
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def resolve_contact(
+    email: str | None, phone: str | None, channel: str | None
+) -> tuple[Channel, str]:
+    """Pick the channel and its normalised contact from what the shopper gave."""
+    if channel is not None:
+        try:
+            chosen = Channel(channel)
+        except ValueError:
+            raise ValidationError(
+                f"unknown channel {channel!r}; use 'email' or 'sms'", field="channel"
+            ) from None
+    elif email:
+        chosen = Channel.EMAIL
+    elif phone:
+        chosen = Channel.SMS
+    else:
+        raise ValidationError("give an email or a phone number", field="email")
+    if chosen == Channel.EMAIL:
+        if not email:
+            raise ValidationError("channel 'email' needs an email address", field="email")
+        return chosen, normalize_email(email)
+    if not phone:
+        raise ValidationError("channel 'sms' needs a phone number", field="phone")
+    return chosen, normalize_phone(phone)

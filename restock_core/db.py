@@ -1,0 +1,228 @@
+"""Tables and engines. SQLAlchemy Core (not the ORM): the hot paths are set-based
+(INSERT ... SELECT for a release, UPDATE ... RETURNING for a claim) and must stream.
+
+The same tables run on SQLite (WAL, the embedded default) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("variant_id", sa.String(255), nullable=False),
+    sa.Column("scope", sa.String(255), nullable=False, server_default="default"),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("channel", sa.String(10), nullable=False),
+    sa.Column("contact", sa.String(320), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, server_default="pending"),
+    sa.Column("customer_id", sa.String(255)),
+    sa.Column("product_id", sa.String(255)),
+    sa.Column("locale", sa.String(35)),
+    sa.Column("product_title", sa.String(500)),
+    sa.Column("variant_title", sa.String(500)),
+    sa.Column("url", sa.String(2000)),
+    sa.Column("attributes", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("notified_at", UTCDateTime),
+    sa.Column("failed_reason", sa.String(1000)),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(
+        "uq_subscriptions_one_pending",
+        "variant_id",
+        "scope",
+        "channel",
+        "contact",
+        unique=True,
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("ix_subscriptions_release", "source", "variant_id", "scope", "status", "created_at"),
+    sa.Index("ix_subscriptions_contact", "contact"),
+)
+
+stock = sa.Table(
+    "stock",
+    metadata,
+    sa.Column("source", sa.String(100), primary_key=True),
+    sa.Column("variant_id", sa.String(255), primary_key=True),
+    sa.Column("scope", sa.String(255), primary_key=True),
+    sa.Column("quantity", sa.Integer),
+    sa.Column("observed_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+restocks = sa.Table(
+    "restocks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("variant_id", sa.String(255), nullable=False),
+    sa.Column("scope", sa.String(255), nullable=False),
+    sa.Column("quantity", sa.Integer),
+    sa.Column("detected_at", UTCDateTime, nullable=False),
+    # open: waiting for its (next) wave; done: everyone released; ended: stock ran out again
+    sa.Column("status", sa.String(20), nullable=False, server_default="open"),
+    sa.Column("next_wave_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("released", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("waves", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("note", sa.String(1000)),
+    sa.Index("ix_restocks_due", "status", "next_wave_at"),
+    sa.Index(
+        "uq_restocks_one_open",
+        "source",
+        "variant_id",
+        "scope",
+        unique=True,
+        sqlite_where=sa.text("status = 'open'"),
+        postgresql_where=sa.text("status = 'open'"),
+    ),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "subscription_id", BigId, sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("restock_id", BigId, sa.ForeignKey("restocks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("channel", sa.String(10), nullable=False),
+    sa.Column("provider", sa.String(100)),
+    sa.Column("status", sa.String(20), nullable=False, server_default="queued"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("claim_token", sa.String(40)),
+    sa.Column("provider_message_id", sa.String(255)),
+    sa.Column("last_error", sa.String(1000)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("subscription_id", "restock_id", name="uq_deliveries_subscription_restock"),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_queue", "status", "id"),
+    sa.Index("ix_deliveries_subscription", "subscription_id", "status"),
+    sa.Index("ix_deliveries_provider_message", "provider", "provider_message_id"),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("channel", sa.String(10), primary_key=True),
+    sa.Column("contact", sa.String(320), primary_key=True),
+    sa.Column("reason", sa.String(1000)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Webhook deliveries already handled (Shopify webhook ids, Svix ids ...): replays change nothing.
+processed_events = sa.Table(
+    "processed_events",
+    metadata,
+    sa.Column("source", sa.String(100), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+)
+
+meta = sa.Table(
+    "restock_meta",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def normalize_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// and use psycopg 3 for both."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **kwargs,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        # pysqlite's own transaction handling defers BEGIN; take the write lock up front so
+        # two writers never deadlock upgrading read locks (SQLAlchemy's documented recipe).
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_begin(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **kwargs)
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"

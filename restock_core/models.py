@@ -1,0 +1,188 @@
+"""Value types shared by the core and every plugin.
+
+They are frozen attrs classes so a plugin can keep, hash and compare them without
+worrying that the core changes them underneath it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+
+class Channel(enum.StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class SubscriptionStatus(enum.StrEnum):
+    PENDING = "pending"
+    NOTIFIED = "notified"
+    FAILED = "failed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # the subscription left `pending` before its message went out
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class StockKey:
+    """Where a quantity is counted: a variant within a scope (sales channel, stock, location set)."""
+
+    variant_id: str
+    scope: str = "default"
+
+    def __str__(self) -> str:
+        return f"{self.variant_id}@{self.scope}"
+
+
+@attrs.frozen
+class StockUpdate:
+    """A platform's statement that `key` had `available` units at `observed_at`.
+
+    `available=None` means untracked or unknown (Medusa `manage_inventory: false`, say).
+    """
+
+    key: StockKey
+    available: int | None
+    observed_at: datetime
+
+
+@attrs.frozen
+class VariantInfo:
+    """What templates need to describe a variant; every field is optional."""
+
+    title: str | None = None
+    product_title: str | None = None
+    url: str | None = None
+    image_url: str | None = None
+
+
+@attrs.frozen
+class Subscription:
+    id: int
+    variant_id: str
+    scope: str
+    source: str
+    channel: Channel
+    contact: str
+    status: SubscriptionStatus
+    created_at: datetime
+    customer_id: str | None = None
+    product_id: str | None = None
+    locale: str | None = None
+    product_title: str | None = None
+    variant_title: str | None = None
+    url: str | None = None
+    attributes: Mapping[str, Any] = attrs.field(factory=dict)
+    notified_at: datetime | None = None
+    failed_reason: str | None = None
+
+    @property
+    def email(self) -> str | None:
+        return self.contact if self.channel == Channel.EMAIL else None
+
+    @property
+    def phone(self) -> str | None:
+        return self.contact if self.channel == Channel.SMS else None
+
+
+@attrs.frozen
+class Restock:
+    """One detected restock of a variant in a scope; released to subscribers in waves."""
+
+    id: int
+    source: str
+    variant_id: str
+    scope: str
+    quantity: int | None
+    detected_at: datetime
+    released: int = 0
+    waves: int = 0
+    status: str = "open"
+
+
+@attrs.frozen
+class Message:
+    """One rendered notification handed to a provider.
+
+    `delivery_id` identifies the outbox row and is stable across retries, so providers use it
+    (or `idempotency_key`) to make a retried request safe.
+    """
+
+    delivery_id: int
+    channel: Channel
+    to: str
+    text: str
+    unsubscribe_url: str
+    template: str
+    variant_id: str
+    subject: str | None = None
+    html: str | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    template_data: Mapping[str, Any] = attrs.field(factory=dict)
+    locale: str | None = None
+    subscription_id: int | None = None
+    attempt: int = 1
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"restock-delivery-{self.delivery_id}"
+
+
+@attrs.frozen
+class SendResult:
+    """What happened to one message. Providers return one per message, in any order.
+
+    Build them with `SendResult.sent(...)`, `.retry(...)` and `.failed(...)`.
+    `suppress=True` on a failure means the address should not be used again for this
+    channel (hard bounce, opted out).
+    """
+
+    delivery_id: int
+    outcome: Outcome
+    provider_message_id: str | None = None
+    reason: str | None = None
+    retry_after: float | None = None
+    suppress: bool = False
+
+    @classmethod
+    def sent(cls, delivery_id: int, provider_message_id: str | None = None) -> SendResult:
+        return cls(delivery_id, Outcome.SENT, provider_message_id=provider_message_id)
+
+    @classmethod
+    def retry(
+        cls, delivery_id: int, reason: str, retry_after: float | None = None
+    ) -> SendResult:
+        return cls(delivery_id, Outcome.RETRY, reason=reason, retry_after=retry_after)
+
+    @classmethod
+    def failed(cls, delivery_id: int, reason: str, *, suppress: bool = False) -> SendResult:
+        return cls(delivery_id, Outcome.FAILED, reason=reason, suppress=suppress)
+
+
+@attrs.frozen
+class DeliveryEvent:
+    """A provider's later report on a message (delivered, bounced, opted out ...)."""
+
+    provider: str
+    provider_message_id: str | None
+    event: str  # "delivered" | "bounce" | "dropped" | "undelivered" | "opt_out" | ...
+    reason: str | None = None
+    delivery_id: int | None = None
+    event_id: str | None = None  # for replay protection
