@@ -40,7 +40,9 @@ def _schema_url(schema: str) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any, _pg_state: str | None) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Any, _pg_state: str | None
+) -> Iterator[str]:
     """Every storage test runs twice: on a fresh SQLite file and in a fresh PostgreSQL schema.
     In CI (CI=true) a missing PostgreSQL fails the test instead of skipping it."""
     if request.param == "sqlite":

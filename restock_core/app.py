@@ -164,7 +164,7 @@ class App:
             )
         if not self.providers:
             raise ConfigError(
-                'no notification provider is configured; add one (for example [[plugins]] '
+                "no notification provider is configured; add one (for example [[plugins]] "
                 'resolve = "logger")'
             )
         self.routing = channel_routing(self.settings, self.instances)
@@ -396,7 +396,9 @@ class App:
         with self.engine.begin() as conn:
             conn.execute(
                 self._insert(suppressions)
-                .values(channel=str(channel), contact=contact, reason=reason[:1000], created_at=utcnow())
+                .values(
+                    channel=str(channel), contact=contact, reason=reason[:1000], created_at=utcnow()
+                )
                 .on_conflict_do_nothing(index_elements=["channel", "contact"])
             )
 
@@ -496,7 +498,9 @@ class App:
         if quantity < 0:
             raise ValidationError("quantity must not be negative", field="quantity")
         if source is None:
-            manual = [i for i in self.adapters.values() if getattr(i.obj, "accepts_stock_updates", False)]
+            manual = [
+                i for i in self.adapters.values() if getattr(i.obj, "accepts_stock_updates", False)
+            ]
             if not manual:
                 raise ValidationError(
                     "no configured inventory source accepts stock updates; add the 'manual' "
@@ -511,7 +515,9 @@ class App:
                     f"source {source!r} reads stock from its platform; it cannot be set here",
                     field="source",
                 )
-        return self.record_stock(instance.id, [StockUpdate(StockKey(variant_id, scope), quantity, utcnow())])
+        return self.record_stock(
+            instance.id, [StockUpdate(StockKey(variant_id, scope), quantity, utcnow())]
+        )
 
     def record_stock(self, source: str, updates: Sequence[StockUpdate]) -> StockResult:
         """Record what a platform said about stock. Older observations than the stored one
@@ -552,7 +558,11 @@ class App:
                     stale += 1
                     self.metrics.stock_updates.labels(result="stale").inc()
                     continue
-                values = {"quantity": update.available, "observed_at": update.observed_at, "updated_at": now}
+                values = {
+                    "quantity": update.available,
+                    "observed_at": update.observed_at,
+                    "updated_at": now,
+                }
                 if current is None:
                     conn.execute(
                         sa.insert(stock).values(
@@ -614,7 +624,9 @@ class App:
         )
         restock_id = conn.execute(insert).scalar()
         if restock_id is not None:
-            log.info("restock %s opened for %s from %s (%s available)", restock_id, key, source, quantity)
+            log.info(
+                "restock %s opened for %s from %s (%s available)", restock_id, key, source, quantity
+            )
         return restock_id
 
     def seen_event(self, source: str, event_id: str) -> bool:
@@ -661,7 +673,9 @@ class App:
             return instance.release
         return self.settings.release_policy
 
-    def read_availability(self, source: str, keys: Sequence[StockKey]) -> Mapping[StockKey, int | None]:
+    def read_availability(
+        self, source: str, keys: Sequence[StockKey]
+    ) -> Mapping[StockKey, int | None]:
         adapter = self.adapters[source].obj
         try:
             result = adapter.availability(list(keys))
@@ -698,7 +712,9 @@ class App:
             self.metrics.delivery_events.labels(provider=event.provider, event=event.event).inc()
             if event.event in ("delivered", "processed", "sent", "queued", "open", "click"):
                 return True
-            reason = f"{event.provider} {event.event}" + (f": {event.reason}" if event.reason else "")
+            reason = f"{event.provider} {event.event}" + (
+                f": {event.reason}" if event.reason else ""
+            )
             conn.execute(
                 sa.update(subscriptions)
                 .where(subscriptions.c.id == row.subscription_id)
@@ -711,7 +727,12 @@ class App:
             )
             conn.execute(
                 self._insert(suppressions)
-                .values(channel=row.channel, contact=row.contact, reason=reason[:1000], created_at=utcnow())
+                .values(
+                    channel=row.channel,
+                    contact=row.contact,
+                    reason=reason[:1000],
+                    created_at=utcnow(),
+                )
                 .on_conflict_do_nothing(index_elements=["channel", "contact"])
             )
         return True

@@ -200,9 +200,7 @@ def structure_options(cls: type, raw: Mapping[str, Any] | None, *, plugin: str |
         tp = hints.get(name, Any)
         if name not in raw:
             if field.default is attrs.NOTHING:
-                raise ConfigError(
-                    f"is required ({_describe_type(tp)})", plugin=plugin, option=name
-                )
+                raise ConfigError(f"is required ({_describe_type(tp)})", plugin=plugin, option=name)
             continue
         secret = _is_secret_type(tp)
         value = _resolve_env(raw[name], plugin=plugin, option=name)
@@ -249,7 +247,9 @@ def default_plugins() -> tuple[PluginEntry, ...]:
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     unknown = sorted(set(data) - {"restock", "plugins"})
     if unknown:
-        raise ConfigError(f"unknown top-level table [{unknown[0]}]; expected [restock], [[plugins]]")
+        raise ConfigError(
+            f"unknown top-level table [{unknown[0]}]; expected [restock], [[plugins]]"
+        )
     restock_table = data.get("restock", {})
     if not isinstance(restock_table, Mapping):
         raise ConfigError("[restock] must be a table")
@@ -278,8 +278,13 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         if not isinstance(resolve, str) or not resolve:
             raise ConfigError(f"{where}: 'resolve' is required (a plugin name or module:attribute)")
         plugin_id = item.get("id", resolve.rsplit(":", 1)[-1].rsplit(".", 1)[-1])
-        if not isinstance(plugin_id, str) or not plugin_id.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(f"{where}: 'id' must be letters, digits, '-' or '_', got {plugin_id!r}")
+        if (
+            not isinstance(plugin_id, str)
+            or not plugin_id.replace("-", "").replace("_", "").isalnum()
+        ):
+            raise ConfigError(
+                f"{where}: 'id' must be letters, digits, '-' or '_', got {plugin_id!r}"
+            )
         if plugin_id in seen:
             raise ConfigError(
                 f"{where}: two plugins have the id {plugin_id!r}; give one an explicit id"

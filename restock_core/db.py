@@ -129,9 +129,14 @@ deliveries = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column(
-        "subscription_id", BigId, sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False
+        "subscription_id",
+        BigId,
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
     ),
-    sa.Column("restock_id", BigId, sa.ForeignKey("restocks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "restock_id", BigId, sa.ForeignKey("restocks.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("channel", sa.String(10), nullable=False),
     sa.Column("provider", sa.String(100)),
     sa.Column("status", sa.String(20), nullable=False, server_default="queued"),

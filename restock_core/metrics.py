@@ -8,11 +8,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 class Metrics:
     def __init__(self) -> None:
+        self.queue_collector: object | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.signups = Counter("restock_signups", "New subscriptions", ["channel"], registry=r)
         self.stock_updates = Counter(
-            "restock_stock_updates", "Stock updates recorded or dropped as stale", ["result"], registry=r
+            "restock_stock_updates",
+            "Stock updates recorded or dropped as stale",
+            ["result"],
+            registry=r,
         )
         self.restocks = Counter("restock_restocks_opened", "Restocks detected", registry=r)
         self.released = Counter("restock_subscribers_released", "Subscribers released", registry=r)
@@ -23,14 +27,26 @@ class Metrics:
             registry=r,
         )
         self.retries = Counter(
-            "restock_delivery_retries", "Deliveries scheduled for another attempt", ["provider"], registry=r
+            "restock_delivery_retries",
+            "Deliveries scheduled for another attempt",
+            ["provider"],
+            registry=r,
         )
         self.send_seconds = Histogram(
-            "restock_provider_send_seconds", "Time per provider send() call", ["provider"], registry=r
+            "restock_provider_send_seconds",
+            "Time per provider send() call",
+            ["provider"],
+            registry=r,
         )
         self.delivery_events = Counter(
-            "restock_delivery_events", "Provider status webhooks applied", ["provider", "event"], registry=r
+            "restock_delivery_events",
+            "Provider status webhooks applied",
+            ["provider", "event"],
+            registry=r,
         )
         self.observer_errors = Counter(
-            "restock_observer_errors", "Observer hook implementations that raised", ["hook"], registry=r
+            "restock_observer_errors",
+            "Observer hook implementations that raised",
+            ["hook"],
+            registry=r,
         )

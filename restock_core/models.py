@@ -166,9 +166,7 @@ class SendResult:
         return cls(delivery_id, Outcome.SENT, provider_message_id=provider_message_id)
 
     @classmethod
-    def retry(
-        cls, delivery_id: int, reason: str, retry_after: float | None = None
-    ) -> SendResult:
+    def retry(cls, delivery_id: int, reason: str, retry_after: float | None = None) -> SendResult:
         return cls(delivery_id, Outcome.RETRY, reason=reason, retry_after=retry_after)
 
     @classmethod

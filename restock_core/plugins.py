@@ -92,7 +92,9 @@ class Factory:
         if self.options is None:
             if raw_options:
                 raise ConfigError(
-                    "this plugin takes no options", plugin=instance_id, option=next(iter(raw_options))
+                    "this plugin takes no options",
+                    plugin=instance_id,
+                    option=next(iter(raw_options)),
                 )
             return self.factory()
         options = structure_options(self.options, raw_options, plugin=instance_id)

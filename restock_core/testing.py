@@ -134,7 +134,9 @@ class FakeHTTPServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def queue(self, reply: Reply, *, times: int = 1, when: Callable[[RecordedRequest], bool] | None = None) -> None:
+    def queue(
+        self, reply: Reply, *, times: int = 1, when: Callable[[RecordedRequest], bool] | None = None
+    ) -> None:
         """Answer the next `times` matching requests with `reply` instead of the handler."""
         with self._lock:
             for _ in range(times):
@@ -175,7 +177,11 @@ def make_message(
 ) -> Message:
     """A rendered message as the core hands it to providers."""
     if to is None:
-        to = f"shopper{delivery_id}@example.com" if channel == Channel.EMAIL else f"+1415555{delivery_id % 10000:04d}"
+        to = (
+            f"shopper{delivery_id}@example.com"
+            if channel == Channel.EMAIL
+            else f"+1415555{delivery_id % 10000:04d}"
+        )
     unsubscribe = f"http://127.0.0.1:8000/unsubscribe/token-{delivery_id}"
     return Message(
         delivery_id=delivery_id,
@@ -195,7 +201,11 @@ def make_message(
         }
         if channel == Channel.EMAIL
         else {},
-        template_data={"name": "Blue Shirt - M", "url": "https://shop.example/p/1", "unsubscribe_url": unsubscribe},
+        template_data={
+            "name": "Blue Shirt - M",
+            "url": "https://shop.example/p/1",
+            "unsubscribe_url": unsubscribe,
+        },
         subscription_id=delivery_id,
     )
 
@@ -230,7 +240,9 @@ class ProviderContract:
         assert provider.channels and set(provider.channels) <= set(Channel)
         assert isinstance(provider.max_batch_size, int) and provider.max_batch_size >= 1
 
-    def test_one_result_per_message(self, provider: Any, provider_fake: Any, contract_channel: Channel) -> None:
+    def test_one_result_per_message(
+        self, provider: Any, provider_fake: Any, contract_channel: Channel
+    ) -> None:
         provider_fake.accept()
         count = min(provider.max_batch_size, 7)
         messages = self._messages(contract_channel, count)
@@ -239,7 +251,9 @@ class ProviderContract:
         assert all(r.outcome == Outcome.SENT for r in results), results
         assert sorted(provider_fake.received()) == sorted(m.to for m in messages)
 
-    def test_full_batch_is_accepted(self, provider: Any, provider_fake: Any, contract_channel: Channel) -> None:
+    def test_full_batch_is_accepted(
+        self, provider: Any, provider_fake: Any, contract_channel: Channel
+    ) -> None:
         provider_fake.accept()
         size = min(provider.max_batch_size, 120)
         results = provider.send(self._messages(contract_channel, size, start=1000))
@@ -255,7 +269,9 @@ class ProviderContract:
         assert {r.outcome for r in results} == {Outcome.RETRY}
         assert all(r.retry_after is not None and 6 <= r.retry_after <= 8 for r in results), results
 
-    def test_server_error_is_retried(self, provider: Any, provider_fake: Any, contract_channel: Channel) -> None:
+    def test_server_error_is_retried(
+        self, provider: Any, provider_fake: Any, contract_channel: Channel
+    ) -> None:
         provider_fake.server_error()
         try:
             results = provider.send(self._messages(contract_channel, 2))
@@ -315,13 +331,17 @@ class InventoryAdapterContract:
         assert isinstance(adapter.name, str) and adapter.name
         assert adapter.poll_interval is None or adapter.poll_interval > 0
 
-    def test_reads_a_batch(self, adapter: Any, adapter_fake: Any, known_keys: Sequence[StockKey]) -> None:
+    def test_reads_a_batch(
+        self, adapter: Any, adapter_fake: Any, known_keys: Sequence[StockKey]
+    ) -> None:
         for quantity, key in enumerate(known_keys):
             adapter_fake.set_stock(key, quantity)
         found = adapter.availability(list(known_keys))
         assert {k: found[k] for k in known_keys} == {k: q for q, k in enumerate(known_keys)}
 
-    def test_batch_uses_few_requests(self, adapter: Any, adapter_fake: Any, known_keys: Sequence[StockKey]) -> None:
+    def test_batch_uses_few_requests(
+        self, adapter: Any, adapter_fake: Any, known_keys: Sequence[StockKey]
+    ) -> None:
         for key in known_keys:
             adapter_fake.set_stock(key, 1)
         before = adapter_fake.requests_made()
@@ -329,16 +349,22 @@ class InventoryAdapterContract:
         scopes = {k.scope for k in known_keys}
         assert adapter_fake.requests_made() - before <= 2 * len(scopes)
 
-    def test_unknown_variant_is_none(self, adapter: Any, adapter_fake: Any, known_keys: Sequence[StockKey]) -> None:
+    def test_unknown_variant_is_none(
+        self, adapter: Any, adapter_fake: Any, known_keys: Sequence[StockKey]
+    ) -> None:
         ghost = StockKey("does-not-exist-404", known_keys[0].scope)
         found = adapter.availability([known_keys[0], ghost])
         assert found.get(ghost) is None
 
-    def test_untracked_is_none(self, adapter: Any, adapter_fake: Any, known_keys: Sequence[StockKey]) -> None:
+    def test_untracked_is_none(
+        self, adapter: Any, adapter_fake: Any, known_keys: Sequence[StockKey]
+    ) -> None:
         adapter_fake.set_stock(known_keys[0], None)
         assert adapter.availability([known_keys[0]]).get(known_keys[0]) is None
 
-    def test_describe_returns_variant_info(self, adapter: Any, known_keys: Sequence[StockKey]) -> None:
+    def test_describe_returns_variant_info(
+        self, adapter: Any, known_keys: Sequence[StockKey]
+    ) -> None:
         info = adapter.describe([known_keys[0].variant_id])
         assert isinstance(info, Mapping)
 

@@ -153,7 +153,12 @@ class Worker:
             conn.execute(sa.update(restocks).where(restocks.c.id == row.id).values(**values))
         log.info(
             "restock %s (%s from %s): wave %s released %s subscribers (available %s)",
-            row.id, key, row.source, row.waves + 1, released, quantity,
+            row.id,
+            key,
+            row.source,
+            row.waves + 1,
+            released,
+            quantity,
         )
 
     def _unreleased(self, row: Any) -> Any:
@@ -306,13 +311,24 @@ class Worker:
             if r.status != "pending":
                 cancelled.append(r.delivery_id)
             else:
-                live.append((r.delivery_id, r.delivery_attempts, row_to_subscription(r), r.delivery_provider))
+                live.append(
+                    (
+                        r.delivery_id,
+                        r.delivery_attempts,
+                        row_to_subscription(r),
+                        r.delivery_provider,
+                    )
+                )
         if cancelled:
             with self.app.engine.begin() as conn:
                 conn.execute(
                     sa.update(d)
                     .where(d.c.id.in_(cancelled), d.c.claim_token == token)
-                    .values(status="cancelled", lease_until=None, last_error="subscription no longer pending")
+                    .values(
+                        status="cancelled",
+                        lease_until=None,
+                        last_error="subscription no longer pending",
+                    )
                 )
         by_provider: dict[str, list[tuple[int, int, Subscription]]] = defaultdict(list)
         unroutable: list[tuple[int, int, Subscription]] = []
@@ -326,7 +342,13 @@ class Worker:
             self._record(
                 token,
                 "-",
-                [(sub, attempts, SendResult.retry(delivery_id, f"no provider serves {sub.channel}"))],
+                [
+                    (
+                        sub,
+                        attempts,
+                        SendResult.retry(delivery_id, f"no provider serves {sub.channel}"),
+                    )
+                ],
             )
         for provider_id, items in by_provider.items():
             instance = self.app.providers[provider_id]
@@ -375,10 +397,17 @@ class Worker:
         try:
             results = list(instance.obj.send(messages))
         except Exception as exc:  # the contract: anything raised is transient for the batch
-            log.warning("provider %s raised %s; %s messages will be retried", instance.id, exc, len(messages))
+            log.warning(
+                "provider %s raised %s; %s messages will be retried",
+                instance.id,
+                exc,
+                len(messages),
+            )
             reason = f"{type(exc).__name__}: {exc}"
             results = [SendResult.retry(m.delivery_id, reason) for m in messages]
-        self.app.metrics.send_seconds.labels(provider=instance.id).observe(time.perf_counter() - started)
+        self.app.metrics.send_seconds.labels(provider=instance.id).observe(
+            time.perf_counter() - started
+        )
         by_id: dict[int, SendResult] = {}
         for result in results:
             if isinstance(result, SendResult):
@@ -408,7 +437,9 @@ class Worker:
         sent, retry, failed, suppress = [], [], [], []
         for sub, attempts, result in outcomes:
             if result.outcome == Outcome.SENT:
-                sent.append({"did": result.delivery_id, "pmid": result.provider_message_id, "sid": sub.id})
+                sent.append(
+                    {"did": result.delivery_id, "pmid": result.provider_message_id, "sid": sub.id}
+                )
             elif result.outcome == Outcome.RETRY and attempts < self.settings.max_attempts:
                 delay = self._backoff(attempts, result.retry_after)
                 retry.append(
@@ -483,11 +514,19 @@ class Worker:
             metrics.deliveries.labels(provider=provider_id, outcome="failed").inc(len(failed))
         for sub, _, result in outcomes:
             if result.outcome == Outcome.SENT:
-                log.debug("delivery %s sent via %s (%s)", result.delivery_id, provider_id, result.provider_message_id)
+                log.debug(
+                    "delivery %s sent via %s (%s)",
+                    result.delivery_id,
+                    provider_id,
+                    result.provider_message_id,
+                )
             else:
                 log.info(
                     "delivery %s %s via %s: %s",
-                    result.delivery_id, result.outcome, provider_id, result.reason,
+                    result.delivery_id,
+                    result.outcome,
+                    provider_id,
+                    result.reason,
                     extra={"delivery_id": result.delivery_id},
                 )
         self._notify_outcomes(outcomes, {row["did"] for row in failed})
@@ -558,7 +597,9 @@ class Worker:
     def reconcile_due(self) -> None:
         now = time.monotonic()
         for instance in self.app.adapters.values():
-            interval = self.settings.reconcile_interval or getattr(instance.obj, "poll_interval", None)
+            interval = self.settings.reconcile_interval or getattr(
+                instance.obj, "poll_interval", None
+            )
             if not interval:
                 continue
             last = self.app._last_reconcile.get(instance.id)
@@ -583,7 +624,9 @@ class Worker:
                     )
                 ).scalar(),
                 conn.execute(
-                    sa.select(sa.func.min(restocks.c.next_wave_at)).where(restocks.c.status == "open")
+                    sa.select(sa.func.min(restocks.c.next_wave_at)).where(
+                        restocks.c.status == "open"
+                    )
                 ).scalar(),
             ]
         now = utcnow()

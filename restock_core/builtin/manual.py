@@ -54,7 +54,9 @@ class ManualAdapter:
     def describe(self, variant_ids: Sequence[str]) -> Mapping[str, VariantInfo]:
         if not self.options.url_template:
             return {}
-        return {v: VariantInfo(url=self.options.url_template.format(variant_id=v)) for v in variant_ids}
+        return {
+            v: VariantInfo(url=self.options.url_template.format(variant_id=v)) for v in variant_ids
+        }
 
 
 @hookimpl

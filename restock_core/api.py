@@ -1,0 +1,348 @@
+"""The HTTP API (FastAPI). Endpoints are plain `def`s: FastAPI runs them in its thread pool
+and the App underneath is synchronous, like the worker."""
+
+from __future__ import annotations
+
+import hmac
+import html
+import logging
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .app import App
+from .db import deliveries, utcnow
+from .errors import RestockError
+from .models import Subscription
+
+log = logging.getLogger("restock.api")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return JSONResponse({"error": body}, status_code=status)
+
+
+class BodyLimit:
+    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_big = JSONResponse(
+            {"error": {"code": "too_large", "message": f"request body is over {self.limit} bytes"}},
+            status_code=413,
+        )
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await too_big(scope, receive, send)
+            return
+        seen = 0
+        limit = self.limit
+
+        async def counted() -> MutableMapping[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await too_big(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant_id: str = Field(min_length=1, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    channel: Literal["email", "sms"] | None = None
+    scope: str | None = Field(default=None, min_length=1, max_length=255)
+    source: str | None = None
+    customer_id: str | None = Field(default=None, max_length=255)
+    product_id: str | None = Field(default=None, max_length=255)
+    locale: str | None = Field(default=None, max_length=35)
+    product_title: str | None = Field(default=None, max_length=500)
+    variant_title: str | None = Field(default=None, max_length=500)
+    url: str | None = Field(default=None, max_length=2000)
+    attributes: dict[str, Any] | None = None
+
+
+class StockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: int = Field(ge=0)
+    scope: str | None = Field(default=None, min_length=1, max_length=255)
+    source: str | None = None
+
+
+def subscription_json(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "variant_id": sub.variant_id,
+        "scope": sub.scope,
+        "source": sub.source,
+        "channel": str(sub.channel),
+        "email": sub.email,
+        "phone": sub.phone,
+        "status": str(sub.status),
+        "customer_id": sub.customer_id,
+        "product_id": sub.product_id,
+        "locale": sub.locale,
+        "product_title": sub.product_title,
+        "variant_title": sub.variant_title,
+        "url": sub.url,
+        "attributes": dict(sub.attributes),
+        "created_at": sub.created_at.isoformat(),
+        "notified_at": sub.notified_at.isoformat() if sub.notified_at else None,
+        "failed_reason": sub.failed_reason,
+    }
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<meta name='viewport' content='width=device-width'></head>"
+        f"<body style='font-family:sans-serif;max-width:32em;margin:3em auto'>{body}</body></html>"
+    )
+
+
+class QueueCollector:
+    """Live queue figures for /metrics, read from the database at scrape time."""
+
+    def __init__(self, app: App):
+        self.app = app
+
+    def collect(self) -> Any:
+        depth = GaugeMetricFamily("restock_queue_depth", "Deliveries by status", labels=["status"])
+        oldest = GaugeMetricFamily(
+            "restock_oldest_queued_age_seconds", "Age of the oldest queued delivery"
+        )
+        subs = GaugeMetricFamily(
+            "restock_subscriptions", "Subscriptions by status", labels=["status"]
+        )
+        try:
+            counts = self.app.counts()
+            with self.app.engine.connect() as conn:
+                first = conn.execute(
+                    sa.select(sa.func.min(deliveries.c.created_at)).where(
+                        deliveries.c.status == "queued"
+                    )
+                ).scalar()
+        except Exception:  # a scrape must not fail because the database blinked
+            return []
+        for status, count in counts.get("deliveries", {}).items():
+            depth.add_metric([status], count)
+        for status, count in counts.get("subscriptions", {}).items():
+            subs.add_metric([status], count)
+        oldest.add_metric([], (utcnow() - first).total_seconds() if first else 0.0)
+        return [depth, oldest, subs]
+
+
+def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
+    """Build the FastAPI application for `app`; with `run_worker`, the worker runs in a
+    background thread of the same process (`restock serve`, the embedded default)."""
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        thread = None
+        if run_worker:
+            worker = app.worker()
+            thread = threading.Thread(
+                target=worker.run, args=(stop,), name="restock-worker", daemon=True
+            )
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            app.wake_event.set()
+            if thread is not None:
+                thread.join(timeout=10)
+
+    api = FastAPI(
+        title="restock",
+        version="0.1.0",
+        description="Back-in-stock notifications: sign-up, unsubscribe, stock updates, admin reads.",
+        lifespan=lifespan,
+    )
+    api.state.restock = app
+    if not getattr(app.metrics, "queue_collector", None):
+        app.metrics.queue_collector = QueueCollector(app)
+        app.metrics.registry.register(app.metrics.queue_collector)
+
+    @api.exception_handler(RestockError)
+    async def restock_error(request: Request, exc: RestockError) -> JSONResponse:
+        status = exc.status_code if 400 <= exc.status_code < 500 else 502
+        if exc.status_code >= 500:
+            log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
+        return JSONResponse(exc.to_dict(), status_code=status)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(loc) or None
+        if first.get("type") == "json_invalid":
+            return error_response(400, "malformed", "request body is not valid JSON")
+        if first.get("type") == "extra_forbidden":
+            return error_response(422, "invalid", f"unknown field {field!r}", field)
+        message = first.get("msg", "invalid request")
+        if field:
+            message = f"{field}: {message}"
+        return error_response(422, "invalid", message, field)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail))
+
+    @api.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; the request was not applied")
+
+    def require_admin(request: Request) -> None:
+        key = app.settings.admin_api_key
+        if key is None:
+            raise StarletteHTTPException(
+                403, "admin routes are disabled: set admin_api_key in [restock]"
+            )
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.encode(), key.value.encode()
+        ):
+            raise StarletteHTTPException(
+                401, "missing or wrong admin API key (Authorization: Bearer <key>)"
+            )
+
+    admin = [Depends(require_admin)]
+
+    @api.post("/subscriptions", status_code=201, tags=["sign-up"])
+    def create_subscription(body: SubscriptionIn) -> JSONResponse:
+        """Sign up for a sold-out variant: 201 new, 200 existing, 409 in stock, 422 invalid."""
+        result = app.subscribe(**body.model_dump())
+        return JSONResponse(
+            subscription_json(result.subscription), status_code=201 if result.created else 200
+        )
+
+    @api.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"])
+    def unsubscribe_page(token: str) -> HTMLResponse:
+        """Confirmation page: link scanners that GET every URL must not unsubscribe anyone."""
+        sub = app.get_subscription(app.signer.verify(token))
+        if sub.status != "pending":
+            return _page(
+                "Unsubscribed", "<p>You will not receive more messages about this item.</p>"
+            )
+        return _page(
+            "Unsubscribe",
+            "<p>Stop the back-in-stock message for this item?</p>"
+            f"<form method='post' action='/unsubscribe/{html.escape(token)}'>"
+            "<button type='submit'>Unsubscribe</button></form>",
+        )
+
+    @api.post("/unsubscribe/{token}", tags=["unsubscribe"])
+    def unsubscribe(token: str, request: Request) -> Response:
+        """One-click unsubscribe (RFC 8058 `List-Unsubscribe=One-Click`) and the form above."""
+        sub = app.unsubscribe(token)
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"id": sub.id, "status": str(sub.status)})
+        return _page(
+            "Unsubscribed",
+            "<p>You are unsubscribed. You will not hear from us about this item.</p>",
+        )
+
+    @api.put("/stock/{variant_id}", dependencies=admin, tags=["stock"])
+    def put_stock(variant_id: str, body: StockIn) -> dict[str, Any]:
+        """Set stock for the built-in `manual` source; a restock notifies subscribers."""
+        result = app.set_stock(variant_id, body.quantity, scope=body.scope, source=body.source)
+        return {
+            "variant_id": variant_id,
+            "scope": body.scope or "default",
+            "quantity": body.quantity,
+            "applied": result.applied == 1,
+            "restocks_opened": list(result.restocks_opened),
+        }
+
+    @api.get("/subscriptions", dependencies=admin, tags=["admin"])
+    def list_subscriptions(
+        variant_id: str | None = None,
+        scope: str | None = None,
+        status: str | None = None,
+        limit: int = Query(50, ge=1, le=1000),
+        after: int | None = Query(None, ge=0),
+    ) -> dict[str, Any]:
+        page = app.list_subscriptions(
+            variant_id=variant_id, scope=scope, status=status, limit=limit, after=after
+        )
+        return {"items": [subscription_json(s) for s in page.items], "next_after": page.next_after}
+
+    @api.get("/subscriptions/{subscription_id}", dependencies=admin, tags=["admin"])
+    def get_subscription(subscription_id: int) -> dict[str, Any]:
+        return subscription_json(app.get_subscription(subscription_id))
+
+    @api.get("/health", tags=["ops"])
+    def health() -> JSONResponse:
+        try:
+            with app.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": str(exc)[:200]}, status_code=503
+            )
+        return JSONResponse({"status": "ok"})
+
+    @api.get("/metrics", tags=["ops"])
+    def metrics() -> Response:
+        return Response(
+            generate_latest(app.metrics.registry), media_type="text/plain; version=0.0.4"
+        )
+
+    for instance in app.instances:
+        routes = getattr(instance.obj, "routes", None)
+        if callable(routes):
+            router = routes(app)
+            if router is not None:
+                api.include_router(router, prefix=f"/{instance.id}", tags=[instance.id])
+
+    def register(prefix: str, router: APIRouter) -> None:
+        api.include_router(router, prefix="/" + prefix.strip("/"))
+
+    app.registry.pm.hook.register_routes(register=register, app=app)
+
+    api.add_middleware(BodyLimit, limit=app.settings.max_body_bytes)
+    return api
