@@ -131,8 +131,8 @@ class FakeHTTPServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def queue(
         self, reply: Reply, *, times: int = 1, when: Callable[[RecordedRequest], bool] | None = None

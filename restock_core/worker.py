@@ -434,7 +434,10 @@ class Worker:
         now = utcnow()
         d = deliveries
         s = subscriptions
-        sent, retry, failed, suppress = [], [], [], []
+        sent: list[dict[str, Any]] = []
+        retry: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        suppress: list[tuple[Channel, str, str]] = []
         for sub, attempts, result in outcomes:
             if result.outcome == Outcome.SENT:
                 sent.append(
@@ -512,7 +515,7 @@ class Worker:
             metrics.deliveries.labels(provider=provider_id, outcome="retry").inc(len(retry))
         if failed:
             metrics.deliveries.labels(provider=provider_id, outcome="failed").inc(len(failed))
-        for sub, _, result in outcomes:
+        for _sub, _, result in outcomes:
             if result.outcome == Outcome.SENT:
                 log.debug(
                     "delivery %s sent via %s (%s)",
