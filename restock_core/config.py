@@ -43,7 +43,7 @@ class ReleasePolicy:
     @per_unit.validator
     def _check_per_unit(self, attribute: Any, value: int | None) -> None:
         if value is not None and value < 1:
-            raise ValueError(f"must be at least 1 or unset, got {value}")
+            raise ValueError(f"per_unit must be at least 1 or unset, got {value}")
 
 
 @attrs.frozen
@@ -147,7 +147,9 @@ def _structure_value(value: Any, tp: Any) -> Any:
     """Structure strictly: cattrs happily turns 5 into "5"; configs should not."""
     if tp is Any:
         return value
-    if _is_secret_type(tp) and isinstance(value, str):
+    if tp is Secret:
+        if not isinstance(value, str):
+            raise TypeError("not a string")
         return Secret(value)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

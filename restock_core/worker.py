@@ -422,7 +422,7 @@ class Worker:
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         if retry_after is not None and retry_after >= 0:
-            delay = retry_after + random.uniform(0, min(1.0, retry_after * 0.1 + 0.05))
+            delay = retry_after + random.uniform(0, min(1.0, retry_after * 0.1))
         else:
             base = self.settings.retry_base * (2 ** max(0, attempts - 1))
             delay = random.uniform(base / 2, base)  # "equal jitter"
