@@ -190,12 +190,8 @@ def plugins(ctx: Context, as_json: bool) -> None:
     registry = PluginRegistry()
     rows = registry.describe()
     configured: dict[str, list[str]] = {}
-    try:
-        config = load_config(ctx.config_path)
-        for entry in config.plugins:
-            configured.setdefault(entry.resolve, []).append(entry.id)
-    except ConfigError:
-        pass
+    for entry in load_config(ctx.config_path).plugins:
+        configured.setdefault(entry.resolve, []).append(entry.id)
     for row in rows:
         row["configured as"] = ", ".join(configured.get(str(row["name"]), [])) or None
     if as_json:
