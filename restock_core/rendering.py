@@ -3,14 +3,20 @@ any of them by file name."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from .models import Channel, Message, Subscription, VariantInfo
 
 TEMPLATE_NAME = "restock"
+# Rendered once per distinct variant/locale/... and reused for every subscriber: only the
+# unsubscribe link differs, so it is rendered as this marker and swapped in afterwards.
+_LINK = "RESTOCKUNSUBSCRIBELINKf9d1c2"
+_CACHE_SIZE = 2048
 
 
 class Renderer:
@@ -29,6 +35,25 @@ class Renderer:
         self._text = self.env.get_template("restock_email.txt")
         self._html = self.env.get_template("restock_email.html")
         self._sms = self.env.get_template("restock_sms.txt")
+        self._cache: dict[str, tuple[str, str | None, str | None]] = {}
+
+    def _rendered(self, channel: Channel, data: dict[str, Any]) -> tuple[str, str | None, str | None]:
+        """(text, subject, html) with the link marker in place of the unsubscribe URL."""
+        key = channel + json.dumps(data, sort_keys=True, default=str)
+        found = self._cache.get(key)
+        if found is None:
+            if channel == Channel.SMS:
+                found = (self._sms.render(data).strip(), None, None)
+            else:
+                found = (
+                    self._text.render(data),
+                    " ".join(self._subject.render(data).split()),
+                    self._html.render(data),
+                )
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
 
     @staticmethod
     def template_data(
@@ -62,13 +87,16 @@ class Renderer:
         unsubscribe_url: str,
         unsubscribe_post_url: str,
     ) -> Message:
-        data = self.template_data(subscription, info, unsubscribe_url)
+        data = self.template_data(subscription, info, _LINK)
+        text, subject, html = self._rendered(subscription.channel, data)
+        text = text.replace(_LINK, unsubscribe_url)
+        data["unsubscribe_url"] = unsubscribe_url
         if subscription.channel == Channel.SMS:
             return Message(
                 delivery_id=delivery_id,
                 channel=Channel.SMS,
                 to=subscription.contact,
-                text=self._sms.render(data).strip(),
+                text=text,
                 unsubscribe_url=unsubscribe_url,
                 template=TEMPLATE_NAME,
                 variant_id=subscription.variant_id,
@@ -81,9 +109,9 @@ class Renderer:
             delivery_id=delivery_id,
             channel=Channel.EMAIL,
             to=subscription.contact,
-            subject=" ".join(self._subject.render(data).split()),
-            text=self._text.render(data),
-            html=self._html.render(data),
+            subject=(subject or "").replace(_LINK, unsubscribe_url),
+            text=text,
+            html=(html or "").replace(_LINK, str(markupsafe.escape(unsubscribe_url))),
             unsubscribe_url=unsubscribe_url,
             template=TEMPLATE_NAME,
             variant_id=subscription.variant_id,
