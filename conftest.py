@@ -48,6 +48,16 @@ def database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'restock.db'}"
         return
+    yield from _fresh_schema(_pg_state)
+
+
+@pytest.fixture
+def postgres_url(_pg_state: str | None) -> Iterator[str]:
+    """A fresh PostgreSQL schema, for tests that only make sense there (several workers)."""
+    yield from _fresh_schema(_pg_state)
+
+
+def _fresh_schema(_pg_state: str | None) -> Iterator[str]:
     if _pg_state is not None:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required in CI and is not reachable: {_pg_state}")

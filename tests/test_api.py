@@ -47,9 +47,14 @@ def test_bad_sign_up_gets_4xx_json_naming_the_field(client, payload, status, fie
 
 
 def test_malformed_and_oversized_bodies(client) -> None:
-    bad = client.post("/subscriptions", content=b'{"variant_id": ', headers={"content-type": "application/json"})
+    bad = client.post(
+        "/subscriptions", content=b'{"variant_id": ', headers={"content-type": "application/json"}
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "malformed"
-    big = client.post("/subscriptions", json={"variant_id": "v1", "email": "a@example.com", "attributes": {"x": "y" * 5000}})
+    big = client.post(
+        "/subscriptions",
+        json={"variant_id": "v1", "email": "a@example.com", "attributes": {"x": "y" * 5000}},
+    )
     assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
     assert client.restock.list_subscriptions().items == ()
 
@@ -62,15 +67,28 @@ def test_in_stock_is_409(client) -> None:
 
 def test_admin_routes_need_the_key(client) -> None:
     assert client.put("/stock/v1", json={"quantity": 1}).status_code == 401
-    assert client.put("/stock/v1", json={"quantity": 1}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        client.put(
+            "/stock/v1", json={"quantity": 1}, headers={"Authorization": "Bearer wrong"}
+        ).status_code
+        == 401
+    )
     assert client.get("/subscriptions").status_code == 401
     assert client.get("/subscriptions/1").json()["error"]["code"] == "unauthorized"
 
 
 def test_stock_put_validation(client) -> None:
-    assert client.put("/stock/v1", json={"quantity": -1}, headers=ADMIN).json()["error"]["field"] == "quantity"
+    assert (
+        client.put("/stock/v1", json={"quantity": -1}, headers=ADMIN).json()["error"]["field"]
+        == "quantity"
+    )
     assert client.put("/stock/v1", json={"quantity": "many"}, headers=ADMIN).status_code == 422
-    assert client.put("/stock/v1", json={"quantity": 1, "source": "shopify"}, headers=ADMIN).json()["error"]["field"] == "source"
+    assert (
+        client.put("/stock/v1", json={"quantity": 1, "source": "shopify"}, headers=ADMIN).json()[
+            "error"
+        ]["field"]
+        == "source"
+    )
 
 
 def test_restock_through_http_notifies(client) -> None:
@@ -78,7 +96,9 @@ def test_restock_through_http_notifies(client) -> None:
     response = client.put("/stock/v1", json={"quantity": 2}, headers=ADMIN)
     assert response.json()["restocks_opened"]
     client.restock.worker().drain()
-    listing = client.get("/subscriptions", params={"variant_id": "v1", "status": "notified"}, headers=ADMIN).json()
+    listing = client.get(
+        "/subscriptions", params={"variant_id": "v1", "status": "notified"}, headers=ADMIN
+    ).json()
     assert [item["email"] for item in listing["items"]] == ["a@example.com"]
     assert listing["items"][0]["notified_at"]
 
@@ -90,7 +110,9 @@ def test_admin_reads_paginate_and_404(client) -> None:
     assert len(page["items"]) == 2 and page["next_after"]
     rest = client.get("/subscriptions", params={"after": page["next_after"]}, headers=ADMIN).json()
     assert len(rest["items"]) == 1 and rest["next_after"] is None
-    assert client.get("/subscriptions", params={"status": "bogus"}, headers=ADMIN).status_code == 422
+    assert (
+        client.get("/subscriptions", params={"status": "bogus"}, headers=ADMIN).status_code == 422
+    )
     assert client.get("/subscriptions", params={"limit": 0}, headers=ADMIN).status_code == 422
     missing = client.get("/subscriptions/999999", headers=ADMIN)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

@@ -62,7 +62,9 @@ def test_plugins_lists_built_ins(run) -> None:
 
 def test_config_errors_are_one_line(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text('[[plugins]]\nresolve = "logger"\noptions = { colour = "red" }\n[[plugins]]\nresolve = "manual"\n')
+    config.write_text(
+        '[[plugins]]\nresolve = "logger"\noptions = { colour = "red" }\n[[plugins]]\nresolve = "manual"\n'
+    )
     result = CliRunner().invoke(main, ["--config", str(config), "subscriptions"])
     assert result.exit_code == 2
     assert "error: configuration: plugin 'logger', option 'colour'" in result.output

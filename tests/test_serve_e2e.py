@@ -39,13 +39,20 @@ def test_serve_signup_restock_notifies_once(tmp_path: Path, database_url: str) -
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _up(base), timeout=20)
-        created = httpx.post(f"{base}/subscriptions", json={"variant_id": "v1", "email": "ada@example.com"})
+        created = httpx.post(
+            f"{base}/subscriptions", json={"variant_id": "v1", "email": "ada@example.com"}
+        )
         assert created.status_code == 201
         sub_id = created.json()["id"]
         started = time.monotonic()
-        stock = httpx.put(f"{base}/stock/v1", json={"quantity": 1}, headers={"Authorization": "Bearer k"})
+        stock = httpx.put(
+            f"{base}/stock/v1", json={"quantity": 1}, headers={"Authorization": "Bearer k"}
+        )
         assert stock.status_code == 200 and stock.json()["restocks_opened"]
-        wait_for(lambda: "notification to=ada@example.com" in (tmp_path / "serve.log").read_text(), timeout=5)
+        wait_for(
+            lambda: "notification to=ada@example.com" in (tmp_path / "serve.log").read_text(),
+            timeout=5,
+        )
         elapsed = time.monotonic() - started
         print(f"stock update -> logger line: {elapsed * 1000:.0f} ms")
         read = httpx.get(f"{base}/subscriptions/{sub_id}", headers={"Authorization": "Bearer k"})
