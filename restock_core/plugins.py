@@ -114,24 +114,39 @@ class PluginInstance:
     KINDS: ClassVar[tuple[str, ...]] = ("provider", "inventory_adapter")
 
 
-def _distribution_of(plugin: object, pm: pluggy.PluginManager) -> tuple[str | None, str | None]:
-    for plug, dist in pm.list_plugin_distinfo():
-        if plug is plugin:
-            return dist.metadata["name"], dist.version
-    return None, None
-
-
 class PluginRegistry:
     """Loads entry points, collects factories and builds the configured instances."""
 
     def __init__(self, *, load_entry_points: bool = True, plugins: Iterable[object] = ()):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        #: entry point name -> why it could not be loaded
+        self.broken: dict[str, str] = {}
+        #: pluggy plugin name -> (distribution, version) for `restock plugins`
+        self.distributions: dict[str, tuple[str, str]] = {}
         if load_entry_points:
-            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            self._load_entry_points()
         for plugin in plugins:
             self.pm.register(plugin)
         self._factories: dict[str, Factory] | None = None
+
+    def _load_entry_points(self) -> None:
+        """Like pluggy's load_setuptools_entrypoints, but one broken plugin does not stop
+        the others: it is reported when (and only when) a config asks for it."""
+        for dist in list(importlib.metadata.distributions()):
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP or self.pm.get_plugin(ep.name) is not None:
+                    continue
+                if self.pm.is_blocked(ep.name):
+                    continue
+                try:
+                    plugin = ep.load()
+                    self.pm.register(plugin, name=ep.name)
+                except Exception as exc:
+                    self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
+                    log.warning("plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
+                    continue
+                self.distributions[ep.name] = (dist.metadata["name"], dist.version)
 
     def register(self, plugin: object, name: str | None = None) -> None:
         self.pm.register(plugin, name=name)
@@ -183,8 +198,7 @@ class PluginRegistry:
         """Rows for `restock plugins`: name, kind, distribution, version."""
         rows = []
         for factory in sorted(self.factories.values(), key=lambda f: (f.kind, f.name)):
-            plugin = self.pm.get_plugin(factory.plugin)
-            dist, version = _distribution_of(plugin, self.pm)
+            dist, version = self.distributions.get(factory.plugin, (None, None))
             rows.append(
                 {
                     "name": factory.name,
@@ -202,6 +216,12 @@ class PluginRegistry:
         factory = self.factories.get(entry.resolve)
         if factory is not None:
             return factory
+        if entry.resolve in self.broken:
+            raise ConfigError(
+                f"plugin {entry.resolve!r} is installed but failed to load: "
+                f"{self.broken[entry.resolve]}",
+                plugin=entry.id,
+            )
         installed = ", ".join(sorted(self.factories)) or "(none)"
         hint = ""
         if entry.resolve in FIRST_PARTY_EXTRAS:

@@ -37,7 +37,9 @@ class Renderer:
         self._sms = self.env.get_template("restock_sms.txt")
         self._cache: dict[str, tuple[str, str | None, str | None]] = {}
 
-    def _rendered(self, channel: Channel, data: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    def _rendered(
+        self, channel: Channel, data: dict[str, Any]
+    ) -> tuple[str, str | None, str | None]:
         """(text, subject, html) with the link marker in place of the unsubscribe URL."""
         key = channel + json.dumps(data, sort_keys=True, default=str)
         found = self._cache.get(key)

@@ -188,3 +188,20 @@ def test_release_overrides_per_plugin() -> None:
         build(
             {"plugins": [{"resolve": "logger"}, {"resolve": "manual", "release": {"per_unit": 0}}]}
         )
+
+
+def test_a_broken_installed_plugin_only_fails_when_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist = tmp_path / "restock_broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: restock-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[restock]\nbroken = restock_broken_missing_module\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = build({})  # the embedded default still works
+    assert "broken" in app.registry.broken
+    with pytest.raises(ConfigError) as caught:
+        build({"plugins": [{"resolve": "broken"}, {"resolve": "manual"}]})
+    assert "installed but failed to load" in str(caught.value) and "ModuleNotFoundError" in str(
+        caught.value
+    )
