@@ -59,6 +59,11 @@ class Reply:
 Handler = Callable[[RecordedRequest], Reply]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that time out and hang up are part of the tests, not errors."""
+
+
 class FakeHTTPServer:
     """A threaded HTTP server on 127.0.0.1 that records every request and answers through
     `handler` (or through replies queued with :meth:`queue`, which take precedence).
@@ -125,7 +130,7 @@ class FakeHTTPServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -197,3 +197,54 @@ def test_four_workers_share_one_fan_out_exactly_once(postgres_url: str, tmp_path
         app.close()
     counts = sent_counts(tmp_path)
     assert len(counts) == 10_000 and set(counts.values()) == {1}
+
+
+def test_flaky_sendgrid_still_delivers_everyone_once(make_app) -> None:
+    """A fake SendGrid failing 20% of requests (429 with Retry-After, 500, timeouts, resets):
+    every subscriber is delivered exactly once, through the real SDK."""
+    from restock_core.testing import FakeHTTPServer, Reply
+
+    rng = random.Random(20)
+    accepted: Counter = Counter()
+    failures: Counter = Counter()
+
+    def handler(request) -> Reply:
+        roll = rng.random()
+        if roll < 0.05:
+            failures["429"] += 1
+            return Reply(429, {"errors": [{"message": "too many"}]}, headers={"Retry-After": "1"})
+        if roll < 0.10:
+            failures["500"] += 1
+            return Reply(500, {"errors": [{"message": "boom"}]})
+        if roll < 0.15:
+            failures["timeout"] += 1
+            return Reply(500, delay=1.0)  # the client gives up first
+        if roll < 0.20:
+            failures["reset"] += 1
+            return Reply(reset=True)
+        for p in request.json["personalizations"]:
+            accepted[p["to"][0]["email"]] += 1
+        return Reply(202, None, headers={"X-Message-Id": f"m{len(accepted)}"})
+
+    with FakeHTTPServer(handler) as fake:
+        app = make_app(
+            {
+                "restock": {"retry_base": 0.05, "max_attempts": 50},
+                "plugins": [
+                    {
+                        "resolve": "sendgrid",
+                        "options": {
+                            "api_key": "SG.test", "from_email": "shop@example.com",
+                            "base_url": fake.url, "timeout": 0.3, "batch_size": 50,
+                        },
+                    },
+                    {"resolve": "manual"},
+                ],
+            }
+        )
+        seed(app, 2000)
+        app.set_stock("hot", 3)
+        worker = app.worker()
+        wait_for(lambda: worker.drain() >= 0 and pending(app) == 0, timeout=120, interval=0.05)
+    assert sum(failures.values()) > 0 and len(failures) == 4, failures
+    assert len(accepted) == 2000 and set(accepted.values()) == {1}
