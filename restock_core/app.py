@@ -49,6 +49,25 @@ log = logging.getLogger("restock")
 MAX_ID_LENGTH = 255
 WAKE_CHANNEL = "restock_wake"
 
+#: DeliveryEvent.event values that mean the message did not reach the person
+FAILURE_EVENTS = frozenset(
+    {
+        "bounce",
+        "bounced",
+        "dropped",
+        "spamreport",
+        "complaint",
+        "complained",
+        "unsubscribe",
+        "group_unsubscribe",
+        "opt_out",
+        "undelivered",
+        "failed",
+    }
+)
+#: values that confirm the message; anything else is ignored
+CONFIRMATION_EVENTS = frozenset({"delivered", "processed", "sent", "queued", "open", "click"})
+
 
 @attrs.frozen
 class SignUp:
@@ -688,10 +707,11 @@ class App:
     # ------------------------------------------------------------------ delivery events
 
     def handle_delivery_event(self, event: DeliveryEvent) -> bool:
-        """Apply a provider's status report (webhook). Returns False for a replay or an
-        unknown message. Bounces and opt-outs fail the subscription and suppress the contact."""
-        if event.event_id and self.seen_event(f"{event.provider}:events", event.event_id):
-            return False
+        """Apply a provider's status report (webhook). Returns False for a replay, an unknown
+        message or an event that changes nothing. Failure events (bounce, dropped, complaint,
+        opt-out, undelivered) fail the subscription and, unless `suppress=False`, block the
+        contact for that channel. The replay record and the change commit together, so a
+        failed update is not mistaken for a replay when the provider retries."""
         deliveries = db.deliveries
         query = sa.select(
             deliveries.c.id,
@@ -706,12 +726,32 @@ class App:
         else:
             return False
         with self.engine.begin() as conn:
+            if event.event_id:
+                fresh = conn.execute(
+                    self._insert(processed_events)
+                    .values(
+                        source=f"{event.provider}:events",
+                        event_id=event.event_id[:255],
+                        received_at=utcnow(),
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(processed_events.c.event_id)
+                ).first()
+                if fresh is None:
+                    return False
             row = conn.execute(query).first()
             if row is None:
                 return False
+            if event.recipient is not None and event.recipient.strip().lower() != row.contact:
+                log.warning(
+                    "%s event for delivery %s names another recipient; ignored",
+                    event.provider,
+                    row.id,
+                )
+                return False
             self.metrics.delivery_events.labels(provider=event.provider, event=event.event).inc()
-            if event.event in ("delivered", "processed", "sent", "queued", "open", "click"):
-                return True
+            if event.event not in FAILURE_EVENTS:
+                return event.event in CONFIRMATION_EVENTS
             reason = f"{event.provider} {event.event}" + (
                 f": {event.reason}" if event.reason else ""
             )
@@ -725,16 +765,17 @@ class App:
                 .where(deliveries.c.id == row.id)
                 .values(status="failed", last_error=reason[:1000])
             )
-            conn.execute(
-                self._insert(suppressions)
-                .values(
-                    channel=row.channel,
-                    contact=row.contact,
-                    reason=reason[:1000],
-                    created_at=utcnow(),
+            if event.suppress:
+                conn.execute(
+                    self._insert(suppressions)
+                    .values(
+                        channel=row.channel,
+                        contact=row.contact,
+                        reason=reason[:1000],
+                        created_at=utcnow(),
+                    )
+                    .on_conflict_do_nothing(index_elements=["channel", "contact"])
                 )
-                .on_conflict_do_nothing(index_elements=["channel", "contact"])
-            )
         return True
 
     # ------------------------------------------------------------------ worker

@@ -68,7 +68,7 @@ class Settings:
     release_batch_size: int = 1000
     poll_interval: float = 1.0  # seconds an idle worker waits before looking again
     reconcile_interval: float | None = None  # seconds; overrides adapters' own poll interval
-    max_body_bytes: int = 65536
+    max_body_bytes: int = 1_048_576  # providers' batched status webhooks can be large
     channels: dict[str, str] = attrs.field(factory=dict)  # channel -> provider instance id
     log_level: str = "INFO"
 

@@ -184,3 +184,8 @@ class DeliveryEvent:
     reason: str | None = None
     delivery_id: int | None = None
     event_id: str | None = None  # for replay protection
+    #: whether a failure event should block the contact for this channel from now on
+    #: (hard bounces and opt-outs: yes; a carrier's passing queue overflow: no)
+    suppress: bool = True
+    #: the address the provider reports; when given it must match the delivery's contact
+    recipient: str | None = None

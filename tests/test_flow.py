@@ -267,3 +267,65 @@ def test_worker_thread_delivers_promptly(make_app) -> None:
         stop.set()
         app.wake_event.set()
         thread.join(5)
+
+
+def test_delivery_events_fail_suppress_and_ignore_replays(make_app) -> None:
+    from restock_core.models import Channel, DeliveryEvent
+
+    plugin = ScriptedPlugin()
+    app = make_app(scripted_config(), plugins=[plugin])
+    for name in ("ann", "bob", "cy"):
+        app.subscribe("v1", email=f"{name}@example.com")
+    app.set_stock("v1", 1)
+    app.worker().drain()
+    with app.engine.connect() as conn:
+        ids = dict(
+            conn.execute(
+                sa.text(
+                    "select s.contact, d.id from deliveries d join subscriptions s on s.id = d.subscription_id"
+                )
+            ).all()
+        )
+    bounce = DeliveryEvent(
+        "scripted",
+        None,
+        "bounce",
+        reason="550 no such user",
+        delivery_id=ids["ann@example.com"],
+        event_id="e1",
+        recipient="ANN@example.com",
+    )
+    assert app.handle_delivery_event(bounce) is True
+    assert app.handle_delivery_event(bounce) is False  # replay
+    assert app.is_suppressed(Channel.EMAIL, "ann@example.com")
+    # a passing carrier problem fails the message but does not block the address
+    soft = DeliveryEvent(
+        "scripted", f"msg-{ids['bob@example.com']}", "undelivered", suppress=False, event_id="e2"
+    )
+    assert app.handle_delivery_event(soft) is True
+    assert not app.is_suppressed(Channel.EMAIL, "bob@example.com")
+    # another installation's event (recipient differs) and unknown events change nothing
+    foreign = DeliveryEvent(
+        "scripted", None, "bounce", delivery_id=ids["cy@example.com"], recipient="x@example.com"
+    )
+    assert app.handle_delivery_event(foreign) is False
+    assert (
+        app.handle_delivery_event(
+            DeliveryEvent("scripted", None, "deferred", delivery_id=ids["cy@example.com"])
+        )
+        is False
+    )
+    assert (
+        app.handle_delivery_event(
+            DeliveryEvent("scripted", None, "delivered", delivery_id=ids["cy@example.com"])
+        )
+        is True
+    )
+    assert statuses(app) == {
+        "ann@example.com": "failed",
+        "bob@example.com": "failed",
+        "cy@example.com": "notified",
+    }
+    assert "550 no such user" in (
+        app.list_subscriptions(contact="ann@example.com").items[0].failed_reason or ""
+    )

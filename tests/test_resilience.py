@@ -234,8 +234,11 @@ def test_flaky_sendgrid_still_delivers_everyone_once(make_app) -> None:
                     {
                         "resolve": "sendgrid",
                         "options": {
-                            "api_key": "SG.test", "from_email": "shop@example.com",
-                            "base_url": fake.url, "timeout": 0.3, "batch_size": 50,
+                            "api_key": "SG.test",
+                            "from_email": "shop@example.com",
+                            "base_url": fake.url,
+                            "timeout": 0.3,
+                            "batch_size": 50,
                         },
                     },
                     {"resolve": "manual"},

@@ -1,0 +1,245 @@
+"""End to end on SQLite and PostgreSQL: plugins.toml selecting sendgrid (pointed at the fake)
+and the manual stock source; sign-ups, a restock, the worker, SendGrid outages, and the signed
+Event Webhook mounted by the core API."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from restock_sendgrid.testing import SendGridFake
+
+from restock_core.api import create_api
+from restock_core.app import App
+from restock_core.models import Channel, SubscriptionStatus
+from restock_core.testing import wait_for
+
+API_KEY = "SG.contract-test.secret-key-do-not-log"
+
+
+def _config(fake: SendGridFake, **options: Any) -> dict[str, Any]:
+    return {
+        "restock": {"retry_base": 0.01, "public_url": "https://shop.example/restock"},
+        "plugins": [
+            {
+                "resolve": "sendgrid",
+                "options": {
+                    "api_key": API_KEY,
+                    "from_email": "shop@example.com",
+                    "from_name": "Example Shop",
+                    "categories": ["back-in-stock"],
+                    "base_url": fake.url,
+                    "timeout": 5,
+                    **options,
+                },
+            },
+            {"resolve": "manual"},
+        ],
+    }
+
+
+def _statuses(app: App, ids: list[int]) -> list[SubscriptionStatus]:
+    return [app.get_subscription(i).status for i in ids]
+
+
+@pytest.fixture
+def started_app(
+    make_app: Callable[..., App], sendgrid_fake: SendGridFake, sendgrid_plugins: list[Any]
+) -> Callable[..., App]:
+    def build(**options: Any) -> App:
+        return make_app(_config(sendgrid_fake, **options), plugins=sendgrid_plugins)
+
+    return build
+
+
+def test_restock_reaches_every_subscriber_once(
+    started_app: Callable[..., App], sendgrid_fake: SendGridFake
+) -> None:
+    app = started_app()
+    emails = ["ada@example.com", "grace@example.com", "linus@example.com"]
+    ids = [app.subscribe("shirt-m", email=e).subscription.id for e in emails]
+    app.set_stock("shirt-m", 5)
+    app.worker().drain()
+
+    (request,) = sendgrid_fake.requests
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    body = request.json
+    assert len(body["personalizations"]) == 3
+    assert body["categories"] == ["back-in-stock"]
+    assert body["from"] == {"email": "shop@example.com", "name": "Example Shop"}
+    assert sorted(sendgrid_fake.received()) == sorted(emails)
+    assert _statuses(app, ids) == [SubscriptionStatus.NOTIFIED] * 3
+    for delivered in sendgrid_fake.delivered:
+        # the real per-subscriber link, in the body and in the one-click headers
+        sub_id = int(delivered.custom_args["subscription_id"])
+        link = app.unsubscribe_url(sub_id)
+        assert link in (delivered.text or "")
+        assert delivered.headers["List-Unsubscribe"] == f"<{link}>"
+        assert delivered.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # nothing more to send
+    app.worker().drain()
+    assert len(sendgrid_fake.requests) == 1
+
+
+def test_outage_then_recovery_delivers_everyone_exactly_once(
+    started_app: Callable[..., App], sendgrid_fake: SendGridFake
+) -> None:
+    app = started_app()
+    emails = [f"shopper{i}@example.com" for i in range(6)]
+    ids = [app.subscribe("hat", email=e).subscription.id for e in emails]
+    sendgrid_fake.server_error()
+    app.set_stock("hat", 3)
+    worker = app.worker()
+    worker.drain()
+    assert sendgrid_fake.requests, "the worker tried SendGrid"
+    assert sendgrid_fake.received() == []
+    assert _statuses(app, ids) == [SubscriptionStatus.PENDING] * 6
+
+    sendgrid_fake.accept()
+
+    def everyone_notified() -> bool:
+        worker.drain()
+        return _statuses(app, ids) == [SubscriptionStatus.NOTIFIED] * 6
+
+    wait_for(everyone_notified, timeout=30)
+    assert Counter(sendgrid_fake.received()) == Counter(emails)  # each exactly once
+    worker.drain()
+    assert Counter(sendgrid_fake.received()) == Counter(emails)
+
+
+def test_template_mode_end_to_end(
+    started_app: Callable[..., App], sendgrid_fake: SendGridFake
+) -> None:
+    app = started_app(template_id="d-restock0001")
+    ids = [
+        app.subscribe("shoe", email=e, product_title="Runner", variant_title="42").subscription.id
+        for e in ("a@example.com", "b@example.com")
+    ]
+    app.set_stock("shoe", 2)
+    app.worker().drain()
+    (request,) = sendgrid_fake.requests
+    body = request.json
+    assert body["template_id"] == "d-restock0001"
+    for item in body["personalizations"]:
+        data = item["dynamic_template_data"]
+        assert data["name"] == "Runner - 42"
+        assert data["unsubscribe_url"].startswith("https://shop.example/restock/unsubscribe/")
+    assert _statuses(app, ids) == [SubscriptionStatus.NOTIFIED] * 2
+
+
+# --------------------------------------------------------------------------- event webhook
+
+
+def test_signed_event_webhook(
+    started_app: Callable[..., App],
+    sendgrid_fake: SendGridFake,
+    webhook_keys: Any,
+    sign_events: Callable[..., dict[str, str]],
+) -> None:
+    private, public_b64 = webhook_keys
+    app = started_app(webhook_public_key=public_b64)
+    emails = ["ok@example.com", "bounces@example.com", "spam@example.com"]
+    ids = {e: app.subscribe("scarf", email=e).subscription.id for e in emails}
+    app.set_stock("scarf", 10)
+    app.worker().drain()
+    assert _statuses(app, list(ids.values())) == [SubscriptionStatus.NOTIFIED] * 3
+    sent = {d.to: d for d in sendgrid_fake.delivered}
+
+    def event(to: str, kind: str, event_id: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "email": to,
+            "timestamp": 1700000000,
+            "event": kind,
+            "sg_event_id": event_id,
+            "sg_message_id": f"{sent[to].message_id}.filterdrecv-1.0",
+            **sent[to].custom_args,  # custom_args come back as top-level keys
+            **extra,
+        }
+
+    events = [
+        event("ok@example.com", "processed", "ev-1"),
+        event("ok@example.com", "delivered", "ev-2", response="250 OK"),
+        event(
+            "bounces@example.com",
+            "bounce",
+            "ev-3",
+            type="bounce",
+            reason="550 5.1.1 The email account does not exist",
+        ),
+        event("spam@example.com", "deferred", "ev-4", response="try later"),
+        {"email": "someone@else.example", "event": "bounce", "sg_event_id": "ev-5"},
+        "not an event",
+    ]
+    body = json.dumps(events).encode()
+
+    with TestClient(create_api(app)) as client:
+        # unsigned, wrongly signed, or signed for another body: refused, nothing changes
+        unsigned = client.post(
+            "/sendgrid/events", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert unsigned.status_code == 401
+        assert unsigned.json()["error"]["code"] == "bad_signature"
+        forged = sign_events(private, b"[]")
+        assert client.post("/sendgrid/events", content=body, headers=forged).status_code == 401
+        wrong = sign_events(private, body, timestamp="1700000000")
+        wrong["X-Twilio-Email-Event-Webhook-Timestamp"] = "1700000001"
+        assert client.post("/sendgrid/events", content=body, headers=wrong).status_code == 401
+        garbage = dict(sign_events(private, body))
+        garbage["X-Twilio-Email-Event-Webhook-Signature"] = "%%%not-base64"
+        assert client.post("/sendgrid/events", content=body, headers=garbage).status_code == 401
+        assert _statuses(app, list(ids.values())) == [SubscriptionStatus.NOTIFIED] * 3
+
+        # signed but not JSON / not an array
+        for bad in (b"{not json", b'{"event": "bounce"}'):
+            answer = client.post("/sendgrid/events", content=bad, headers=sign_events(private, bad))
+            assert answer.status_code == 400
+            assert answer.json()["error"]["code"] in ("invalid_json", "invalid")
+
+        answer = client.post("/sendgrid/events", content=body, headers=sign_events(private, body))
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"received": 6, "applied": 3, "ignored": 3}
+        bounced = app.get_subscription(ids["bounces@example.com"])
+        assert bounced.status == SubscriptionStatus.FAILED
+        assert "bounce" in (bounced.failed_reason or "")
+        assert app.is_suppressed(Channel.EMAIL, "bounces@example.com")
+        assert not app.is_suppressed(Channel.EMAIL, "ok@example.com")
+        assert app.get_subscription(ids["ok@example.com"]).status == SubscriptionStatus.NOTIFIED
+        assert app.get_subscription(ids["spam@example.com"]).status == SubscriptionStatus.NOTIFIED
+
+        # a replay (SendGrid retries, or an attacker resending a captured request) does nothing
+        again = client.post("/sendgrid/events", content=body, headers=sign_events(private, body))
+        assert again.json()["applied"] == 0
+
+        # spam report and unsubscribe suppress too
+        later = json.dumps(
+            [
+                event("spam@example.com", "spamreport", "ev-6"),
+                event("ok@example.com", "group_unsubscribe", "ev-7", asm_group_id=1),
+            ]
+        ).encode()
+        answer = client.post("/sendgrid/events", content=later, headers=sign_events(private, later))
+        assert answer.json()["applied"] == 2
+        assert app.is_suppressed(Channel.EMAIL, "spam@example.com")
+        assert app.is_suppressed(Channel.EMAIL, "ok@example.com")
+        # a suppressed address cannot sign up again
+        refused = client.post(
+            "/subscriptions", json={"variant_id": "other", "email": "spam@example.com"}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "suppressed"
+
+
+def test_webhook_without_a_key_refuses_everything(
+    started_app: Callable[..., App], webhook_keys: Any, sign_events: Callable[..., dict[str, str]]
+) -> None:
+    private, _ = webhook_keys
+    app = started_app()
+    body = b"[]"
+    with TestClient(create_api(app)) as client:
+        answer = client.post("/sendgrid/events", content=body, headers=sign_events(private, body))
+    assert answer.status_code == 401
+    assert "webhook_public_key" in answer.json()["error"]["message"]
