@@ -659,6 +659,25 @@ class App:
             ).first()
         return inserted is None
 
+    def pending_keys(self, source: str, variant_ids: Sequence[str]) -> list[StockKey]:
+        """The (variant, scope) pairs among `variant_ids` that have pending subscribers at
+        `source`: what an adapter should re-read when a platform event names variants."""
+        if not variant_ids:
+            return []
+        s = subscriptions
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(s.c.variant_id, s.c.scope)
+                .where(
+                    s.c.source == source,
+                    s.c.status == "pending",
+                    s.c.variant_id.in_(list(variant_ids)),
+                )
+                .group_by(s.c.variant_id, s.c.scope)
+                .order_by(s.c.variant_id, s.c.scope)
+            )
+            return [StockKey(v, scope) for v, scope in rows]
+
     # ------------------------------------------------------------------ variant info
 
     def describe(self, source: str, variant_ids: Sequence[str]) -> dict[str, VariantInfo | None]:

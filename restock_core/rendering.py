@@ -3,11 +3,11 @@ any of them by file name."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 import markupsafe
 
 from .models import Channel, Message, Subscription, VariantInfo
@@ -36,12 +36,24 @@ class Renderer:
         self._html = self.env.get_template("restock_email.html")
         self._sms = self.env.get_template("restock_sms.txt")
         self._cache: dict[str, tuple[str, str | None, str | None]] = {}
+        # the cache key holds only what the templates actually use, so per-subscriber data
+        # a template ignores (customer_id, attributes) does not defeat the cache
+        used: set[str] = set()
+        for name in (
+            "restock_email_subject.txt",
+            "restock_email.txt",
+            "restock_email.html",
+            "restock_sms.txt",
+        ):
+            source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+            used |= jinja2.meta.find_undeclared_variables(self.env.parse(source))
+        self._used = sorted(used - {"unsubscribe_url"})
 
     def _rendered(
         self, channel: Channel, data: dict[str, Any]
     ) -> tuple[str, str | None, str | None]:
         """(text, subject, html) with the link marker in place of the unsubscribe URL."""
-        key = channel + json.dumps(data, sort_keys=True, default=str)
+        key = channel + repr([data.get(name) for name in self._used])
         found = self._cache.get(key)
         if found is None:
             if channel == Channel.SMS:

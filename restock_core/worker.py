@@ -38,6 +38,10 @@ class ReconcileResult:
     errors: tuple[str, ...] = ()
 
 
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _now_param(value: datetime) -> Any:
     return sa.literal(value, UTCDateTime)
 
@@ -462,24 +466,30 @@ class Worker:
         with self.app.engine.begin() as conn:
             mine = sa.and_(d.c.id == sa.bindparam("did"), d.c.claim_token == token)
             if sent:
-                conn.execute(
-                    sa.update(d)
-                    .where(mine)
-                    .values(
-                        status="sent",
-                        provider=provider_id,
-                        provider_message_id=sa.bindparam("pmid"),
-                        sent_at=now,
-                        lease_until=None,
-                    ),
-                    sent,
-                )
-                conn.execute(
-                    sa.update(s)
-                    .where(s.c.id == sa.bindparam("sid"), s.c.status == "pending")
-                    .values(status="notified", notified_at=now, updated_at=now),
-                    [{"sid": row["sid"]} for row in sent],
-                )
+                # set-based: one UPDATE per provider message id (SendGrid gives one per
+                # request), instead of one statement per message
+                by_pmid: dict[str | None, list[int]] = defaultdict(list)
+                for row in sent:
+                    by_pmid[row["pmid"]].append(row["did"])
+                for pmid, ids in by_pmid.items():
+                    for chunk in _chunks(ids, 900):
+                        conn.execute(
+                            sa.update(d)
+                            .where(d.c.id.in_(chunk), d.c.claim_token == token)
+                            .values(
+                                status="sent",
+                                provider=provider_id,
+                                provider_message_id=pmid,
+                                sent_at=now,
+                                lease_until=None,
+                            )
+                        )
+                for chunk in _chunks([row["sid"] for row in sent], 900):
+                    conn.execute(
+                        sa.update(s)
+                        .where(s.c.id.in_(chunk), s.c.status == "pending")
+                        .values(status="notified", notified_at=now, updated_at=now)
+                    )
             if retry:
                 conn.execute(
                     sa.update(d)
