@@ -308,6 +308,7 @@ class App:
         if kind not in self.routing:
             raise ValidationError(f"no configured provider sends {kind} messages", field="channel")
         adapter = self.adapter_instance(source)
+        variant_id = self._normalized_variant(adapter, variant_id)
         customer_id = _optional_text(customer_id, "customer_id", 255)
         product_id = _optional_text(product_id, "product_id", 255)
         locale = _optional_text(locale, "locale", 35)
@@ -390,6 +391,18 @@ class App:
         self.metrics.signups.labels(channel=str(kind)).inc()
         self.notify_observers("subscription_created", subscription=created)
         return SignUp(created, created=True)
+
+    @staticmethod
+    def _normalized_variant(adapter: PluginInstance, variant_id: str) -> str:
+        """Let the adapter spell ids its way (Shopify: "123" -> its gid), so sign-ups from
+        any surface match what its webhooks and polls report."""
+        normalize = getattr(adapter.obj, "normalize_variant_id", None)
+        if not callable(normalize):
+            return variant_id
+        try:
+            return _check_id(normalize(variant_id), "variant_id")
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="variant_id") from None
 
     def _insert(self, table: sa.Table) -> Any:
         if self.is_postgres:
@@ -541,64 +554,118 @@ class App:
     def record_stock(self, source: str, updates: Sequence[StockUpdate]) -> StockResult:
         """Record what a platform said about stock. Older observations than the stored one
         are dropped; a move to at-or-above `inventory_required` with pending subscribers
-        opens a restock (released after `trigger_delay`)."""
+        opens a restock (released after `trigger_delay`). One batch is one transaction with
+        one read of the stored rows, so a reconciliation pass over thousands of keys is cheap."""
         if source not in self.adapters:
             raise ValidationError(f"unknown source {source!r}", field="source")
+        if not updates:
+            return StockResult(0, 0, ())
         required = self.settings.inventory_required
         applied = stale = 0
         opened: list[int] = []
         now = utcnow()
+        keys = sorted({(u.key.variant_id, u.key.scope) for u in updates})
         with self.engine.begin() as conn:
-            for update in updates:
-                key = update.key
-                where = (
-                    (stock.c.source == source)
-                    & (stock.c.variant_id == key.variant_id)
-                    & (stock.c.scope == key.scope)
-                )
-                query = sa.select(stock.c.quantity, stock.c.observed_at).where(where)
-                if self.is_postgres:
-                    # make the row exist, then lock it: concurrent updates of one key queue up
-                    conn.execute(
-                        self._insert(stock)
-                        .values(
-                            source=source,
-                            variant_id=key.variant_id,
-                            scope=key.scope,
-                            quantity=None,
-                            observed_at=datetime.min.replace(tzinfo=now.tzinfo),
-                            updated_at=now,
-                        )
-                        .on_conflict_do_nothing()
+            if self.is_postgres:
+                # make the rows exist, then lock them in key order: concurrent batches
+                # touching the same keys queue up instead of deadlocking
+                placeholder = datetime.min.replace(tzinfo=now.tzinfo)
+                conn.execute(
+                    self._insert(stock)
+                    .values(
+                        [
+                            {
+                                "source": source,
+                                "variant_id": v,
+                                "scope": sc,
+                                "quantity": None,
+                                "observed_at": placeholder,
+                                "updated_at": now,
+                            }
+                            for v, sc in keys
+                        ]
                     )
+                    .on_conflict_do_nothing()
+                )
+            current: dict[tuple[str, str], tuple[int | None, datetime]] = {}
+            for chunk_start in range(0, len(keys), 500):
+                chunk = keys[chunk_start : chunk_start + 500]
+                query = (
+                    sa.select(
+                        stock.c.variant_id, stock.c.scope, stock.c.quantity, stock.c.observed_at
+                    )
+                    .where(
+                        stock.c.source == source,
+                        sa.tuple_(stock.c.variant_id, stock.c.scope).in_(chunk),
+                    )
+                    .order_by(stock.c.variant_id, stock.c.scope)
+                )
+                if self.is_postgres:
                     query = query.with_for_update()
-                current = conn.execute(query).first()
-                if current is not None and current.observed_at >= update.observed_at:
+                for v, sc, quantity, observed in conn.execute(query):
+                    current[(v, sc)] = (quantity, observed)
+            inserts: list[dict[str, Any]] = []
+            changes: dict[tuple[str, str], dict[str, Any]] = {}
+            rising: dict[tuple[str, str], int] = {}
+            for update in updates:
+                key = (update.key.variant_id, update.key.scope)
+                known = current.get(key)
+                if known is not None and known[1] >= update.observed_at:
                     stale += 1
-                    self.metrics.stock_updates.labels(result="stale").inc()
                     continue
-                values = {
-                    "quantity": update.available,
-                    "observed_at": update.observed_at,
-                    "updated_at": now,
-                }
-                if current is None:
-                    conn.execute(
-                        sa.insert(stock).values(
-                            source=source, variant_id=key.variant_id, scope=key.scope, **values
-                        )
+                applied += 1
+                if known is None and key not in changes:
+                    inserts.append(
+                        {
+                            "source": source,
+                            "variant_id": key[0],
+                            "scope": key[1],
+                            "quantity": update.available,
+                            "observed_at": update.observed_at,
+                            "updated_at": now,
+                        }
                     )
                 else:
-                    conn.execute(sa.update(stock).where(where).values(**values))
-                applied += 1
-                self.metrics.stock_updates.labels(result="applied").inc()
-                if update.available is None or update.available < required:
-                    continue
-                restock_id = self._open_restock(conn, source, key, update.available, now)
+                    changes[key] = {
+                        "v": key[0],
+                        "sc": key[1],
+                        "q": update.available,
+                        "o": update.observed_at,
+                    }
+                current[key] = (update.available, update.observed_at)
+                if update.available is not None and update.available >= required:
+                    rising[key] = update.available
+                else:
+                    rising.pop(key, None)
+            if inserts:
+                conn.execute(sa.insert(stock), inserts)
+            if changes:
+                conn.execute(
+                    sa.update(stock)
+                    .where(
+                        stock.c.source == source,
+                        stock.c.variant_id == sa.bindparam("v"),
+                        stock.c.scope == sa.bindparam("sc"),
+                    )
+                    .values(
+                        quantity=sa.bindparam("q"),
+                        observed_at=sa.bindparam("o", type_=db.UTCDateTime),
+                        updated_at=now,
+                    ),
+                    list(changes.values()),
+                )
+            for (variant_id, scope), quantity in rising.items():
+                restock_id = self._open_restock(
+                    conn, source, StockKey(variant_id, scope), quantity, now
+                )
                 if restock_id is not None:
                     opened.append(restock_id)
             if opened:
                 self.wake(conn)
+        if stale:
+            self.metrics.stock_updates.labels(result="stale").inc(stale)
+        if applied:
+            self.metrics.stock_updates.labels(result="applied").inc(applied)
         if opened:
             self.metrics.restocks.inc(len(opened))
         return StockResult(applied, stale, tuple(opened))

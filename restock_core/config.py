@@ -7,10 +7,11 @@ the option, what was expected and what was given — never a bare cattrs traceba
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -218,8 +219,20 @@ def structure_options(cls: type, raw: Mapping[str, Any] | None, *, plugin: str |
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         message = str(exc)
-        option = next((n for n in fields if n in message), None)
-        raise ConfigError(message, plugin=plugin, option=option) from None
+        raise ConfigError(
+            message, plugin=plugin, option=_option_named_in(message, fields)
+        ) from None
+
+
+def _option_named_in(message: str, names: Iterable[str]) -> str | None:
+    """Which option a validator's message is about: the earliest option name standing as a
+    whole word ("shop" does not match inside "gid://shopify")."""
+    best: tuple[int, str] | None = None
+    for name in names:
+        found = re.search(rf"(?<![\w/.:-]){re.escape(name)}(?![\w/-])", message)
+        if found and (best is None or found.start() < best[0]):
+            best = (found.start(), name)
+    return best[1] if best else None
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:

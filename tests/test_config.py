@@ -205,3 +205,12 @@ def test_a_broken_installed_plugin_only_fails_when_asked_for(
     assert "installed but failed to load" in str(caught.value) and "ModuleNotFoundError" in str(
         caught.value
     )
+
+
+def test_validator_messages_are_attributed_to_whole_word_options() -> None:
+    from restock_core.config import _option_named_in
+
+    names = ["shop", "scopes", "location_ids"]
+    assert _option_named_in("bad id gid://shopify/Location/x", names) is None
+    assert _option_named_in("scopes.eu must be a non-empty list", names) == "scopes"
+    assert _option_named_in("location_ids: 'Paris' is not a location id; see shop", names) == "location_ids"
