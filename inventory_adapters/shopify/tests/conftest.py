@@ -1,0 +1,72 @@
+"""Fixtures for the Shopify adapter tests: a fake Shopify on 127.0.0.1 and adapters pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from restock_shopify import ShopifyAdapter, ShopifyOptions
+from restock_shopify.fake import TOKEN, FakeShopify
+
+from restock_core.config import structure_options
+
+CLIENT_SECRET = "shpss_fake_client_secret_5678"
+SHOP = "example.myshopify.com"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeShopify]:
+    with FakeShopify() as server:
+        for number in (101, 102, 103):
+            server.add_variant(
+                number, available=0, title=f"Size {number}", handle=f"shirt-{number}"
+            )
+        yield server
+
+
+@pytest.fixture
+def shopify_options(fake: FakeShopify) -> dict[str, Any]:
+    return {
+        "shop": SHOP,
+        "access_token": TOKEN,
+        "client_secret": CLIENT_SECRET,
+        "base_url": fake.url,
+        "timeout": 5.0,
+        "storefront_url": "https://shop.example",
+    }
+
+
+@pytest.fixture
+def make_adapter(shopify_options: dict[str, Any]) -> Iterator[Callable[..., ShopifyAdapter]]:
+    made: list[ShopifyAdapter] = []
+
+    def factory(**options: Any) -> ShopifyAdapter:
+        raw = {**shopify_options, **options}
+        adapter = ShopifyAdapter(structure_options(ShopifyOptions, raw, plugin="shopify"))
+        made.append(adapter)
+        return adapter
+
+    yield factory
+    for adapter in made:
+        adapter.close()
+
+
+@pytest.fixture
+def shopify_config(shopify_options: dict[str, Any], tmp_path: Any) -> Callable[..., dict[str, Any]]:
+    """A plugins.toml-shaped dict: the shopify adapter on the fake plus the logger provider
+    writing JSON lines to tmp_path/messages.jsonl."""
+
+    def build(**overrides: Any) -> dict[str, Any]:
+        return {
+            "plugins": [
+                {
+                    "resolve": "shopify",
+                    "id": "shopify",
+                    "options": {**shopify_options, **overrides},
+                },
+                {"resolve": "logger", "options": {"file": str(tmp_path / "messages.jsonl")}},
+            ]
+        }
+
+    return build
