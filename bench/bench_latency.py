@@ -12,9 +12,6 @@ until the fake provider receives the message. Prints p50/p99/max. Loopback only;
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
 import json
 import os
 import socket
@@ -22,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -51,24 +49,6 @@ class H(BaseHTTPRequestHandler):
                 for p in data["personalizations"]:
                     arrivals.append((p["to"][0]["email"], now))
             return self.reply(202, headers=[("X-Message-Id", "m%d" % len(arrivals))])
-        if self.path == "/_stock":  # the benchmark sets the fake Shopify stock
-            stock.update(json.loads(body)); return self.reply(200)
-        if self.path.endswith("/graphql.json"):  # a minimal Shopify GraphQL Admin API
-            q = json.loads(body)
-            ids = (q.get("variables") or {}).get("ids") or []
-            nodes = []
-            for gid in ids:
-                if "InventoryItem" in gid:
-                    num = gid.rsplit("/", 1)[1]
-                    nodes.append({"id": gid, "variant": {"id": "gid://shopify/ProductVariant/" + num}})
-                    continue
-                qty = stock.get(gid, 0)
-                nodes.append({"id": gid, "inventoryQuantity": qty, "title": "M",
-                    "product": {"title": "Shirt", "handle": "shirt", "featuredImage": None},
-                    "inventoryItem": {"id": gid.replace("ProductVariant", "InventoryItem"), "tracked": True,
-                        "inventoryLevels": {"nodes": [{"location": {"id": "gid://shopify/Location/1"},
-                            "quantities": [{"name": "available", "quantity": qty}]}]}}})
-            return self.reply(200, json.dumps({"data": {"nodes": nodes}}).encode(), [("Content-Type", "application/json")])
         self.reply(404)
     def do_GET(self):
         with lock:
@@ -96,6 +76,13 @@ def main() -> None:
     fake_port = int(fake.stdout.readline())
     fake_url = f"http://127.0.0.1:{fake_port}"
     secret = "shpss_bench_secret"
+    shop = None
+    if args.signal == "shopify":
+        from restock_shopify.fake import TOKEN, FakeShopify, webhook_headers
+
+        shop = FakeShopify().start()
+        for i in range(args.restocks):
+            shop.add_variant(1000 + i, available=0, title="M", handle=f"shirt-{i}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.db == "sqlite":
             url = f"sqlite:///{Path(tmp) / 'latency.db'}"
@@ -109,8 +96,8 @@ def main() -> None:
             '[[plugins]]\nresolve = "manual"\n'
             if args.signal == "manual"
             else '[[plugins]]\nresolve = "shopify"\n'
-            f'options = {{ shop = "bench.myshopify.com", access_token = "shpat_bench", '
-            f'client_secret = "{secret}", base_url = "{fake_url}" }}\n'
+            f'options = {{ shop = "example.myshopify.com", access_token = "{TOKEN}", '
+            f'client_secret = "{secret}", base_url = "{shop.url}" }}\n'
         )
         config = Path(tmp) / "plugins.toml"
         config.write_text(
@@ -147,19 +134,16 @@ def main() -> None:
                     sent_at = time.time()
                     client.put(f"/stock/v{i}", json={"quantity": 1}, headers=auth).raise_for_status()
                 else:
-                    gid = f"gid://shopify/ProductVariant/{1000 + i}"
-                    httpx.post(f"{fake_url}/_stock", json={gid: 1})
+                    shop.set_available(1000 + i, 1)
                     body = json.dumps(
-                        {"inventory_item_id": 1000 + i, "location_id": 1, "available": 1,
-                         "updated_at": "2030-01-01T00:00:00Z"}
+                        {"inventory_item_id": 1_001_000 + i, "location_id": 1, "available": 1,
+                         "updated_at": datetime.now(UTC).isoformat()}
                     ).encode()
-                    signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
                     sent_at = time.time()
                     client.post(
                         "/shopify/webhooks/inventory_levels/update",
                         content=body,
-                        headers={"X-Shopify-Hmac-Sha256": signature, "X-Shopify-Webhook-Id": f"wh-{i}",
-                                 "X-Shopify-Topic": "inventory_levels/update", "Content-Type": "application/json"},
+                        headers=webhook_headers(body, secret, webhook_id=f"wh-{i}"),
                     ).raise_for_status()
                 while True:
                     arrivals = dict((e, t) for e, t in httpx.get(fake_url).json())
@@ -173,6 +157,8 @@ def main() -> None:
             server.terminate()
             server.wait(10)
             fake.terminate()
+            if shop is not None:
+                shop.stop()
             if args.db == "postgres":
                 with admin.connect() as conn:
                     conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
