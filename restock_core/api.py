@@ -81,6 +81,27 @@ class _TooLarge(Exception):
     pass
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error: `{"error": {"code", "message", "field"?}}`."""
+
+    error: ErrorDetail
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut} for code in (*codes, 400, 413, 422)}
+
+
+SIGNUP_ERRORS = _errors(409)
+ADMIN_ERRORS = _errors(401, 403, 404)
+UNSUBSCRIBE_ERRORS = _errors(404)
+
+
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -252,7 +273,12 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
 
     admin = [Depends(require_admin)]
 
-    @api.post("/subscriptions", status_code=201, tags=["sign-up"])
+    @api.post(
+        "/subscriptions",
+        status_code=201,
+        tags=["sign-up"],
+        responses={200: {"description": "existing subscription (repeat sign-up)"}, **SIGNUP_ERRORS},
+    )
     def create_subscription(body: SubscriptionIn) -> JSONResponse:
         """Sign up for a sold-out variant: 201 new, 200 existing, 409 in stock, 422 invalid."""
         result = app.subscribe(**body.model_dump())
@@ -260,7 +286,12 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
             subscription_json(result.subscription), status_code=201 if result.created else 200
         )
 
-    @api.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["unsubscribe"])
+    @api.get(
+        "/unsubscribe/{token}",
+        response_class=HTMLResponse,
+        tags=["unsubscribe"],
+        responses=UNSUBSCRIBE_ERRORS,
+    )
     def unsubscribe_page(token: str) -> HTMLResponse:
         """Confirmation page: link scanners that GET every URL must not unsubscribe anyone."""
         sub = app.get_subscription(app.signer.verify(token))
@@ -275,7 +306,7 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
             "<button type='submit'>Unsubscribe</button></form>",
         )
 
-    @api.post("/unsubscribe/{token}", tags=["unsubscribe"])
+    @api.post("/unsubscribe/{token}", tags=["unsubscribe"], responses=UNSUBSCRIBE_ERRORS)
     def unsubscribe(token: str, request: Request) -> Response:
         """One-click unsubscribe (RFC 8058 `List-Unsubscribe=One-Click`) and the form above."""
         sub = app.unsubscribe(token)
@@ -286,7 +317,7 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
             "<p>You are unsubscribed. You will not hear from us about this item.</p>",
         )
 
-    @api.put("/stock/{variant_id}", dependencies=admin, tags=["stock"])
+    @api.put("/stock/{variant_id}", dependencies=admin, tags=["stock"], responses=ADMIN_ERRORS)
     def put_stock(variant_id: str, body: StockIn) -> dict[str, Any]:
         """Set stock for the built-in `manual` source; a restock notifies subscribers."""
         result = app.set_stock(variant_id, body.quantity, scope=body.scope, source=body.source)
@@ -298,24 +329,29 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
             "restocks_opened": list(result.restocks_opened),
         }
 
-    @api.get("/subscriptions", dependencies=admin, tags=["admin"])
+    @api.get("/subscriptions", dependencies=admin, tags=["admin"], responses=ADMIN_ERRORS)
     def list_subscriptions(
         variant_id: str | None = None,
         scope: str | None = None,
         status: str | None = None,
         limit: int = Query(50, ge=1, le=1000),
-        after: int | None = Query(None, ge=0),
+        after: int | None = Query(None, ge=0, le=2**63 - 1),
     ) -> dict[str, Any]:
         page = app.list_subscriptions(
             variant_id=variant_id, scope=scope, status=status, limit=limit, after=after
         )
         return {"items": [subscription_json(s) for s in page.items], "next_after": page.next_after}
 
-    @api.get("/subscriptions/{subscription_id}", dependencies=admin, tags=["admin"])
+    @api.get(
+        "/subscriptions/{subscription_id}",
+        dependencies=admin,
+        tags=["admin"],
+        responses=ADMIN_ERRORS,
+    )
     def get_subscription(subscription_id: int) -> dict[str, Any]:
         return subscription_json(app.get_subscription(subscription_id))
 
-    @api.get("/health", tags=["ops"])
+    @api.get("/health", tags=["ops"], responses={503: {"description": "database unreachable"}})
     def health() -> JSONResponse:
         try:
             with app.engine.connect() as conn:

@@ -47,6 +47,7 @@ from .tokens import Signer
 log = logging.getLogger("restock")
 
 MAX_ID_LENGTH = 255
+MAX_ROW_ID = 2**63 - 1  # BIGINT; larger numbers cannot name a row
 WAKE_CHANNEL = "restock_wake"
 
 #: DeliveryEvent.event values that mean the message did not reach the person
@@ -437,6 +438,8 @@ class App:
     # ------------------------------------------------------------------ reads
 
     def get_subscription(self, subscription_id: int) -> Subscription:
+        if not 0 < subscription_id <= MAX_ROW_ID:
+            raise NotFoundError(f"no subscription {subscription_id}", field="id")
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(subscriptions).where(subscriptions.c.id == subscription_id)
@@ -464,6 +467,8 @@ class App:
             )
         if not 1 <= limit <= 1000:
             raise ValidationError("limit must be between 1 and 1000", field="limit")
+        if after is not None and not 0 <= after <= MAX_ROW_ID:
+            raise ValidationError(f"after must be between 0 and {MAX_ROW_ID}", field="after")
         query = sa.select(subscriptions).order_by(subscriptions.c.id).limit(limit + 1)
         if variant_id is not None:
             query = query.where(subscriptions.c.variant_id == variant_id)

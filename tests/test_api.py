@@ -117,6 +117,8 @@ def test_admin_reads_paginate_and_404(client) -> None:
     missing = client.get("/subscriptions/999999", headers=ADMIN)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert client.get("/subscriptions/abc", headers=ADMIN).status_code == 422
+    assert client.get(f"/subscriptions/{2**70}", headers=ADMIN).status_code == 404
+    assert client.get("/subscriptions", params={"after": 2**70}, headers=ADMIN).status_code == 422
 
 
 def test_unsubscribe_page_and_one_click(client) -> None:

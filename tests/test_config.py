@@ -213,4 +213,7 @@ def test_validator_messages_are_attributed_to_whole_word_options() -> None:
     names = ["shop", "scopes", "location_ids"]
     assert _option_named_in("bad id gid://shopify/Location/x", names) is None
     assert _option_named_in("scopes.eu must be a non-empty list", names) == "scopes"
-    assert _option_named_in("location_ids: 'Paris' is not a location id; see shop", names) == "location_ids"
+    assert (
+        _option_named_in("location_ids: 'Paris' is not a location id; see shop", names)
+        == "location_ids"
+    )
