@@ -128,11 +128,12 @@ class Worker:
         limit = policy.per_unit * quantity if policy.per_unit else None
         released = 0
         total = row.released
+        cursor: tuple[datetime, int] | None = None
         while limit is None or released < limit:
             want = self.settings.release_batch_size
             if limit is not None:
                 want = min(want, limit - released)
-            ids = self._release_chunk(row, want)
+            ids, cursor = self._release_chunk(row, want, cursor)
             released += len(ids)
             total += len(ids)
             if ids:
@@ -185,11 +186,22 @@ class Worker:
             ).first()
         return found is not None
 
-    def _release_chunk(self, row: Any, want: int) -> list[int]:
+    def _release_chunk(
+        self, row: Any, want: int, cursor: tuple[datetime, int] | None
+    ) -> tuple[list[int], tuple[datetime, int] | None]:
         """Queue one delivery per released subscriber, oldest sign-up first, in one
-        INSERT ... SELECT: the subscribers stream through the database, not through memory."""
+        INSERT ... SELECT: the subscribers stream through the database, not through memory.
+        `cursor` is the (created_at, id) of the last subscriber this wave released, so each
+        chunk starts where the previous one ended instead of re-scanning released rows."""
         s = subscriptions
         now = utcnow()
+        where = self._unreleased(row)
+        if cursor is not None:
+            where = sa.and_(
+                where,
+                sa.tuple_(s.c.created_at, s.c.id)
+                > sa.tuple_(sa.literal(cursor[0], UTCDateTime), sa.literal(cursor[1])),
+            )
         provider = sa.case(
             {str(ch): inst.id for ch, inst in self.app.routing.items()}, value=s.c.channel
         )
@@ -204,7 +216,7 @@ class Worker:
                 _now_param(now),
                 _now_param(now),
             )
-            .where(self._unreleased(row))
+            .where(where)
             .order_by(s.c.created_at, s.c.id)
             .limit(want)
         )
@@ -228,6 +240,13 @@ class Worker:
         with self.app.engine.begin() as conn:
             ids = list(conn.execute(insert).scalars())
             if ids:
+                last = conn.execute(
+                    sa.select(s.c.created_at, s.c.id)
+                    .where(s.c.id.in_(ids))
+                    .order_by(s.c.created_at.desc(), s.c.id.desc())
+                    .limit(1)
+                ).one()
+                cursor = (last.created_at, last.id)
                 conn.execute(
                     sa.update(restocks)
                     .where(restocks.c.id == row.id)
@@ -237,7 +256,7 @@ class Worker:
                     )
                 )
                 self.app.wake(conn)
-        return ids
+        return ids, cursor
 
     def _fire_restocked(self, row: Any, quantity: int, total: int, ids: Sequence[int]) -> None:
         from .app import row_to_restock, row_to_subscription
