@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlalchemy as sa
@@ -43,6 +43,9 @@ from .models import (
 from .plugins import PluginInstance, PluginRegistry, channel_routing
 from .rendering import Renderer
 from .tokens import Signer
+
+if TYPE_CHECKING:
+    from .worker import Worker
 
 log = logging.getLogger("restock")
 
@@ -193,7 +196,6 @@ class App:
         self.wake_event = threading.Event()
         self._signer: Signer | None = None
         self._describe_cache: dict[tuple[str, str], tuple[float, VariantInfo | None]] = {}
-        self._last_reconcile: dict[str, float] = {}
         for instance in self.instances:
             bind = getattr(instance.obj, "bind", None)
             if callable(bind):
@@ -872,11 +874,10 @@ class App:
     # ------------------------------------------------------------------ worker
 
     def worker(self) -> Worker:
+        """A worker for this app: `.run(stop_event)` loops, `.drain()` does what is due now."""
         from .worker import Worker
 
         return Worker(self)
 
 
-from .worker import Worker  # noqa: E402  (Worker needs App defined first)
-
-__all__ = ["App", "Page", "SignUp", "StockResult", "Worker", "load_config"]
+__all__ = ["App", "Page", "SignUp", "StockResult", "load_config"]

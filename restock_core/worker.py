@@ -52,6 +52,7 @@ class Worker:
         self.settings = app.settings
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self._listener: threading.Thread | None = None
+        self._last_reconcile: dict[str, float] = {}
 
     # ------------------------------------------------------------------ restocks
 
@@ -634,10 +635,10 @@ class Worker:
             )
             if not interval:
                 continue
-            last = self.app._last_reconcile.get(instance.id)
+            last = self._last_reconcile.get(instance.id)
             if last is not None and now - last < interval:
                 continue
-            self.app._last_reconcile[instance.id] = now
+            self._last_reconcile[instance.id] = now
             try:
                 self.reconcile(instance.id)
             except Exception:
