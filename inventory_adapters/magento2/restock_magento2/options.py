@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from restock_core.config import Secret
+from restock_core.validators import http_url, not_negative, positive
 
 DEFAULT_SCOPE = "default"
 DEFAULT_STOCK_ID = 1
@@ -69,23 +70,8 @@ def parse_stock(name: str, value: Any) -> ScopeStock:
     return ScopeStock(stock_id, tuple(dict.fromkeys(c.strip() for c in sources)))
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: float | int | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
-
-
-def _not_negative(instance: Any, attribute: attrs.Attribute, value: float | int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-
-
-def _url(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise ValueError(f"{attribute.name} must start with http:// or https://, got {value!r}")
-
-
 def _base_url(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    _url(instance, attribute, value)
+    http_url(instance, attribute, value)
     if re.search(r"(^|/)rest(/|$)", urlsplit(value).path):
         raise ValueError(
             f"base_url is the shop's base URL (e.g. 'https://shop.example'), without /rest; "
@@ -114,7 +100,7 @@ def _check_stocks(instance: Any, attribute: attrs.Attribute, value: Mapping[str,
 def _check_template(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is None:
         return
-    _url(instance, attribute, value)
+    http_url(instance, attribute, value)
     for _, field, _, _ in string.Formatter().parse(value):
         if field is not None and field not in URL_FIELDS:
             raise ValueError(
@@ -147,9 +133,9 @@ class Magento2Options:
     #: store code in the REST path /rest/<store_code>/V1/...; "" for /rest/V1/...
     store_code: str = attrs.field(default="default", validator=_store_code)
     #: seconds for connect/read/write/pool of every request
-    timeout: float = attrs.field(default=10.0, validator=_positive)
+    timeout: float = attrs.field(default=10.0, validator=positive)
     #: seconds between reconciliation passes (polling is the signal: no webhooks in Open Source)
-    poll_interval: float | None = attrs.field(default=300.0, validator=_positive)
+    poll_interval: float | None = attrs.field(default=300.0, validator=positive)
     #: scope name -> stock id, or { stock_id = N, sources = ["code", ...] }
     stocks: dict[str, Any] = attrs.field(factory=dict, validator=_check_stocks)
     #: unconfigured scopes: a number is a stock id, anything else a website code (stock resolver)
@@ -164,15 +150,15 @@ class Magento2Options:
     #: SKUs per are-products-salable request (20 when Web API input limits are on)
     salable_batch_size: int = attrs.field(default=100, validator=_batch)
     #: retries of 429, 5xx and network errors before an AdapterError
-    max_retries: int = attrs.field(default=2, validator=_not_negative)
+    max_retries: int = attrs.field(default=2, validator=not_negative)
     #: the longest Retry-After honoured (seconds); a longer one fails the call at once
-    max_retry_wait: float = attrs.field(default=30.0, validator=_not_negative)
+    max_retry_wait: float = attrs.field(default=30.0, validator=not_negative)
     #: first backoff (seconds) when a retryable answer has no Retry-After; doubles per retry
-    retry_backoff: float = attrs.field(default=0.5, validator=_not_negative)
+    retry_backoff: float = attrs.field(default=0.5, validator=not_negative)
     #: product links: a template with {sku}, {url_key}, {id}, {store} (the store code)
     product_url_template: str | None = attrs.field(default=None, validator=_check_template)
     #: the storefront for product links and images; default base_url
-    storefront_url: str | None = attrs.field(default=None, validator=_url)
+    storefront_url: str | None = attrs.field(default=None, validator=http_url)
     #: product URL suffix after url_key (Magento's default is ".html")
     url_suffix: str = ".html"
     #: read names/url keys/images with GET /V1/products; false = only product_url_template

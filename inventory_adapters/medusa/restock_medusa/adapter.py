@@ -22,6 +22,7 @@ import httpx
 from restock_core.config import Secret
 from restock_core.errors import AdapterError
 from restock_core.models import StockKey, VariantInfo
+from restock_core.validators import http_url, not_negative, positive
 
 log = logging.getLogger("restock.medusa")
 
@@ -29,27 +30,12 @@ DEFAULT_SCOPE = "default"
 STORE_ROUTES = ("product-variants", "products")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: float | int | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
-
-
-def _not_negative(instance: Any, attribute: attrs.Attribute, value: float | int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-
-
-def _url(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise ValueError(f"{attribute.name} must start with http:// or https://, got {value!r}")
-
-
 @attrs.frozen
 class MedusaOptions:
     """Options of the `medusa` inventory adapter (see docs/plugins/medusa.md)."""
 
     #: the Medusa backend, e.g. "https://api.shop.example" (no trailing /store)
-    base_url: str = attrs.field(validator=_url)
+    base_url: str = attrs.field(validator=http_url)
     #: Store API publishable key (`pk_…`), sent as `x-publishable-api-key`
     publishable_key: Secret | None = None
     #: Admin API credential: a secret API key `sk_…` (sent as Basic auth) or a JWT (Bearer)
@@ -64,22 +50,22 @@ class MedusaOptions:
     #: shared secret for `POST /<id>/events` (HMAC-SHA256) and outgoing restocked posts
     event_secret: Secret | None = None
     #: seconds an event's timestamp may differ from now (replay window)
-    event_tolerance: float = attrs.field(default=300.0, validator=_positive)
+    event_tolerance: float = attrs.field(default=300.0, validator=positive)
     #: storefront base URL for product links: <storefront_url>/products/<handle>
-    storefront_url: str | None = attrs.field(default=None, validator=_url)
+    storefront_url: str | None = attrs.field(default=None, validator=http_url)
     #: "product-variants" (Medusa >= 2.11.2) or "products" (older v2)
     store_route: str = attrs.field(default="product-variants")
-    timeout: float = attrs.field(default=10.0, validator=_positive)
+    timeout: float = attrs.field(default=10.0, validator=positive)
     #: seconds between reconciliation passes (safety net next to events)
-    poll_interval: float | None = attrs.field(default=300.0, validator=_positive)
+    poll_interval: float | None = attrs.field(default=300.0, validator=positive)
     #: variants per request
-    max_batch_size: int = attrs.field(default=100, validator=_positive)
+    max_batch_size: int = attrs.field(default=100, validator=positive)
     #: retries of 429 / 5xx / network errors before an AdapterError
-    max_retries: int = attrs.field(default=3, validator=_not_negative)
+    max_retries: int = attrs.field(default=3, validator=not_negative)
     #: first retry wait in seconds (doubles; a Retry-After header wins)
-    retry_backoff: float = attrs.field(default=0.5, validator=_not_negative)
+    retry_backoff: float = attrs.field(default=0.5, validator=not_negative)
     #: POST the v1 plugin's `{variant_id, emails}` shape here after each released batch
-    forward_restocked_url: str | None = attrs.field(default=None, validator=_url)
+    forward_restocked_url: str | None = attrs.field(default=None, validator=http_url)
 
     @store_route.validator
     def _check_route(self, attribute: attrs.Attribute, value: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from restock_core.config import Secret
+from restock_core.validators import http_url, not_negative, positive
 
 DEFAULT_SCOPE = "default"
 _GID = re.compile(r"^gid://shopify/(?P<kind>[A-Za-z]+)/(?P<id>\d+)$")
@@ -35,21 +36,6 @@ def to_gid(kind: str, value: object) -> str | None:
 def numeric_id(gid: str) -> str:
     """`gid://shopify/ProductVariant/123` -> `"123"`."""
     return gid.rsplit("/", 1)[-1]
-
-
-def _positive(instance: Any, attribute: attrs.Attribute, value: float | int | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
-
-
-def _not_negative(instance: Any, attribute: attrs.Attribute, value: float | int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
-
-
-def _url(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise ValueError(f"{attribute.name} must start with http:// or https://, got {value!r}")
 
 
 def _shop(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -111,27 +97,27 @@ class ShopifyOptions:
     #: GraphQL Admin API version
     api_version: str = attrs.field(default="2025-01", validator=_api_version)
     #: where the Admin API lives; default https://<shop> (tests, proxies)
-    base_url: str | None = attrs.field(default=None, validator=_url)
+    base_url: str | None = attrs.field(default=None, validator=http_url)
     #: seconds for connect/read/write/pool of every request
-    timeout: float = attrs.field(default=10.0, validator=_positive)
+    timeout: float = attrs.field(default=10.0, validator=positive)
     #: locations that count toward the "default" scope; unset = every location (inventoryQuantity)
     location_ids: list[str | int] | None = attrs.field(default=None, validator=_check_location_ids)
     #: named scopes: scope name -> the locations whose available quantities add up to it
     scopes: dict[str, list[str]] = attrs.field(factory=dict, validator=_check_scopes)
     #: seconds between reconciliation passes (the safety net next to webhooks); None = never
-    poll_interval: float | None = attrs.field(default=300.0, validator=_positive)
+    poll_interval: float | None = attrs.field(default=300.0, validator=positive)
     #: storefront base URL for product links; default https://<shop>
-    storefront_url: str | None = attrs.field(default=None, validator=_url)
+    storefront_url: str | None = attrs.field(default=None, validator=http_url)
     #: seconds in total one call may wait on Shopify's cost throttle before giving up
-    max_throttle_wait: float = attrs.field(default=10.0, validator=_not_negative)
+    max_throttle_wait: float = attrs.field(default=10.0, validator=not_negative)
     #: retries of 5xx answers and network errors before an AdapterError
-    max_retries: int = attrs.field(default=2, validator=_not_negative)
+    max_retries: int = attrs.field(default=2, validator=not_negative)
     #: the largest query cost sent in one request (Shopify refuses single queries above 1000)
-    max_query_cost: int = attrs.field(default=1000, validator=_positive)
+    max_query_cost: int = attrs.field(default=1000, validator=positive)
     #: inventory levels read per item when scopes or location_ids need per-location numbers
-    max_locations: int = attrs.field(default=10, validator=_positive)
+    max_locations: int = attrs.field(default=10, validator=positive)
     #: seconds an app proxy request's `timestamp` may differ from now; None = no check
-    proxy_max_age: float | None = attrs.field(default=90.0, validator=_positive)
+    proxy_max_age: float | None = attrs.field(default=90.0, validator=positive)
 
     @property
     def admin_url(self) -> str:

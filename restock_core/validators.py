@@ -1,0 +1,25 @@
+"""attrs validators for plugin options, with messages that name the option (the core
+attributes a validator's error to the option its message names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+def positive(instance: Any, attribute: attrs.Attribute, value: float | int | None) -> None:
+    """None or a number above 0 (timeouts, intervals, batch sizes)."""
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
+
+
+def not_negative(instance: Any, attribute: attrs.Attribute, value: float | int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+
+
+def http_url(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    """None or an http(s) URL (base_url options, storefront URLs)."""
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{attribute.name} must start with http:// or https://, got {value!r}")
