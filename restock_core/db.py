@@ -149,8 +149,21 @@ deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
     sa.UniqueConstraint("subscription_id", "restock_id", name="uq_deliveries_subscription_restock"),
-    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
-    sa.Index("ix_deliveries_queue", "status", "id"),
+    # Claims walk the queue in id (= release) order and stop after a batch; a partial index
+    # keeps that walk on queued rows only. An index on next_attempt_at tempted PostgreSQL into
+    # sorting the whole queue for every claim.
+    sa.Index(
+        "ix_deliveries_queued",
+        "id",
+        sqlite_where=sa.text("status = 'queued'"),
+        postgresql_where=sa.text("status = 'queued'"),
+    ),
+    sa.Index(
+        "ix_deliveries_leased",
+        "lease_until",
+        sqlite_where=sa.text("status = 'sending'"),
+        postgresql_where=sa.text("status = 'sending'"),
+    ),
     sa.Index("ix_deliveries_subscription", "subscription_id", "status"),
     sa.Index("ix_deliveries_provider_message", "provider", "provider_message_id"),
 )
