@@ -123,7 +123,7 @@ class SubscriptionIn(BaseModel):
 class StockIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    quantity: int = Field(ge=0)
+    quantity: int = Field(ge=0, le=2**31 - 1)
     scope: str | None = Field(default=None, min_length=1, max_length=255)
     source: str | None = None
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("restock")
 
 MAX_ID_LENGTH = 255
+MAX_QUANTITY = 2**31 - 1  # the stock column is a 32-bit integer
 MAX_ROW_ID = 2**63 - 1  # BIGINT; larger numbers cannot name a row
 WAKE_CHANNEL = "restock_wake"
 
@@ -534,8 +535,10 @@ class App:
         scope = _check_id(scope, "scope") if scope is not None else "default"
         if isinstance(quantity, bool) or not isinstance(quantity, int):
             raise ValidationError("quantity must be an integer", field="quantity")
-        if quantity < 0:
-            raise ValidationError("quantity must not be negative", field="quantity")
+        if not 0 <= quantity <= MAX_QUANTITY:
+            raise ValidationError(
+                f"quantity must be between 0 and {MAX_QUANTITY}", field="quantity"
+            )
         if source is None:
             manual = [
                 i for i in self.adapters.values() if getattr(i.obj, "accepts_stock_updates", False)
@@ -615,6 +618,11 @@ class App:
             changes: dict[tuple[str, str], dict[str, Any]] = {}
             rising: dict[tuple[str, str], int] = {}
             for update in updates:
+                if update.available is not None and not 0 <= update.available <= MAX_QUANTITY:
+                    # a platform may report negative (oversold) stock: nothing to sell
+                    update = attrs.evolve(
+                        update, available=min(max(update.available, 0), MAX_QUANTITY)
+                    )
                 key = (update.key.variant_id, update.key.scope)
                 known = current.get(key)
                 if known is not None and known[1] >= update.observed_at:

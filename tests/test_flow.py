@@ -329,3 +329,14 @@ def test_delivery_events_fail_suppress_and_ignore_replays(make_app) -> None:
     assert "550 no such user" in (
         app.list_subscriptions(contact="ann@example.com").items[0].failed_reason or ""
     )
+
+
+def test_oversold_and_absurd_quantities_are_clamped(make_app) -> None:
+    app = make_app()
+    app.subscribe("v1", email="ann@example.com")
+    now = utcnow()
+    assert app.record_stock("manual", [StockUpdate(StockKey("v1"), -4, now)]).restocks_opened == ()
+    result = app.record_stock(
+        "manual", [StockUpdate(StockKey("v1"), 2**40, now + timedelta(seconds=1))]
+    )
+    assert result.restocks_opened
