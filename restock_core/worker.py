@@ -457,18 +457,22 @@ class Worker:
             outcomes.append((sub, attempts, result))
         self._record(token, instance.id, outcomes)
 
-    def _backoff(self, attempts: int, retry_after: float | None) -> float:
+    def _backoff(self, attempts: int, retry_after: float | None, jitter: float) -> float:
+        """Exponential backoff with "equal jitter", or the server's Retry-After plus a little.
+        `jitter` (0..1) is drawn once per provider call, so a batch retried as a whole stays
+        together and is sent again as the same batch (same idempotency key)."""
         if retry_after is not None and retry_after >= 0:
-            delay = retry_after + random.uniform(0, min(1.0, retry_after * 0.1))
+            delay = retry_after + jitter * min(1.0, retry_after * 0.1)
         else:
             base = self.settings.retry_base * (2 ** max(0, attempts - 1))
-            delay = random.uniform(base / 2, base)  # "equal jitter"
+            delay = base / 2 + jitter * base / 2
         return min(delay, self.settings.retry_max)
 
     def _record(
         self, token: str, provider_id: str, outcomes: Sequence[tuple[Subscription, int, SendResult]]
     ) -> None:
         now = utcnow()
+        jitter = random.random()
         d = deliveries
         s = subscriptions
         sent: list[dict[str, Any]] = []
@@ -481,7 +485,7 @@ class Worker:
                     {"did": result.delivery_id, "pmid": result.provider_message_id, "sid": sub.id}
                 )
             elif result.outcome == Outcome.RETRY and attempts < self.settings.max_attempts:
-                delay = self._backoff(attempts, result.retry_after)
+                delay = self._backoff(attempts, result.retry_after, jitter)
                 retry.append(
                     {
                         "did": result.delivery_id,

@@ -1,0 +1,208 @@
+"""The Resend provider: email through the official `resend` SDK.
+
+Batches go to ``POST /emails/batch`` (up to 100) with an ``Idempotency-Key`` derived from the
+deliveries in the batch, so a batch retried after a lost response is not sent twice: Resend
+answers the first result again. Delivery webhooks are verified with Svix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import resend
+import resend.exceptions
+from resend.http_client_requests import RequestsClient
+
+from restock_core.config import Secret
+from restock_core.hookspecs import hookimpl
+from restock_core.models import Channel, Message, SendResult
+from restock_core.validators import http_url, positive
+
+log = logging.getLogger("restock.resend")
+
+MAX_BATCH = 100
+DEFAULT_URL = "https://api.resend.com"
+
+# The SDK keeps its key, URL and HTTP client in module globals; every call sets them under
+# this lock, so two provider instances (two Resend accounts) never mix them up.
+_SDK_LOCK = threading.Lock()
+
+
+def _check_batch(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not 1 <= value <= MAX_BATCH:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, got {value}")
+
+
+def _not_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not str.__str__(value).strip():
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+@attrs.frozen
+class ResendOptions:
+    api_key: Secret = attrs.field(validator=_not_empty)
+    from_email: str = attrs.field(validator=_not_empty)  # "Shop <shop@example.com>"
+    reply_to: str | None = None
+    base_url: str = attrs.field(default=DEFAULT_URL, validator=http_url)
+    timeout: float = attrs.field(default=10.0, validator=positive)
+    batch_size: int = attrs.field(default=MAX_BATCH, validator=_check_batch)
+    use_batch: bool = True
+    webhook_secret: Secret | None = None  # "whsec_..." from the Resend dashboard
+
+
+class _Client(RequestsClient):
+    """The SDK's requests client with an explicit timeout (its default is 30 s)."""
+
+    def __init__(self, timeout: float):
+        super().__init__(timeout=timeout)  # type: ignore[arg-type]
+
+
+def batch_key(messages: Sequence[Message]) -> str:
+    """Same deliveries, same key: a retried batch reuses it (Resend keeps keys for 24 h)."""
+    ids = ",".join(str(d) for d in sorted(m.delivery_id for m in messages))
+    return "restock-batch-" + hashlib.sha256(ids.encode()).hexdigest()[:40]
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    for name in ("retry-after", "ratelimit-reset"):
+        value = lowered.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            continue
+    return None
+
+
+def classify(exc: Exception, message_ids: Sequence[int]) -> list[SendResult]:
+    """Turn an SDK exception for a whole request into one result per message."""
+    if not isinstance(exc, resend.exceptions.ResendError):
+        reason = f"{type(exc).__name__}: {exc}"
+        return [SendResult.retry(d, reason) for d in message_ids]
+    code = str(exc.code)
+    reason = f"resend {code} {exc.error_type}: {exc.message}"[:500]
+    if exc.error_type == "HttpClientError" or code.startswith("5"):
+        return [SendResult.retry(d, reason) for d in message_ids]
+    if code == "429":
+        wait = _retry_after(exc.headers)
+        if exc.error_type in ("daily_quota_exceeded", "monthly_quota_exceeded"):
+            wait = max(wait or 0.0, 3600.0)  # a quota does not come back in seconds
+        return [SendResult.retry(d, reason, retry_after=wait) for d in message_ids]
+    if code == "409":  # idempotency conflict: the same key is in flight or was used otherwise
+        return [SendResult.retry(d, reason, retry_after=60.0) for d in message_ids]
+    if code in ("401", "403"):
+        reason = f"resend refused the API key ({code} {exc.error_type})"
+    return [SendResult.failed(d, reason) for d in message_ids]
+
+
+class ResendProvider:
+    name = "resend"
+    channels = frozenset({Channel.EMAIL})
+
+    def __init__(self, options: ResendOptions):
+        self.options = options
+        self.max_batch_size = options.batch_size if options.use_batch else 1
+        self._client = _Client(options.timeout)
+        self.id = "resend"
+        self.app: Any = None
+
+    def __repr__(self) -> str:
+        return f"ResendProvider(base_url={self.options.base_url!r})"
+
+    def bind(self, app: Any, instance_id: str) -> None:
+        self.app = app
+        self.id = instance_id
+
+    def _params(self, message: Message) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "from": self.options.from_email,
+            "to": [message.to],
+            "subject": message.subject or "",
+            "text": message.text,
+            "headers": dict(message.headers),
+            "tags": [{"name": "delivery_id", "value": str(message.delivery_id)}],
+        }
+        if message.html:
+            params["html"] = message.html
+        if self.options.reply_to:
+            params["reply_to"] = self.options.reply_to
+        return params
+
+    def _call(self, function: Any, params: Any, options: dict[str, Any]) -> Any:
+        with _SDK_LOCK:
+            resend.api_key = self.options.api_key.value
+            resend.api_url = self.options.base_url.rstrip("/")
+            resend.default_http_client = self._client
+            try:
+                return function(params, options)
+            finally:
+                resend.api_key = None
+
+    def send(self, messages: Sequence[Message]) -> list[SendResult]:
+        if len(messages) == 1 or not self.options.use_batch:
+            return [self._send_one(m) for m in messages]
+        ids = [m.delivery_id for m in messages]
+        try:
+            response = self._call(
+                resend.Batch.send,
+                [self._params(m) for m in messages],
+                {"idempotency_key": batch_key(messages), "batch_validation": "permissive"},
+            )
+        except Exception as exc:  # the SDK raises for the whole request
+            return classify(exc, ids)
+        return self._batch_results(messages, response)
+
+    def _batch_results(self, messages: Sequence[Message], response: Any) -> list[SendResult]:
+        data = response.get("data") if isinstance(response, Mapping) else None
+        errors = response.get("errors") if isinstance(response, Mapping) else None
+        if not isinstance(data, list):
+            # accepted (2xx) but unreadable: retrying under the same key cannot send twice
+            return [
+                SendResult.retry(m.delivery_id, "resend: unreadable batch answer") for m in messages
+            ]
+        rejected: dict[int, str] = {}
+        for error in errors or []:
+            if isinstance(error, Mapping) and isinstance(error.get("index"), int):
+                rejected[error["index"]] = str(error.get("message") or "rejected")
+        accepted_ids = iter(item.get("id") if isinstance(item, Mapping) else None for item in data)
+        results = []
+        for index, message in enumerate(messages):
+            if index in rejected:
+                results.append(SendResult.failed(message.delivery_id, f"resend: {rejected[index]}"))
+            else:
+                results.append(SendResult.sent(message.delivery_id, next(accepted_ids, None)))
+        return results
+
+    def _send_one(self, message: Message) -> SendResult:
+        try:
+            response = self._call(
+                resend.Emails.send,
+                self._params(message),
+                {"idempotency_key": message.idempotency_key},
+            )
+        except Exception as exc:
+            return classify(exc, [message.delivery_id])[0]
+        email_id = response.get("id") if isinstance(response, Mapping) else None
+        return SendResult.sent(message.delivery_id, email_id)
+
+    def routes(self, app: Any) -> Any:
+        from .webhooks import build_router
+
+        return build_router(self, app)
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    register(
+        "resend",
+        ResendProvider,
+        options=ResendOptions,
+        description="Email through Resend (official SDK, batches, idempotency keys)",
+    )
