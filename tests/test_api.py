@@ -149,3 +149,28 @@ def test_health_metrics_docs(client) -> None:
     assert client.get("/docs").status_code == 200
     assert client.get("/nowhere").json()["error"]["code"] == "not_found"
     assert client.delete("/health").status_code == 405
+
+
+class StatsPlugin:
+    """A plugin that mounts its own routes through the register_routes hook."""
+
+    from restock_core.hookspecs import hookimpl
+
+    @hookimpl
+    def register_routes(self, register, app):  # type: ignore[no-untyped-def]
+        from fastapi import APIRouter
+
+        router = APIRouter()
+
+        @router.get("/stats")
+        def stats() -> dict:
+            return app.counts()
+
+        register("/stats-plugin", router)
+
+
+def test_plugins_mount_routes_through_the_hook(make_app) -> None:
+    app = make_app(plugins=[StatsPlugin()])
+    app.subscribe("v1", email="a@example.com")
+    with TestClient(create_api(app)) as test_client:
+        assert test_client.get("/stats-plugin/stats").json()["subscriptions"] == {"pending": 1}
