@@ -49,3 +49,42 @@ def test_every_hook_is_documented() -> None:
         func = getattr(hookspecs, name)
         params = list(inspect.signature(func).parameters)
         assert f"## `{name}({', '.join(params)})`" in doc, f"{name}: documented signature differs"
+
+
+def test_every_plugin_option_is_documented() -> None:
+    import attrs
+
+    from restock_core.plugins import PluginRegistry
+
+    registry = PluginRegistry()
+    missing, checked = [], set()
+    for name, factory in registry.factories.items():
+        if factory.options is None or registry.distributions.get(factory.plugin, ("",))[0] not in {
+            "restock-core",
+            "restock-sendgrid",
+            "restock-resend",
+            "restock-twilio",
+            "restock-shopify",
+            "restock-magento2",
+            "restock-medusa",
+        }:
+            continue
+        checked.add(name)
+        page = ROOT / "docs" / "plugins" / f"{name}.md"
+        doc = (
+            page.read_text() if page.exists() else (ROOT / "docs" / "configuration.md").read_text()
+        )
+        for field in attrs.fields(factory.options):
+            if f"`{field.name}`" not in doc:
+                missing.append(f"{name}.{field.name}")
+    assert checked >= {
+        "logger",
+        "manual",
+        "sendgrid",
+        "resend",
+        "twilio",
+        "shopify",
+        "magento2",
+        "medusa",
+    }
+    assert missing == []
