@@ -175,7 +175,7 @@ class QueueCollector:
         )
         try:
             counts = self.app.counts()
-            with self.app.engine.connect() as conn:
+            with self.app.read_engine.connect() as conn:
                 first = conn.execute(
                     sa.select(sa.func.min(deliveries.c.created_at)).where(
                         deliveries.c.status == "queued"
@@ -354,7 +354,7 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
     @api.get("/health", tags=["ops"], responses={503: {"description": "database unreachable"}})
     def health() -> JSONResponse:
         try:
-            with app.engine.connect() as conn:
+            with app.read_engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
         except Exception as exc:
             return JSONResponse(

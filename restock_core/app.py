@@ -178,6 +178,12 @@ class App:
                 self.registry.register(plugin)
         self.engine = engine or db.create_engine(self.settings.database)
         self.is_postgres = db.is_postgres(self.engine)
+        #: for reads only; on SQLite it does not queue behind the writer
+        self.read_engine = (
+            self.engine
+            if self.is_postgres or engine is not None
+            else db.create_engine(self.settings.database, for_reads=True)
+        )
         self.instances: list[PluginInstance] = self.registry.build(self.config)
         self.providers = {i.id: i for i in self.instances if i.kind == "provider"}
         self.adapters = {i.id: i for i in self.instances if i.kind == "inventory_adapter"}
@@ -222,6 +228,8 @@ class App:
                 except Exception:  # closing is best effort
                     log.exception("closing plugin %s failed", instance.id)
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
     @property
     def signer(self) -> Signer:
@@ -418,7 +426,7 @@ class App:
         return sqlite.insert(table)
 
     def is_suppressed(self, channel: Channel, contact: str) -> bool:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return (
                 conn.execute(
                     sa.select(sa.literal(1)).where(
@@ -443,7 +451,7 @@ class App:
     def get_subscription(self, subscription_id: int) -> Subscription:
         if not 0 < subscription_id <= MAX_ROW_ID:
             raise NotFoundError(f"no subscription {subscription_id}", field="id")
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(
                 sa.select(subscriptions).where(subscriptions.c.id == subscription_id)
             ).first()
@@ -483,7 +491,7 @@ class App:
             query = query.where(subscriptions.c.contact == contact)
         if after is not None:
             query = query.where(subscriptions.c.id > after)
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             rows = conn.execute(query).all()
         items = tuple(row_to_subscription(r) for r in rows[:limit])
         next_after = items[-1].id if len(rows) > limit else None
@@ -492,7 +500,7 @@ class App:
     def counts(self) -> dict[str, dict[str, int]]:
         """Rows by status, for /metrics and the CLI."""
         out: dict[str, dict[str, int]] = {}
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             for name, table in (("subscriptions", subscriptions), ("deliveries", db.deliveries)):
                 rows = conn.execute(
                     sa.select(table.c.status, sa.func.count()).group_by(table.c.status)
@@ -747,7 +755,7 @@ class App:
         if not variant_ids:
             return []
         s = subscriptions
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             rows = conn.execute(
                 sa.select(s.c.variant_id, s.c.scope)
                 .where(

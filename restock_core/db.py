@@ -215,7 +215,10 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, **kwargs: Any) -> Engine:
+def create_engine(url: str, *, for_reads: bool = False, **kwargs: Any) -> Engine:
+    """An engine for `url`. On SQLite every write transaction takes the write lock up front
+    (BEGIN IMMEDIATE); an engine `for_reads` begins deferred, so reads run beside a writer
+    (WAL) instead of queueing behind it."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
@@ -231,9 +234,11 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         def _no_pysqlite_begin(dbapi_connection: Any, record: Any) -> None:
             dbapi_connection.isolation_level = None
 
+        begin = "BEGIN" if for_reads else "BEGIN IMMEDIATE"
+
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
 
         return engine
     kwargs.setdefault("pool_size", 10)

@@ -194,7 +194,7 @@ class Worker:
         )
 
     def _has_unreleased(self, row: Any) -> bool:
-        with self.app.engine.connect() as conn:
+        with self.app.read_engine.connect() as conn:
             found = conn.execute(
                 sa.select(sa.literal(1)).where(self._unreleased(row)).limit(1)
             ).first()
@@ -275,7 +275,7 @@ class Worker:
     def _fire_restocked(self, row: Any, quantity: int, total: int, ids: Sequence[int]) -> None:
         from .app import row_to_restock, row_to_subscription
 
-        with self.app.engine.connect() as conn:
+        with self.app.read_engine.connect() as conn:
             rows = conn.execute(
                 sa.select(subscriptions)
                 .where(subscriptions.c.id.in_(ids))
@@ -340,7 +340,7 @@ class Worker:
             .where(d.c.claim_token == token, d.c.status == "sending")
             .order_by(d.c.id)
         )
-        with self.app.engine.connect() as conn:
+        with self.app.read_engine.connect() as conn:
             rows = conn.execute(query).all()
         live: list[tuple[int, int, Subscription, str | None]] = []
         cancelled: list[int] = []
@@ -621,7 +621,7 @@ class Worker:
                 )
                 if after is not None:
                     query = query.where(sa.tuple_(s.c.variant_id, s.c.scope) > sa.tuple_(*after))
-                with app.engine.connect() as conn:
+                with app.read_engine.connect() as conn:
                     batch = [StockKey(v, sc) for v, sc in conn.execute(query)]
                 if not batch:
                     break
@@ -666,7 +666,7 @@ class Worker:
     def next_due_in(self) -> float:
         """Seconds until the next queued delivery or restock wave is due (capped)."""
         cap = self.settings.poll_interval
-        with self.app.engine.connect() as conn:
+        with self.app.read_engine.connect() as conn:
             times = [
                 conn.execute(
                     sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(

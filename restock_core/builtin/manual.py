@@ -39,7 +39,7 @@ class ManualAdapter:
         if not keys:
             return found
         variant_ids = sorted({k.variant_id for k in keys})
-        with self.app.engine.connect() as conn:
+        with self.app.read_engine.connect() as conn:
             rows = conn.execute(
                 sa.select(stock.c.variant_id, stock.c.scope, stock.c.quantity).where(
                     stock.c.source == self.id, stock.c.variant_id.in_(variant_ids)
