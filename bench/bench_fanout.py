@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -71,8 +70,12 @@ def seed(url: str, n: int) -> None:
     with app.engine.begin() as conn:
         conn.execute(
             sa.insert(stock).values(
-                source="manual", variant_id="hot", scope="default", quantity=0,
-                observed_at=start, updated_at=start,
+                source="manual",
+                variant_id="hot",
+                scope="default",
+                quantity=0,
+                observed_at=start,
+                updated_at=start,
             )
         )
         chunk = 20000
@@ -81,9 +84,13 @@ def seed(url: str, n: int) -> None:
                 sa.insert(subscriptions),
                 [
                     {
-                        "variant_id": "hot", "scope": "default", "source": "manual",
-                        "channel": "email", "contact": f"shopper{i}@example.com",
-                        "status": "pending", "attributes": {},
+                        "variant_id": "hot",
+                        "scope": "default",
+                        "source": "manual",
+                        "channel": "email",
+                        "contact": f"shopper{i}@example.com",
+                        "status": "pending",
+                        "attributes": {},
                         "created_at": start + timedelta(microseconds=i),
                         "updated_at": start,
                     }
@@ -98,7 +105,9 @@ def count_notified(url: str) -> int:
 
     engine = create_engine(url)
     with engine.connect() as conn:
-        value = conn.execute(sa.text("select count(*) from subscriptions where status = 'notified'")).scalar()
+        value = conn.execute(
+            sa.text("select count(*) from subscriptions where status = 'notified'")
+        ).scalar()
     engine.dispose()
     return int(value or 0)
 
@@ -125,7 +134,9 @@ def main() -> None:
         fake = None
         plugins = '[[plugins]]\nresolve = "logger"\n'
         if args.provider == "sendgrid":
-            fake = subprocess.Popen([sys.executable, "-c", FAKE_SENDGRID], stdout=subprocess.PIPE, text=True)
+            fake = subprocess.Popen(
+                [sys.executable, "-c", FAKE_SENDGRID], stdout=subprocess.PIPE, text=True
+            )
             port = int(fake.stdout.readline())
             plugins = (
                 '[[plugins]]\nresolve = "sendgrid"\noptions = { api_key = "SG.bench", '
@@ -151,14 +162,24 @@ def main() -> None:
         workers = [
             subprocess.Popen(
                 [sys.executable, "-c", rss_script, "--config", str(config), "worker", "--once"],
-                stderr=subprocess.PIPE, text=True,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for _ in range(args.workers)
         ]
         peaks = []
         for w in workers:
             _, err = w.communicate()
-            peaks.append(next((int(line.split()[1]) for line in err.splitlines() if line.startswith("PEAK_RSS_KB")), 0))
+            peaks.append(
+                next(
+                    (
+                        int(line.split()[1])
+                        for line in err.splitlines()
+                        if line.startswith("PEAK_RSS_KB")
+                    ),
+                    0,
+                )
+            )
         elapsed = time.perf_counter() - started
         notified = count_notified(url)
         requests = "-"

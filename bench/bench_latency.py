@@ -125,19 +125,31 @@ def main() -> None:
                     raise SystemExit("server did not start")
                 time.sleep(0.1)
             for i in range(args.restocks):
-                variant = f"gid://shopify/ProductVariant/{1000 + i}" if args.signal == "shopify" else f"v{i}"
-                r = client.post("/subscriptions", json={"variant_id": variant, "email": f"s{i}@example.com"})
+                variant = (
+                    f"gid://shopify/ProductVariant/{1000 + i}"
+                    if args.signal == "shopify"
+                    else f"v{i}"
+                )
+                r = client.post(
+                    "/subscriptions", json={"variant_id": variant, "email": f"s{i}@example.com"}
+                )
                 assert r.status_code == 201, r.text
             for i in range(args.restocks):
                 email = f"s{i}@example.com"
                 if args.signal == "manual":
                     sent_at = time.time()
-                    client.put(f"/stock/v{i}", json={"quantity": 1}, headers=auth).raise_for_status()
+                    client.put(
+                        f"/stock/v{i}", json={"quantity": 1}, headers=auth
+                    ).raise_for_status()
                 else:
                     shop.set_available(1000 + i, 1)
                     body = json.dumps(
-                        {"inventory_item_id": 1_001_000 + i, "location_id": 1, "available": 1,
-                         "updated_at": datetime.now(UTC).isoformat()}
+                        {
+                            "inventory_item_id": 1_001_000 + i,
+                            "location_id": 1,
+                            "available": 1,
+                            "updated_at": datetime.now(UTC).isoformat(),
+                        }
                     ).encode()
                     sent_at = time.time()
                     client.post(
@@ -165,8 +177,10 @@ def main() -> None:
     latencies.sort()
     ms = [x * 1000 for x in latencies]
     print(f"signal={args.signal} db={args.db} restocks={len(ms)} trigger_delay=0")
-    print(f"stock signal -> first provider request: p50 {ms[len(ms) // 2]:.1f} ms  "
-          f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms  max {ms[-1]:.1f} ms")
+    print(
+        f"stock signal -> first provider request: p50 {ms[len(ms) // 2]:.1f} ms  "
+        f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms  max {ms[-1]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

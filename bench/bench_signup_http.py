@@ -28,7 +28,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def run_clients(base: str, total: int, concurrency: int) -> tuple[list[float], dict[int, int], set[str]]:
+async def run_clients(
+    base: str, total: int, concurrency: int
+) -> tuple[list[float], dict[int, int], set[str]]:
     latencies: list[float] = []
     codes: dict[int, int] = {}
     unique: set[str] = set()
@@ -67,7 +69,16 @@ def main() -> None:
         )
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "restock_core.cli", "--config", str(config), "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "restock_core.cli",
+                "--config",
+                str(config),
+                "serve",
+                "--port",
+                str(port),
+            ],
             stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
@@ -83,7 +94,9 @@ def main() -> None:
                     raise SystemExit("server did not start")
                 time.sleep(0.1)
             started = time.perf_counter()
-            latencies, codes, unique = asyncio.run(run_clients(base, args.requests, args.concurrency))
+            latencies, codes, unique = asyncio.run(
+                run_clients(base, args.requests, args.concurrency)
+            )
             elapsed = time.perf_counter() - started
         finally:
             server.terminate()
@@ -93,13 +106,19 @@ def main() -> None:
             rows = conn.execute(sa.text("select count(*) from subscriptions")).scalar()
         latencies.sort()
         ok = sum(n for code, n in codes.items() if 200 <= code < 300)
-        print(f"requests: {args.requests}  concurrency: {args.concurrency}  elapsed: {elapsed:.2f} s")
+        print(
+            f"requests: {args.requests}  concurrency: {args.concurrency}  elapsed: {elapsed:.2f} s"
+        )
         print(f"sign-ups/s: {args.requests / elapsed:.0f}")
-        print(f"latency p50: {latencies[len(latencies) // 2] * 1000:.1f} ms  "
-              f"p99: {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms")
+        print(
+            f"latency p50: {latencies[len(latencies) // 2] * 1000:.1f} ms  "
+            f"p99: {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms"
+        )
         print(f"responses: {dict(sorted(codes.items()))}  2xx: {ok}")
-        print(f"rows stored: {rows}  distinct sign-ups answered 2xx: {len(unique)}  "
-              f"{'OK' if rows == len(unique) else 'MISMATCH'}")
+        print(
+            f"rows stored: {rows}  distinct sign-ups answered 2xx: {len(unique)}  "
+            f"{'OK' if rows == len(unique) else 'MISMATCH'}"
+        )
 
 
 if __name__ == "__main__":

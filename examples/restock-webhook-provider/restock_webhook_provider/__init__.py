@@ -97,4 +97,9 @@ class WebhookProvider:
 
 @hookimpl
 def register_providers(register):  # type: ignore[no-untyped-def]
-    register("webhook", WebhookProvider, options=WebhookOptions, description="POSTs messages as JSON to your URL")
+    register(
+        "webhook",
+        WebhookProvider,
+        options=WebhookOptions,
+        description="POSTs messages as JSON to your URL",
+    )

@@ -66,7 +66,9 @@ def provider_fake():
 
 @pytest.fixture
 def provider(provider_fake):
-    return WebhookProvider(WebhookOptions(url=provider_fake.server.url + "/hook", secret=Secret("whsec-example")))
+    return WebhookProvider(
+        WebhookOptions(url=provider_fake.server.url + "/hook", secret=Secret("whsec-example"))
+    )
 
 
 @pytest.fixture
@@ -93,7 +95,10 @@ def test_signature_and_body(provider, provider_fake) -> None:
     request = provider_fake.server.requests[-1]
     expected = hmac.new(b"whsec-example", request.body, hashlib.sha256).hexdigest()
     assert request.headers["x-restock-signature"] == f"sha256={expected}"
-    assert request.json["messages"][0]["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert (
+        request.json["messages"][0]["headers"]["List-Unsubscribe-Post"]
+        == "List-Unsubscribe=One-Click"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +106,35 @@ def installed(tmp_path_factory) -> Path:
     """pip-install the example into its own target directory, as a user would install it."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(HERE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(HERE),
+        ],
         check=True,
     )
     return target
 
 
-def test_installed_plugin_is_listed_and_delivers(installed: Path, tmp_path: Path, database_url: str) -> None:
+def test_installed_plugin_is_listed_and_delivers(
+    installed: Path, tmp_path: Path, database_url: str
+) -> None:
     env = {**os.environ, "PYTHONPATH": str(installed)}
     env.pop("RESTOCK_CONFIG", None)
     listing = subprocess.run(
         [sys.executable, "-m", "restock_core.cli", "plugins", "--json"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
     )
     rows = {row["name"]: row for row in json.loads(listing.stdout)}
     assert rows["webhook"]["distribution"] == "restock-webhook-provider"
@@ -128,12 +149,18 @@ def test_installed_plugin_is_listed_and_delivers(installed: Path, tmp_path: Path
             '[[plugins]]\nresolve = "manual"\n'
         )
         cli = [sys.executable, "-m", "restock_core.cli", "--config", str(config)]
-        for args in (["db", "upgrade"], ["subscribe", "v1", "--email", "ada@example.com"],
-                     ["stock", "set", "v1", "2"], ["worker", "--once"]):
+        for args in (
+            ["db", "upgrade"],
+            ["subscribe", "v1", "--email", "ada@example.com"],
+            ["stock", "set", "v1", "2"],
+            ["worker", "--once"],
+        ):
             result = subprocess.run([*cli, *args], capture_output=True, text=True, env=env)
             assert result.returncode == 0, result.stderr
         assert fake.accepted == ["ada@example.com"]
-        table = subprocess.run([*cli, "subscriptions"], capture_output=True, text=True, env=env).stdout
+        table = subprocess.run(
+            [*cli, "subscriptions"], capture_output=True, text=True, env=env
+        ).stdout
         assert "notified" in table
     finally:
         fake.server.stop()
