@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from restock_core.config import Secret
+from restock_core.validators import http_url, positive
 
 #: SendGrid's limit: 1000 personalizations (and 1000 recipients) per Mail Send request
 MAX_PERSONALIZATIONS = 1000
@@ -66,8 +67,8 @@ class SendGridOptions:
     #: a dynamic template ("d-..."): restock then sends `template_data` instead of its own text
     template_id: str | None = attrs.field(default=None)
     categories: list[str] = attrs.field(factory=list)
-    base_url: str = attrs.field(default="https://api.sendgrid.com")
-    timeout: float = attrs.field(default=10.0)  # seconds per request
+    base_url: str = attrs.field(default="https://api.sendgrid.com", validator=http_url)
+    timeout: float = attrs.field(default=10.0, validator=positive)  # seconds per request
     batch_size: int = attrs.field(default=MAX_PERSONALIZATIONS)  # recipients per request, ≤ 1000
     sandbox_mode: bool = False
     #: the Signed Event Webhook verification key; without it the events route refuses requests
@@ -97,16 +98,6 @@ class SendGridOptions:
                     f"categories: each must be 1 to {MAX_CATEGORY_LENGTH} characters, "
                     f"got {category!r}"
                 )
-
-    @base_url.validator
-    def _check_base_url(self, attribute: Any, value: str) -> None:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-
-    @timeout.validator
-    def _check_timeout(self, attribute: Any, value: float) -> None:
-        if not value > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
 
     @batch_size.validator
     def _check_batch_size(self, attribute: Any, value: int) -> None:

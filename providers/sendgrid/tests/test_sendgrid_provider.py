@@ -413,7 +413,7 @@ def test_options_from_plugins_toml(monkeypatch: Any, sendgrid_plugins: list[Any]
         ({"api_key": "SG.x", "from_email": "nope"}, "from_email", "email address"),
         ({"api_key": "SG.x", "from_email": "a@b.c", "batch_size": 1001}, "batch_size", "1000"),
         ({"api_key": "SG.x", "from_email": "a@b.c", "batch_size": 0}, "batch_size", "between"),
-        ({"api_key": "SG.x", "from_email": "a@b.c", "timeout": 0}, "timeout", "positive"),
+        ({"api_key": "SG.x", "from_email": "a@b.c", "timeout": 0}, "timeout", "greater than 0"),
         ({"api_key": "SG.x", "from_email": "a@b.c", "template_id": "abc"}, "template_id", "d-"),
         ({"api_key": "SG.x", "from_email": "a@b.c", "categories": ["x"] * 11}, "categories", "10"),
         ({"api_key": "SG.x", "from_email": "a@b.c", "base_url": "ftp://x"}, "base_url", "http"),

@@ -32,6 +32,7 @@ from twilio.rest import Client
 
 from restock_core.config import Secret
 from restock_core.models import Channel, DeliveryEvent, Message, SendResult
+from restock_core.validators import http_url, positive
 
 log = logging.getLogger("restock.twilio")
 
@@ -77,8 +78,8 @@ class TwilioOptions:
     messaging_service_sid: str | None = attrs.field(default=None)
     #: None: derive from the app's public_url (+ /<instance id>/status); "": send none
     status_callback: str | None = attrs.field(default=None)
-    base_url: str = attrs.field(default=DEFAULT_BASE_URL)
-    timeout: float = attrs.field(default=10.0)
+    base_url: str = attrs.field(default=DEFAULT_BASE_URL, validator=http_url)
+    timeout: float = attrs.field(default=10.0, validator=positive)
     concurrency: int = attrs.field(default=8)
     batch_size: int = attrs.field(default=100)
 
@@ -115,16 +116,6 @@ class TwilioOptions:
             raise ValueError(
                 f"status_callback must be an http(s) URL (or empty to send none), got {value!r}"
             )
-
-    @base_url.validator
-    def _check_base_url(self, attribute: Any, value: str) -> None:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-
-    @timeout.validator
-    def _check_timeout(self, attribute: Any, value: float) -> None:
-        if not value > 0:
-            raise ValueError(f"timeout must be more than 0 seconds, got {value!r}")
 
     @concurrency.validator
     def _check_concurrency(self, attribute: Any, value: int) -> None:

@@ -45,7 +45,7 @@ def test_defaults(creds: Any) -> None:
         ),
         ({"from_number": "555-0100"}, "from_number", "E.164"),
         ({"messaging_service_sid": "XX123"}, "messaging_service_sid", "MG"),
-        ({"from_number": "+14155550100", "timeout": 0}, "timeout", "more than 0"),
+        ({"from_number": "+14155550100", "timeout": 0}, "timeout", "greater than 0"),
         ({"from_number": "+14155550100", "concurrency": 0}, "concurrency", "between"),
         ({"from_number": "+14155550100", "batch_size": 0}, "batch_size", "at least 1"),
         ({"from_number": "+14155550100", "base_url": "api.twilio.com"}, "base_url", "http"),
