@@ -43,6 +43,19 @@ def _not_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         raise ValueError(f"{attribute.name} must not be empty")
 
 
+def _svix_secret(instance: Any, attribute: attrs.Attribute, value: Secret | None) -> None:
+    if value is None:
+        return
+    from svix.webhooks import Webhook
+
+    try:
+        Webhook(str.__str__(value))
+    except Exception:
+        raise ValueError(
+            "webhook_secret must be the Svix signing secret shown by Resend (whsec_...)"
+        ) from None
+
+
 @attrs.frozen
 class ResendOptions:
     api_key: Secret = attrs.field(validator=_not_empty)
@@ -52,7 +65,7 @@ class ResendOptions:
     timeout: float = attrs.field(default=10.0, validator=positive)
     batch_size: int = attrs.field(default=MAX_BATCH, validator=_check_batch)
     use_batch: bool = True
-    webhook_secret: Secret | None = None  # "whsec_..." from the Resend dashboard
+    webhook_secret: Secret | None = attrs.field(default=None, validator=_svix_secret)
 
 
 class _Client(RequestsClient):
@@ -95,8 +108,17 @@ def classify(exc: Exception, message_ids: Sequence[int]) -> list[SendResult]:
         if exc.error_type in ("daily_quota_exceeded", "monthly_quota_exceeded"):
             wait = max(wait or 0.0, 3600.0)  # a quota does not come back in seconds
         return [SendResult.retry(d, reason, retry_after=wait) for d in message_ids]
-    if code == "409":  # idempotency conflict: the same key is in flight or was used otherwise
-        return [SendResult.retry(d, reason, retry_after=60.0) for d in message_ids]
+    if code == "409" and exc.error_type == "concurrent_idempotent_requests":
+        # the first request with this key is still running; its answer will be replayed
+        wait = _retry_after(exc.headers) or 5.0
+        return [SendResult.retry(d, reason, retry_after=wait) for d in message_ids]
+    if code == "409":
+        # invalid_idempotent_request: these deliveries were already submitted under this key
+        # (within Resend's 24 h) with other content; sending again would duplicate the email
+        reason = (
+            f"{reason} (these deliveries were already submitted with other content; "
+            "not sent again to avoid a duplicate)"
+        )[:500]
     if code in ("401", "403"):
         reason = f"resend refused the API key ({code} {exc.error_type})"
     return [SendResult.failed(d, reason) for d in message_ids]
@@ -148,6 +170,9 @@ class ResendProvider:
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
         if len(messages) == 1 or not self.options.use_batch:
             return [self._send_one(m) for m in messages]
+        # a stable order keeps the payload of a retried batch identical to the first attempt,
+        # which Resend requires before it replays the first answer for the same key
+        messages = sorted(messages, key=lambda m: m.delivery_id)
         ids = [m.delivery_id for m in messages]
         try:
             response = self._call(

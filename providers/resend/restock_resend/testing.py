@@ -1,6 +1,7 @@
 """A fake Resend API for tests and benchmarks: `POST /emails` and `POST /emails/batch` with
 Bearer auth, Resend's error bodies, permissive batch validation and Idempotency-Key replay
-(the same key answers the first response again and sends nothing)."""
+(the same key answers the first response again and sends nothing; the same key with another
+payload answers 409 `invalid_idempotent_request`)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class FakeResend:
         self.slow_once = 0.0  # accept the next request, then answer this late
         self.rejected: set[str] = set()
         self.delivered: list[str] = []
-        self.keys: dict[str, Reply] = {}
+        self.email_ids: dict[str, str] = {}  # recipient -> the id of the last email to it
+        self.keys: dict[str, tuple[bytes, Reply]] = {}  # key -> (first body, first answer)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -79,7 +81,14 @@ class FakeResend:
         key = request.headers.get("idempotency-key")
         with self._lock:
             if key and key in self.keys:
-                return self.keys[key]
+                body, first = self.keys[key]
+                if body != request.body:
+                    return _error(
+                        409,
+                        "invalid_idempotent_request",
+                        "Same idempotency key used with a different request payload.",
+                    )
+                return first
             if request.path == "/emails":
                 reply = self._one(request.json)
             elif request.path == "/emails/batch":
@@ -87,7 +96,7 @@ class FakeResend:
             else:
                 return _error(404, "not_found", "not found")
             if key and reply.status == 200:
-                self.keys[key] = reply
+                self.keys[key] = (request.body, reply)
         if self.slow_once:
             delay, self.slow_once = self.slow_once, 0.0
             return Reply(reply.status, reply.body, delay=delay)
@@ -100,12 +109,18 @@ class FakeResend:
             return f"Invalid `to` field: {email['to'][0]}"
         return None
 
+    def _deliver(self, email: dict[str, Any]) -> str:
+        email_id = f"email-{next(self._ids)}"
+        self.delivered += email["to"]
+        for to in email["to"]:
+            self.email_ids[to] = email_id
+        return email_id
+
     def _one(self, email: Any) -> Reply:
         problem = self._invalid(email)
         if problem:
             return _error(422, "validation_error", problem)
-        self.delivered += email["to"]
-        return Reply(200, {"id": f"email-{next(self._ids)}"})
+        return Reply(200, {"id": self._deliver(email)})
 
     def _batch(self, emails: Any, validation: str | None) -> Reply:
         if not isinstance(emails, list) or not 1 <= len(emails) <= 100:
@@ -117,8 +132,7 @@ class FakeResend:
         data = []
         for i, email in enumerate(emails):
             if not problems[i]:
-                self.delivered += email["to"]
-                data.append({"id": f"email-{next(self._ids)}"})
+                data.append({"id": self._deliver(email)})
         body: dict[str, Any] = {"data": data}
         if errors:
             body["errors"] = errors

@@ -61,7 +61,17 @@ def test_each_subscriber_once_and_notified(app, fake) -> None:
     app.worker().drain()
     assert Counter(fake.received()) == Counter(emails)
     assert {str(s.status) for s in app.list_subscriptions().items} == {"notified"}
-    assert [r.path for r in fake.requests] == ["/emails/batch"]
+    [request] = fake.requests
+    assert request.path == "/emails/batch"
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.headers["idempotency-key"].startswith("restock-batch-")
+    body = request.json
+    assert sorted(e["to"][0] for e in body) == sorted(emails)
+    for email in body:
+        assert email["from"] == "shop@example.com" and email["subject"] and email["html"]
+        assert email["headers"]["List-Unsubscribe"].startswith("<http")
+        assert email["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert email["tags"][0]["name"] == "delivery_id"
 
 
 def test_lost_batch_response_is_retried_under_the_same_key(app, fake) -> None:
@@ -95,15 +105,7 @@ def signed(payload: dict, msg_id: str) -> tuple[bytes, dict[str, str]]:
 def test_bounce_webhook_fails_and_suppresses(app, fake) -> None:
     restock_three(app)
     app.worker().drain()
-    with app.engine.connect() as conn:
-        import sqlalchemy as sa
-
-        email_id = conn.execute(
-            sa.text(
-                "select d.provider_message_id from deliveries d join subscriptions s on s.id = d.subscription_id "
-                "where s.contact = 'p0@example.com'"
-            )
-        ).scalar()
+    email_id = fake.email_ids["p0@example.com"]
     bounce = {
         "type": "email.bounced",
         "created_at": "2026-11-24T00:00:00Z",

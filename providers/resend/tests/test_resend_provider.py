@@ -6,6 +6,7 @@ import json
 import logging
 import time
 
+import attrs
 import pytest
 from restock_resend import ResendOptions, ResendProvider, batch_key
 from restock_resend.testing import FakeResend
@@ -174,3 +175,87 @@ def test_bad_options_name_the_option(options, option) -> None:
     with pytest.raises(ConfigError) as caught:
         structure_options(ResendOptions, options, plugin="resend")
     assert caught.value.option == option
+
+
+def test_retried_batch_with_other_content_is_not_sent_again(provider, provider_fake) -> None:
+    messages = [make_message(i) for i in (1, 2)]
+    assert {r.outcome for r in provider.send(messages)} == {Outcome.SENT}
+    changed = [attrs.evolve(m, subject="A new subject") for m in messages]
+    results = provider.send(changed)  # same deliveries, same key, other payload: Resend says 409
+    assert {r.outcome for r in results} == {Outcome.FAILED}
+    assert "already submitted" in (results[0].reason or "")
+    assert sorted(provider_fake.received()) == sorted(m.to for m in messages)  # once each
+
+
+def test_key_still_in_flight_is_retried(provider, provider_fake) -> None:
+    provider_fake.mode = Reply(
+        409,
+        {"statusCode": 409, "name": "concurrent_idempotent_requests", "message": "in progress"},
+    )
+    results = provider.send([make_message(1), make_message(2)])
+    assert {r.outcome for r in results} == {Outcome.RETRY}
+    assert all(r.retry_after and r.retry_after > 0 for r in results)
+
+
+def test_per_message_rejection_keeps_ids_in_order(provider, provider_fake) -> None:
+    messages = [make_message(i) for i in (1, 2, 3, 4)]
+    provider_fake.reject_recipients([messages[1].to])
+    results = {r.delivery_id: r for r in provider.send(messages)}
+    assert results[2].outcome == Outcome.FAILED and messages[1].to in (results[2].reason or "")
+    assert [results[i].provider_message_id for i in (1, 3, 4)] == [
+        provider_fake.email_ids[messages[i].to] for i in (0, 2, 3)
+    ]
+    assert provider_fake.requests[-1].headers["x-batch-validation"] == "permissive"
+
+
+def test_batch_rejected_as_a_whole_fails_every_message(provider, provider_fake) -> None:
+    provider_fake.mode = Reply(
+        422, {"statusCode": 422, "name": "validation_error", "message": "Invalid `from` field."}
+    )
+    results = provider.send([make_message(i) for i in (1, 2, 3)])
+    assert {r.outcome for r in results} == {Outcome.FAILED}
+    assert "Invalid `from` field." in (results[0].reason or "")
+
+
+def test_server_error_and_timeout_are_retried(provider, provider_fake) -> None:
+    provider_fake.server_error()
+    assert {r.outcome for r in provider.send([make_message(1), make_message(2)])} == {Outcome.RETRY}
+    provider_fake.mode = Reply(200, {"data": []}, delay=2.0)  # beyond the 1 s timeout
+    results = provider.send([make_message(3), make_message(4)])
+    assert {r.outcome for r in results} == {Outcome.RETRY}
+    assert "HttpClientError" in (results[0].reason or "")
+
+
+def test_without_batches_each_message_has_its_own_request(provider_fake) -> None:
+    provider = ResendProvider(
+        ResendOptions(
+            api_key=Secret(KEY),
+            from_email="a@example.com",
+            reply_to="help@example.com",
+            base_url=provider_fake.url,
+            use_batch=False,
+        )
+    )
+    assert provider.max_batch_size == 1
+    messages = [make_message(i) for i in (5, 6)]
+    assert {r.outcome for r in provider.send(messages)} == {Outcome.SENT}
+    assert [r.path for r in provider_fake.requests] == ["/emails", "/emails"]
+    assert [r.headers["idempotency-key"] for r in provider_fake.requests] == [
+        "restock-delivery-5",
+        "restock-delivery-6",
+    ]
+    body = provider_fake.requests[0].json
+    assert body["reply_to"] == "help@example.com" and body["to"] == [messages[0].to]
+    assert body["headers"]["List-Unsubscribe"] == messages[0].headers["List-Unsubscribe"]
+    assert body["tags"] == [{"name": "delivery_id", "value": "5"}]
+
+
+def test_bad_webhook_secret_is_refused_at_startup() -> None:
+    with pytest.raises(ConfigError) as caught:
+        structure_options(
+            ResendOptions,
+            {"api_key": "k", "from_email": "a@example.com", "webhook_secret": "whsec_!!!"},
+            plugin="resend",
+        )
+    assert caught.value.option == "webhook_secret"
+    assert "whsec_!!!" not in str(caught.value)
