@@ -308,6 +308,10 @@ def _stderr_is_tty() -> bool:
         return False
 
 
+def _no_items() -> Iterator[int]:
+    yield from ()
+
+
 @contextmanager
 def progress(label: str) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr for long work whose total is not known up front; nothing at
@@ -316,7 +320,7 @@ def progress(label: str) -> Iterator[Callable[[int], None]]:
         yield lambda n: None
         return
     # a generator has no length hint, so click draws an open-ended bar with a count and rate
-    nothing: Iterator[int] = (x for x in ())
+    nothing: Iterator[int] = iter(_no_items())
     with click.progressbar(
         nothing,
         label=label,
