@@ -241,9 +241,17 @@ def config_check(state: State) -> None:
 @click.option("--host", help="Interface to bind (default from [restock] host)")
 @click.option("--port", type=int, help="Port (default from [restock] port)")
 @click.option("--no-worker", is_flag=True, help="API only; run `restock worker` separately")
+@click.option(
+    "--root-path",
+    metavar="PREFIX",
+    help="Path prefix a reverse proxy strips before forwarding (default: the path of "
+    '[restock] public_url, e.g. /restock; "" for none).',
+)
 @pass_state
 @handle_errors
-def serve(state: State, host: str | None, port: int | None, no_worker: bool) -> None:
+def serve(
+    state: State, host: str | None, port: int | None, no_worker: bool, root_path: str | None
+) -> None:
     """Run the HTTP API with the worker and pollers in one process (the embedded default)."""
     app = state.app(announce=True)
     import uvicorn
@@ -254,8 +262,19 @@ def serve(state: State, host: str | None, port: int | None, no_worker: bool) -> 
     api = create_api(app, run_worker=not no_worker)
     host = host or app.settings.host
     port = port or app.settings.port
-    click.echo(f"restock serving on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+    if root_path is None:
+        from urllib.parse import urlsplit
+
+        root_path = urlsplit(app.settings.public_url).path
+    root_path = "/" + root_path.strip("/") if root_path.strip("/") else ""
+    click.echo(
+        f"restock serving on http://{host}:{port} (docs at {root_path}/docs"
+        f"{f', behind a proxy at {root_path}' if root_path else ''})",
+        err=True,
+    )
+    uvicorn.run(
+        api, host=host, port=port, root_path=root_path, log_level="warning", access_log=False
+    )
 
 
 def _ensure_schema(app: App) -> None:

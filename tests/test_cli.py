@@ -357,3 +357,55 @@ def test_check_draws_progress_only_on_a_terminal(run, tmp_path: Path) -> None:
         os.close(leader)
     assert proc.returncode == 0
     assert b"checking stock (variant/scope pairs)" in drawn and b"3" in drawn
+
+
+# ---------------------------------------------------------------------- serve behind a proxy
+
+
+def test_serve_behind_a_proxy_that_strips_a_path_prefix(in_empty_dir: Path) -> None:
+    """public_url = https://shop.example/restock: the proxy forwards /restock/x as /x, and
+    the OpenAPI docs (and anything else that builds URLs) carry the /restock prefix."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from restock_core.testing import wait_for
+
+    from .test_serve_e2e import free_port
+
+    port = free_port()
+    (in_empty_dir / "plugins.toml").write_text(
+        f'[restock]\ndatabase = "sqlite:///{in_empty_dir / "r.db"}"\n'
+        'public_url = "https://shop.example/restock"\n'
+    )
+    log = (in_empty_dir / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "restock_core.cli", "serve", "--port", str(port)],
+        stdout=log,
+        stderr=log,
+        cwd=in_empty_dir,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{base}/health"), timeout=60)
+        assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+        docs = httpx.get(f"{base}/docs").text
+        assert "url: '/restock/openapi.json'" in docs
+        assert httpx.get(f"{base}/openapi.json").json()["servers"] == [{"url": "/restock"}]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    text = (in_empty_dir / "serve.log").read_text()
+    assert f"restock: config {in_empty_dir / 'plugins.toml'} (from the current directory)" in text
+    assert "(docs at /restock/docs, behind a proxy at /restock)" in text
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
