@@ -60,6 +60,9 @@ EXAMPLES: Mapping[tuple[str, str], Any] = {
     ("sendgrid", "from_email"): "shop@example.com",
     ("resend", "from_email"): "shop@example.com",
     ("twilio", "account_sid"): "AC" + "0" * 32,
+    # optional in the options class (API keys may replace it for requests), but always needed
+    # to verify Twilio's webhooks
+    ("twilio", "auth_token"): FROM_ENV,
     # Twilio needs exactly one sender; this is Twilio's documented magic test number
     ("twilio", "from_number"): "+15005550006",
     ("shopify", "shop"): "example.myshopify.com",
