@@ -440,7 +440,7 @@ def _entry_point_rows(config: Config, as_json: bool) -> None:
     configured: dict[str, list[str]] = {}
     for entry in config.plugins:
         configured.setdefault(entry.resolve, []).append(entry.id)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ep in importlib.metadata.entry_points(group="restock"):
         dist = ep.dist
         rows.append(
@@ -449,7 +449,7 @@ def _entry_point_rows(config: Config, as_json: bool) -> None:
                 "module": ep.value,
                 "distribution": dist.metadata["Name"] if dist else None,
                 "version": dist.version if dist else None,
-                "configured as": ", ".join(configured.get(ep.name, [])) or None,
+                "configured": configured.get(ep.name, []),
                 "description": dist.metadata["Summary"] if dist else None,
             }
         )
@@ -457,7 +457,8 @@ def _entry_point_rows(config: Config, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    _table(rows, ["name", "module", "distribution", "version", "configured as"])
+    shown = [{**r, "configured as": ", ".join(r["configured"]) or None} for r in rows]
+    _table(shown, ["name", "module", "distribution", "version", "configured as"])
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:

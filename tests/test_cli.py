@@ -277,7 +277,9 @@ def test_plugins_from_entry_points_only(in_empty_dir: Path) -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["logger"]["distribution"] == "restock-core"
     assert rows["manual"]["module"] == "restock_core.builtin.manual"
-    assert rows["logger"]["configured as"] == "logger"  # the built-in defaults
+    assert rows["logger"]["configured"] == ["logger"]  # the built-in defaults
+    table = CliRunner().invoke(main, ["plugins", "--entry-points"]).stdout
+    assert "restock_core.builtin.logger" in table and "CONFIGURED AS" in table
 
 
 # ---------------------------------------------------------------------- start-up cost
