@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App
-from .db import deliveries, utcnow
+from .db import utcnow
 from .errors import RestockError
 from .models import Subscription
 
@@ -175,12 +174,7 @@ class QueueCollector:
         )
         try:
             counts = self.app.counts()
-            with self.app.read_engine.connect() as conn:
-                first = conn.execute(
-                    sa.select(sa.func.min(deliveries.c.created_at)).where(
-                        deliveries.c.status == "queued"
-                    )
-                ).scalar()
+            first = self.app.store.outbox.oldest_queued_at()
         except Exception:  # a scrape must not fail because the database blinked
             return []
         for status, count in counts.get("deliveries", {}).items():
@@ -354,8 +348,7 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
     @api.get("/health", tags=["ops"], responses={503: {"description": "database unreachable"}})
     def health() -> JSONResponse:
         try:
-            with app.read_engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+            app.store.ping()
         except Exception as exc:
             return JSONResponse(
                 {"status": "unavailable", "database": str(exc)[:200]}, status_code=503

@@ -34,6 +34,12 @@ class DeliveryStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # the subscription left `pending` before its message went out
 
 
+class RestockStatus(enum.StrEnum):
+    OPEN = "open"  # waiting for its (next) wave
+    DONE = "done"  # everyone was released
+    ENDED = "ended"  # stock ran out again (or the source went away) before everyone was
+
+
 class Outcome(enum.StrEnum):
     SENT = "sent"
     RETRY = "retry"
@@ -114,7 +120,7 @@ class Restock:
     detected_at: datetime
     released: int = 0
     waves: int = 0
-    status: str = "open"
+    status: RestockStatus = RestockStatus.OPEN
 
 
 @attrs.frozen

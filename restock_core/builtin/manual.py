@@ -7,9 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-import sqlalchemy as sa
 
-from restock_core.db import stock
 from restock_core.hookspecs import hookimpl
 from restock_core.models import StockKey, VariantInfo
 
@@ -35,21 +33,7 @@ class ManualAdapter:
         self.id = instance_id
 
     def availability(self, keys: Sequence[StockKey]) -> Mapping[StockKey, int | None]:
-        found: dict[StockKey, int | None] = {key: None for key in keys}
-        if not keys:
-            return found
-        variant_ids = sorted({k.variant_id for k in keys})
-        with self.app.read_engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(stock.c.variant_id, stock.c.scope, stock.c.quantity).where(
-                    stock.c.source == self.id, stock.c.variant_id.in_(variant_ids)
-                )
-            )
-            for variant_id, scope, quantity in rows:
-                key = StockKey(variant_id, scope)
-                if key in found:
-                    found[key] = quantity
-        return found
+        return self.app.stock_quantities(self.id, keys)
 
     def describe(self, variant_ids: Sequence[str]) -> Mapping[str, VariantInfo]:
         if not self.options.url_template:
