@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App
-from .db import utcnow
+from .clock import utcnow
 from .errors import RestockError
 from .models import Subscription
+from .signup import max_length
 
 log = logging.getLogger("restock.api")
 
@@ -102,20 +103,22 @@ UNSUBSCRIBE_ERRORS = _errors(404)
 
 
 class SubscriptionIn(BaseModel):
+    """The sign-up body; field limits come from :class:`SignUpRequest`."""
+
     model_config = ConfigDict(extra="forbid")
 
-    variant_id: str = Field(min_length=1, max_length=255)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=40)
+    variant_id: str = Field(min_length=1, max_length=max_length("variant_id"))
+    email: str | None = Field(default=None, max_length=max_length("email"))
+    phone: str | None = Field(default=None, max_length=max_length("phone"))
     channel: Literal["email", "sms"] | None = None
-    scope: str | None = Field(default=None, min_length=1, max_length=255)
+    scope: str | None = Field(default=None, min_length=1, max_length=max_length("scope"))
     source: str | None = None
-    customer_id: str | None = Field(default=None, max_length=255)
-    product_id: str | None = Field(default=None, max_length=255)
-    locale: str | None = Field(default=None, max_length=35)
-    product_title: str | None = Field(default=None, max_length=500)
-    variant_title: str | None = Field(default=None, max_length=500)
-    url: str | None = Field(default=None, max_length=2000)
+    customer_id: str | None = Field(default=None, max_length=max_length("customer_id"))
+    product_id: str | None = Field(default=None, max_length=max_length("product_id"))
+    locale: str | None = Field(default=None, max_length=max_length("locale"))
+    product_title: str | None = Field(default=None, max_length=max_length("product_title"))
+    variant_title: str | None = Field(default=None, max_length=max_length("variant_title"))
+    url: str | None = Field(default=None, max_length=max_length("url"))
     attributes: dict[str, Any] | None = None
 
 
@@ -362,11 +365,9 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
         )
 
     for instance in app.instances:
-        routes = getattr(instance.obj, "routes", None)
-        if callable(routes):
-            router = routes(app)
-            if router is not None:
-                api.include_router(router, prefix=f"/{instance.id}", tags=[instance.id])
+        router = instance.obj.routes(app)
+        if router is not None:
+            api.include_router(router, prefix=f"/{instance.id}", tags=[instance.id])
 
     def register(prefix: str, router: APIRouter) -> None:
         api.include_router(router, prefix="/" + prefix.strip("/"))

@@ -14,9 +14,9 @@ import attrs
 from sqlalchemy.engine import Connection, Engine
 
 from . import migrate
+from .clock import utcnow
 from .config import Config, ReleasePolicy, load_config, parse_config
 from .contacts import resolve_contact
-from .db import utcnow
 from .errors import (
     AdapterError,
     ConfigError,
@@ -47,25 +47,6 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 log = logging.getLogger("restock")
-
-#: DeliveryEvent.event values that mean the message did not reach the person
-FAILURE_EVENTS = frozenset(
-    {
-        "bounce",
-        "bounced",
-        "dropped",
-        "spamreport",
-        "complaint",
-        "complained",
-        "unsubscribe",
-        "group_unsubscribe",
-        "opt_out",
-        "undelivered",
-        "failed",
-    }
-)
-#: values that confirm the message; anything else is ignored
-CONFIRMATION_EVENTS = frozenset({"delivered", "processed", "sent", "queued", "open", "click"})
 
 
 @attrs.frozen
@@ -136,9 +117,9 @@ class App:
         self._signer: Signer | None = None
         self._describe_cache: dict[tuple[str, str], tuple[float, VariantInfo | None]] = {}
         for instance in self.instances:
-            bind = getattr(instance.obj, "bind", None)
-            if callable(bind):
-                bind(self, instance.id)
+            instance.obj.bind(self, instance.id)
+            for number, observer in enumerate(instance.obj.observers()):
+                self.registry.register(observer, name=f"{instance.id}:observer:{number}")
 
     @property
     def engine(self) -> Engine:
@@ -174,12 +155,10 @@ class App:
 
     def close(self) -> None:
         for instance in self.instances:
-            close = getattr(instance.obj, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:  # closing is best effort
-                    log.exception("closing plugin %s failed", instance.id)
+            try:
+                instance.obj.close()
+            except Exception:  # closing is best effort
+                log.exception("closing plugin %s failed", instance.id)
         self.store.dispose()
 
     @property
@@ -330,11 +309,8 @@ class App:
     def _normalized_variant(adapter: PluginInstance, variant_id: str) -> str:
         """Let the adapter spell ids its way (Shopify: "123" -> its gid), so sign-ups from
         any surface match what its webhooks and polls report."""
-        normalize = getattr(adapter.obj, "normalize_variant_id", None)
-        if not callable(normalize):
-            return variant_id
         try:
-            return check_id(normalize(variant_id), "variant_id")
+            return check_id(adapter.obj.normalize_variant_id(variant_id), "variant_id")
         except ValueError as exc:
             raise ValidationError(str(exc), field="variant_id") from None
 
@@ -417,9 +393,7 @@ class App:
                 f"quantity must be between 0 and {MAX_QUANTITY}", field="quantity"
             )
         if source is None:
-            manual = [
-                i for i in self.adapters.values() if getattr(i.obj, "accepts_stock_updates", False)
-            ]
+            manual = [i for i in self.adapters.values() if i.obj.accepts_stock_updates]
             if not manual:
                 raise ValidationError(
                     "no configured inventory source accepts stock updates; add the 'manual' "
@@ -429,7 +403,7 @@ class App:
             instance = manual[0]
         else:
             instance = self.adapter_instance(source)
-            if not getattr(instance.obj, "accepts_stock_updates", False):
+            if not instance.obj.accepts_stock_updates:
                 raise ValidationError(
                     f"source {source!r} reads stock from its platform; it cannot be set here",
                     field="source",
@@ -534,7 +508,7 @@ class App:
         contact for that channel. The replay record and the change commit together, so a
         failed update is not mistaken for a replay when the provider retries."""
         failure = None
-        if event.event in FAILURE_EVENTS:
+        if event.outcome.is_failure:
             failure = f"{event.provider} {event.event}" + (
                 f": {event.reason}" if event.reason else ""
             )
@@ -548,7 +522,7 @@ class App:
         if match != EventMatch.MATCHED:
             return False
         self.metrics.delivery_events.labels(provider=event.provider, event=event.event).inc()
-        return failure is not None or event.event in CONFIRMATION_EVENTS
+        return event.outcome.is_known
 
     # ------------------------------------------------------------------ worker
 

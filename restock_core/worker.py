@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .db import utcnow
+from .clock import utcnow
 from .errors import AdapterError
 from .models import (
     Channel,
@@ -30,7 +30,7 @@ from .models import (
     Subscription,
     SubscriptionStatus,
 )
-from .store import WAKE_CHANNEL, Claim, Failed, Results, Retry, Sent
+from .store import Claim, Failed, Results, Retry, Sent
 
 if TYPE_CHECKING:
     from .app import App
@@ -380,7 +380,7 @@ class Worker:
         errors: list[str] = []
         for src in sources:
             adapter = app.adapters[src].obj
-            size = int(getattr(adapter, "max_batch_size", 250) or 250)
+            size = max(1, int(adapter.max_batch_size or 250))
             after: StockKey | None = None
             while True:
                 batch = self.store.subscriptions.pending_key_page(src, after, size)
@@ -408,9 +408,7 @@ class Worker:
     def reconcile_due(self) -> None:
         now = time.monotonic()
         for instance in self.app.adapters.values():
-            interval = self.settings.reconcile_interval or getattr(
-                instance.obj, "poll_interval", None
-            )
+            interval = self.settings.reconcile_interval or instance.obj.poll_interval
             if not interval:
                 continue
             last = self._last_reconcile.get(instance.id)
@@ -472,21 +470,4 @@ class Worker:
 
     def _start_listener(self, stop: threading.Event) -> None:
         """LISTEN for wake-ups from other processes (API processes, other workers)."""
-        import psycopg
-
-        url = self.app.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-        def listen() -> None:
-            while not stop.is_set():
-                try:
-                    with psycopg.connect(url, autocommit=True) as conn:
-                        conn.execute(f"LISTEN {WAKE_CHANNEL}")
-                        while not stop.is_set():
-                            for _ in conn.notifies(timeout=1.0, stop_after=1):
-                                self.app.wake_event.set()
-                except Exception as exc:
-                    log.warning("LISTEN connection lost (%s); reconnecting", exc)
-                    stop.wait(1.0)
-
-        self._listener = threading.Thread(target=listen, name="restock-listen", daemon=True)
-        self._listener.start()
+        self._listener = self.store.listen(stop)

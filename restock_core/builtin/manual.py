@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import attrs
 
-from restock_core.hookspecs import hookimpl
-from restock_core.models import StockKey, VariantInfo
+from restock_core import InventoryAdapter, PluginHost, StockKey, VariantInfo, hookimpl
 
 
 @attrs.frozen
@@ -18,22 +16,21 @@ class ManualOptions:
     url_template: str | None = None
 
 
-class ManualAdapter:
+class ManualAdapter(InventoryAdapter):
     name = "manual"
     poll_interval = None
     accepts_stock_updates = True
 
     def __init__(self, options: ManualOptions | None = None):
         self.options = options or ManualOptions()
-        self.app: Any = None
         self.id = "manual"
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.id = instance_id
 
     def availability(self, keys: Sequence[StockKey]) -> Mapping[StockKey, int | None]:
-        return self.app.stock_quantities(self.id, keys)
+        return self.host.stock_quantities(self.id, keys)
 
     def describe(self, variant_ids: Sequence[str]) -> Mapping[str, VariantInfo]:
         if not self.options.url_template:

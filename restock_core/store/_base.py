@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +12,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..db import UTCDateTime
 from ..models import Channel, Restock, RestockStatus, Subscription, SubscriptionStatus
+from ..web import chunks as chunks
+
+log = logging.getLogger("restock.store")
 
 WAKE_CHANNEL = "restock_wake"
 MAX_ROW_ID = 2**63 - 1  # BIGINT; larger numbers cannot name a row
@@ -45,9 +48,30 @@ class Db:
         if self.is_postgres and conn is not None:
             conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": WAKE_CHANNEL})
 
+    def listen(self, stop: threading.Event) -> threading.Thread | None:
+        """PostgreSQL: LISTEN for wake-ups from other processes (API processes, other
+        workers) in a thread, setting `wake_event` for each, until `stop` is set."""
+        if not self.is_postgres:
+            return None
+        import psycopg
 
-def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def listen() -> None:
+            while not stop.is_set():
+                try:
+                    with psycopg.connect(url, autocommit=True) as conn:
+                        conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                        while not stop.is_set():
+                            for _ in conn.notifies(timeout=1.0, stop_after=1):
+                                self.wake_event.set()
+                except Exception as exc:
+                    log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                    stop.wait(1.0)
+
+        thread = threading.Thread(target=listen, name="restock-listen", daemon=True)
+        thread.start()
+        return thread
 
 
 def utc_param(value: datetime) -> Any:

@@ -20,9 +20,7 @@ import http.client
 import json
 import logging
 import re
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from email.utils import parsedate_to_datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -30,7 +28,16 @@ import python_http_client.exceptions as http_errors
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid import SendGridAPIClient
 
-from restock_core.models import Channel, Message, Outcome, SendResult
+from restock_core import (
+    Channel,
+    Message,
+    Outcome,
+    PluginHost,
+    Provider,
+    SendResult,
+    chunks,
+    retry_after,
+)
 
 from .options import MAX_PERSONALIZATIONS, SendGridOptions, load_public_key
 
@@ -89,25 +96,7 @@ def _header(headers: Any, name: str) -> str | None:
 def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
     """Seconds to wait after a 429: `Retry-After` (seconds or an HTTP date), else
     `X-RateLimit-Reset` (epoch seconds, as SendGrid sends it). None when neither is usable."""
-    now = time.time() if now is None else now
-    value = _header(headers, "Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-            except (TypeError, ValueError, IndexError):
-                pass
-    reset = _header(headers, "X-RateLimit-Reset")
-    if reset:
-        try:
-            moment = float(reset)
-        except ValueError:
-            return None
-        # an epoch timestamp; a small number can only be a delay in seconds
-        return max(0.0, moment - now) if moment > 1e9 else max(0.0, moment)
-    return None
+    return retry_after(headers, reset_headers=("X-RateLimit-Reset",), now=now)
 
 
 def _errors(body: bytes) -> list[dict[str, Any]] | None:
@@ -172,11 +161,6 @@ def _escaped_forms(url: str) -> list[str]:
 
 def _json_safe(value: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(value), default=str))
-
-
-def _chunks(items: Sequence[Message], size: int) -> Iterator[list[Message]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 @attrs.frozen
@@ -251,7 +235,7 @@ class _Stop:
 # --------------------------------------------------------------------------- provider
 
 
-class SendGridProvider:
+class SendGridProvider(Provider):
     """Sends email through SendGrid. See docs/plugins/sendgrid.md."""
 
     name = "sendgrid"
@@ -261,7 +245,6 @@ class SendGridProvider:
         self.options = options
         self.max_batch_size = min(options.batch_size, MAX_PERSONALIZATIONS)
         self.instance_id = "sendgrid"
-        self.app: Any = None
         self.public_key: ec.EllipticCurvePublicKey | None = (
             load_public_key(options.webhook_public_key) if options.webhook_public_key else None
         )
@@ -281,11 +264,11 @@ class SendGridProvider:
             f"from_email={self.options.from_email!r})"
         )
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.instance_id = instance_id
 
-    def routes(self, app: Any) -> Any:
+    def routes(self, app: PluginHost) -> Any:
         from .webhook import build_router
 
         return build_router(self, app)
@@ -299,12 +282,12 @@ class SendGridProvider:
         results: dict[int, SendResult] = {}
         stop: _Stop | None = None
         for content, members in self.plan(messages):
-            for chunk in _chunks(members, self.max_batch_size):
+            for chunk in chunks(members, self.max_batch_size):
                 if stop is not None:
                     for message in chunk:
                         results[message.delivery_id] = stop.result(message.delivery_id)
                     continue
-                stop = self._deliver(content, chunk, results)
+                stop = self._deliver(content, list(chunk), results)
         return [
             results.get(m.delivery_id)
             or SendResult.retry(m.delivery_id, "no answer recorded for this message")

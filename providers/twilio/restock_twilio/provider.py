@@ -12,10 +12,8 @@ import contextlib
 import logging
 import re
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -30,9 +28,20 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from restock_core.config import Secret
-from restock_core.models import Channel, DeliveryEvent, Message, SendResult
-from restock_core.validators import http_url, positive
+from restock_core import (
+    Channel,
+    DeliveryEvent,
+    DeliveryOutcome,
+    Message,
+    PluginHost,
+    Provider,
+    Secret,
+    SendResult,
+    error_response,
+    http_url,
+    parse_retry_after,
+    positive,
+)
 
 log = logging.getLogger("restock.twilio")
 
@@ -174,22 +183,6 @@ class RestockTwilioHttpClient(TwilioHttpClient):
             self.session.close()
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     getter = getattr(headers, "get", None)
     if getter is None:
@@ -206,7 +199,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 # --------------------------------------------------------------------------- provider
 
 
-class TwilioProvider:
+class TwilioProvider(Provider):
     """Sends SMS through Twilio. See :class:`TwilioOptions` for the options."""
 
     name = "twilio"
@@ -216,7 +209,6 @@ class TwilioProvider:
         self.options = options
         self.max_batch_size = options.batch_size
         self.instance_id = "twilio"
-        self.app: Any = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -231,8 +223,8 @@ class TwilioProvider:
 
     # ------------------------------------------------------------------ wiring
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.instance_id = instance_id
 
     @property
@@ -241,9 +233,9 @@ class TwilioProvider:
         else the app's public_url + ``/<instance id>/status`` once bound, else none."""
         if self.options.status_callback is not None:
             return self.options.status_callback or None
-        if self.app is None:
+        if self._host is None:
             return None
-        base = str(self.app.settings.public_url).rstrip("/")
+        base = str(self.host.public_url).rstrip("/")
         return f"{base}/{self.instance_id}/status"
 
     def _client(self) -> tuple[Client, RestockTwilioHttpClient]:
@@ -395,7 +387,7 @@ class TwilioProvider:
 
     # ------------------------------------------------------------------ status callbacks
 
-    def routes(self, app: Any) -> APIRouter:
+    def routes(self, app: PluginHost) -> APIRouter:
         """``POST /status`` (mounted as ``/<instance id>/status``): Twilio status callbacks."""
         router = APIRouter()
         provider = self
@@ -412,11 +404,11 @@ class TwilioProvider:
 
         return router
 
-    def _candidate_urls(self, app: Any, request: Request) -> list[str]:
+    def _candidate_urls(self, app: PluginHost, request: Request) -> list[str]:
         """The URLs Twilio may have signed: the StatusCallback we send, and the public
         URL of this route (a Messaging Service's own callback pointing here)."""
         query = request.url.query
-        base = str(app.settings.public_url).rstrip("/")
+        base = str(app.public_url).rstrip("/")
         urls = []
         configured = self.options.status_callback
         if configured:
@@ -426,41 +418,37 @@ class TwilioProvider:
             urls.append(own)
         return urls
 
-    async def handle_status(self, app: Any, request: Request) -> JSONResponse:
-        def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-            body: dict[str, Any] = {"code": code, "message": message}
-            if field:
-                body["field"] = field
-            return JSONResponse({"error": body}, status_code=status)
-
+    async def handle_status(self, app: PluginHost, request: Request) -> JSONResponse:
         signature = request.headers.get("x-twilio-signature")
         if not signature:
-            return error(401, "unauthorized", "missing X-Twilio-Signature header")
+            return error_response(401, "unauthorized", "missing X-Twilio-Signature header")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            return error(400, "malformed", "expected an application/x-www-form-urlencoded body")
+            return error_response(
+                400, "malformed", "expected an application/x-www-form-urlencoded body"
+            )
         raw = await request.body()
         try:
             text = raw.decode("utf-8")
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
         except (UnicodeDecodeError, ValueError):
-            return error(400, "malformed", "the body is not a valid form")
+            return error_response(400, "malformed", "the body is not a valid form")
         params: dict[str, str] = {}
         for key, value in pairs:
             if key in params:
-                return error(400, "malformed", f"parameter {key} is repeated", key)
+                return error_response(400, "malformed", f"parameter {key} is repeated", key)
             params[key] = value
         validator = RequestValidator(self._token)
         if not any(
             validator.validate(url, params, signature) for url in self._candidate_urls(app, request)
         ):
-            return error(401, "unauthorized", "X-Twilio-Signature does not match")
+            return error_response(401, "unauthorized", "X-Twilio-Signature does not match")
         sid = params.get("MessageSid") or params.get("SmsSid")
         status = params.get("MessageStatus") or params.get("SmsStatus")
         if not sid:
-            return error(400, "malformed", "MessageSid is missing", "MessageSid")
+            return error_response(400, "malformed", "MessageSid is missing", "MessageSid")
         if not status:
-            return error(400, "malformed", "MessageStatus is missing", "MessageStatus")
+            return error_response(400, "malformed", "MessageStatus is missing", "MessageStatus")
         if status not in FINAL_STATUSES:
             return JSONResponse({"ok": True, "applied": False, "status": status})
         reason = None
@@ -472,6 +460,7 @@ class TwilioProvider:
             provider=self.instance_id,
             provider_message_id=sid,
             event=status,
+            outcome=DeliveryOutcome.DELIVERED if status == "delivered" else DeliveryOutcome.FAILED,
             reason=reason,
             event_id=f"{sid}:{status}",
         )
