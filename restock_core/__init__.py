@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "VariantInfo": "models",
     "SignUpRequest": "signup",
     # helpers for HTTP-facing plugins
+    "error_body": "web",
     "error_response": "web",
     "parse_retry_after": "web",
     "retry_after": "web",
@@ -98,6 +99,7 @@ __all__ = [
     "ValidationError",
     "VariantInfo",
     "chunks",
+    "error_body",
     "error_response",
     "hookimpl",
     "http_url",
@@ -109,13 +111,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'restock_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # type checkers see the explicit imports below instead
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'restock_core' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
@@ -155,4 +159,4 @@ if TYPE_CHECKING:
     )
     from .signup import SignUpRequest
     from .validators import http_url, not_negative, positive
-    from .web import chunks, error_response, parse_retry_after, retry_after
+    from .web import chunks, error_body, error_response, parse_retry_after, retry_after

@@ -128,6 +128,37 @@ class RestockStore:
         provider instance `routing` names for its channel. `cursor` is where the previous
         chunk of this wave ended, so released rows are not scanned again."""
         s = subscriptions
+        insert = self._release_insert(restock, want, cursor, routing)
+        with self.db.engine.begin() as conn:
+            ids = list(conn.execute(insert).scalars())
+            if ids:
+                last = conn.execute(
+                    sa.select(s.c.created_at, s.c.id)
+                    .where(s.c.id.in_(ids))
+                    .order_by(s.c.created_at.desc(), s.c.id.desc())
+                    .limit(1)
+                ).one()
+                cursor = (last.created_at, last.id)
+                conn.execute(
+                    sa.update(restocks)
+                    .where(restocks.c.id == restock.id)
+                    .values(
+                        released=restocks.c.released + len(ids),
+                        lease_until=utcnow() + timedelta(seconds=lease_seconds),
+                    )
+                )
+                self.db.wake(conn)
+        return ids, cursor
+
+    def _release_insert(
+        self,
+        restock: Restock,
+        want: int,
+        cursor: Cursor | None,
+        routing: Mapping[Channel, str],
+    ) -> Any:
+        """INSERT INTO deliveries ... SELECT the next `want` unreleased subscribers."""
+        s = subscriptions
         now = utcnow()
         where = self._unreleased(restock, routing)
         if cursor is not None:
@@ -152,7 +183,7 @@ class RestockStore:
             .order_by(s.c.created_at, s.c.id)
             .limit(want)
         )
-        insert = (
+        return (
             sa.insert(deliveries)
             .from_select(
                 [
@@ -169,26 +200,6 @@ class RestockStore:
             )
             .returning(deliveries.c.subscription_id)
         )
-        with self.db.engine.begin() as conn:
-            ids = list(conn.execute(insert).scalars())
-            if ids:
-                last = conn.execute(
-                    sa.select(s.c.created_at, s.c.id)
-                    .where(s.c.id.in_(ids))
-                    .order_by(s.c.created_at.desc(), s.c.id.desc())
-                    .limit(1)
-                ).one()
-                cursor = (last.created_at, last.id)
-                conn.execute(
-                    sa.update(restocks)
-                    .where(restocks.c.id == restock.id)
-                    .values(
-                        released=restocks.c.released + len(ids),
-                        lease_until=utcnow() + timedelta(seconds=lease_seconds),
-                    )
-                )
-                self.db.wake(conn)
-        return ids, cursor
 
     def next_wave_at(self) -> datetime | None:
         with self.db.read_engine.connect() as conn:
