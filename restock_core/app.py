@@ -3,8 +3,10 @@ all call. Everything that changes state goes through here."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -173,6 +175,13 @@ class App:
         working across restarts and processes."""
         return self.store.meta.get_or_create("unsubscribe_secret")
 
+    @functools.cached_property
+    def install_id(self) -> str:
+        """A random id of this installation (database), made once and kept in the database.
+        Providers tag messages with it, so webhook events of another restock install sharing
+        the same provider account (staging and production, two stores) are told apart."""
+        return self.store.meta.get_or_create("install_id", lambda: secrets.token_hex(8))
+
     # ------------------------------------------------------------------ observers
 
     def notify_observers(self, hook_name: str, **kwargs: Any) -> None:
@@ -253,7 +262,9 @@ class App:
 
     def sign_up(self, request: SignUpRequest, *, check_stock: bool = True) -> SignUp:
         """`subscribe` for an already parsed request."""
-        kind, contact = resolve_contact(request.email, request.phone, request.channel)
+        kind, contact = resolve_contact(
+            request.email, request.phone, request.channel, region=self.phone_region()
+        )
         if kind not in self.routing:
             raise ValidationError(f"no configured provider sends {kind} messages", field="channel")
         adapter = self.adapter_instance(request.source)
@@ -319,6 +330,53 @@ class App:
 
     def suppress(self, channel: Channel, contact: str, reason: str) -> None:
         self.store.suppressions.add(channel, contact, reason)
+
+    def phone_region(self) -> str | None:
+        """The region (ISO 3166 alpha-2) in which national phone numbers given at sign-up
+        are read: the `default_region` of the provider that sends SMS, if it has one."""
+        instance = self.routing.get(Channel.SMS)
+        region = getattr(instance.obj, "default_region", None) if instance else None
+        return str(region) if region else None
+
+    def lift_suppression(self, channel: Channel, contact: str) -> bool:
+        """Remove `contact` from the suppression list of `channel` (the person opted in again,
+        e.g. replied START). True when it was suppressed."""
+        return self.store.suppressions.remove(channel, contact)
+
+    def unsubscribe_contact(self, channel: Channel, contact: str, reason: str) -> int:
+        """Unsubscribe every pending subscription of `contact` on `channel` (the person
+        opted out, e.g. replied STOP) and cancel their queued messages. Returns how many
+        subscriptions it ended."""
+        return self.store.subscriptions.unsubscribe_contact(channel, contact, reason)
+
+    def requeue_delivery(
+        self,
+        provider: str,
+        *,
+        delivery_id: int | None = None,
+        provider_message_id: str | None = None,
+        reason: str,
+        delay: float,
+        event_id: str | None = None,
+    ) -> bool:
+        """A provider reports, after accepting a message, that it could not deliver it for a
+        passing reason (handset off, carrier queue full): send it again after `delay` seconds,
+        within `max_attempts`; past that, fail it without suppressing the contact. The
+        subscription goes back to `pending` meanwhile. Returns False for a replayed
+        `event_id`, an unknown delivery or one that is no longer sent or being sent; the event
+        id is only recorded when the delivery exists, so an early report can be re-posted."""
+        requeued = self.store.outbox.requeue(
+            provider,
+            delivery_id=delivery_id,
+            provider_message_id=provider_message_id,
+            reason=reason,
+            delay=min(max(0.0, delay), self.settings.retry_max),
+            max_attempts=self.settings.max_attempts,
+            event_id=event_id,
+        )
+        if requeued:
+            self.wake()
+        return requeued
 
     # ------------------------------------------------------------------ reads
 

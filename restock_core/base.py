@@ -97,6 +97,37 @@ class PluginHost(Protocol):
         """Block a contact for a channel from now on (opt-out received out of band)."""
         ...
 
+    def lift_suppression(self, channel: Channel, contact: str) -> bool:
+        """Unblock a contact (the person opted in again, e.g. replied START); True when it
+        was blocked."""
+        ...
+
+    def unsubscribe_contact(self, channel: Channel, contact: str, reason: str) -> int:
+        """End every pending sign-up of a contact on a channel (e.g. an SMS STOP) and cancel
+        their queued messages; returns how many were ended."""
+        ...
+
+    def requeue_delivery(
+        self,
+        provider: str,
+        *,
+        delivery_id: int | None = None,
+        provider_message_id: str | None = None,
+        reason: str,
+        delay: float,
+        event_id: str | None = None,
+    ) -> bool:
+        """A message the provider accepted could not be delivered for a passing reason:
+        send it again after `delay` seconds (within `max_attempts`, else it fails without
+        suppressing). False for a replayed `event_id` or an unknown / no longer sent one."""
+        ...
+
+    @property
+    def install_id(self) -> str:
+        """A random id of this installation; tag messages with it so webhook events of
+        another install sharing the provider account are told apart."""
+        ...
+
 
 class _PluginBase:
     #: the registered name (``"sendgrid"``); set on the class

@@ -67,8 +67,8 @@ class Settings:
     wave_interval: float = attrs.field(default=60.0, validator=not_negative)
     max_attempts: int = attrs.field(default=8, validator=positive)
     #: seconds; doubles per attempt, with jitter
-    retry_base: float = attrs.field(default=2.0, validator=positive)
-    retry_max: float = attrs.field(default=3600.0, validator=positive)
+    retry_base: float = attrs.field(default=2.0, validator=not_negative)
+    retry_max: float = attrs.field(default=3600.0, validator=not_negative)
     #: seconds a worker may hold a claimed delivery
     lease: float = attrs.field(default=60.0, validator=positive)
     #: deliveries claimed per round

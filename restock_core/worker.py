@@ -216,6 +216,10 @@ class Worker:
         """Claim due deliveries (and ones whose worker's lease ran out) for this worker."""
         return self.store.outbox.claim(self.settings.batch_size, self.settings.lease)
 
+    def _claim_token(self) -> str | None:
+        claim = self._claim()
+        return None if claim is None else claim.token
+
     def dispatch_once(self) -> int:
         """Claim one batch, send it through the providers and record every result."""
         claim = self._claim()

@@ -14,6 +14,7 @@ here imports from the modules above it (app, worker, api, plugins)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -43,6 +44,16 @@ class SuppressionStore:
             ).first()
         return found is not None
 
+    def remove(self, channel: Channel, contact: str) -> bool:
+        """True when `contact` was suppressed for `channel` (and no longer is)."""
+        with self.db.engine.begin() as conn:
+            result = conn.execute(
+                sa.delete(suppressions).where(
+                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                )
+            )
+        return bool(result.rowcount)
+
     def add(self, channel: Channel, contact: str, reason: str) -> None:
         with self.db.engine.begin() as conn:
             _add_suppression(self.db, conn, str(channel), contact, reason)
@@ -68,16 +79,22 @@ class MetaStore:
     def __init__(self, db: Db):
         self.db = db
 
-    def get_or_create(self, key: str) -> str:
-        """The stored value of `key`; a new random token is stored the first time."""
+    def get_or_create(
+        self, key: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)
+    ) -> str:
+        """The stored value of `key`; `make()` is stored the first time (concurrent first
+        calls agree on one value)."""
         meta = tables.meta
         with self.db.engine.begin() as conn:
             found = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
             if found:
                 return str(found)
-            value = secrets.token_urlsafe(32)
-            conn.execute(sa.insert(meta).values(key=key, value=value))
-            return value
+            conn.execute(
+                self.db.insert(meta)
+                .values(key=key, value=make())
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            return str(conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar_one())
 
 
 class Store(Db):

@@ -237,13 +237,14 @@ class Outbox:
         else:
             return EventMatch.UNKNOWN
         with self.db.engine.begin() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                # unknown (yet): the event id is not recorded, so a re-post can still apply
+                return EventMatch.UNKNOWN
             if event.event_id and not _first_time(
                 self.db, conn, f"{event.provider}:events", event.event_id
             ):
                 return EventMatch.REPLAY
-            row = conn.execute(query).first()
-            if row is None:
-                return EventMatch.UNKNOWN
             if event.recipient is not None and event.recipient.strip().lower() != row.contact:
                 return EventMatch.OTHER_RECIPIENT
             if failure is None:
@@ -258,14 +259,127 @@ class Outbox:
                     updated_at=utcnow(),
                 )
             )
+            # claim_token cleared: a report that arrives while the worker still holds the
+            # delivery (a Twilio callback 50 ms after the 201) is not overwritten by "sent"
             conn.execute(
                 sa.update(d)
                 .where(d.c.id == row.id)
-                .values(status=str(DeliveryStatus.FAILED), last_error=reason[:1000])
+                .values(
+                    status=str(DeliveryStatus.FAILED),
+                    last_error=reason[:1000],
+                    claim_token=None,
+                    lease_until=None,
+                    provider_message_id=sa.func.coalesce(
+                        d.c.provider_message_id, event.provider_message_id
+                    ),
+                )
             )
             if event.suppress:
                 add_suppression(self.db, conn, row.channel, row.contact, reason)
         return EventMatch.MATCHED
+
+    def requeue(
+        self,
+        provider: str,
+        *,
+        delivery_id: int | None,
+        provider_message_id: str | None,
+        reason: str,
+        delay: float,
+        max_attempts: int,
+        event_id: str | None,
+    ) -> bool:
+        """Queue a sent (or being sent) delivery again `delay` seconds from now, its
+        subscription back to pending; past `max_attempts`, or when the person signed up again
+        since, fail it (without suppressing). False for a replayed `event_id`, an unknown
+        delivery or one no longer sent; the event id is recorded only for a known delivery."""
+        query = sa.select(
+            d.c.id,
+            d.c.status,
+            d.c.attempts,
+            d.c.subscription_id,
+            s.c.status.label("sub_status"),
+            s.c.variant_id,
+            s.c.scope,
+            s.c.channel,
+            s.c.contact,
+        ).join(s, s.c.id == d.c.subscription_id)
+        if delivery_id is not None:
+            query = query.where(d.c.id == delivery_id)
+        elif provider_message_id:
+            query = query.where(d.c.provider_message_id == provider_message_id)
+        else:
+            return False
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                return False
+            if event_id and not _first_time(self.db, conn, f"{provider}:events", event_id):
+                return False
+            if row.status not in (DeliveryStatus.SENT, DeliveryStatus.SENDING) or (
+                row.sub_status not in (PENDING, SubscriptionStatus.NOTIFIED)
+            ):
+                return False
+            # the person signed up again since: that pending sign-up will be notified, and the
+            # database allows one pending sign-up per contact and variant
+            signed_up_again = conn.execute(
+                sa.select(sa.literal(1)).where(
+                    s.c.variant_id == row.variant_id,
+                    s.c.scope == row.scope,
+                    s.c.channel == row.channel,
+                    s.c.contact == row.contact,
+                    s.c.status == PENDING,
+                    s.c.id != row.subscription_id,
+                )
+            ).first()
+            if row.attempts >= max_attempts or signed_up_again:
+                why = (
+                    reason
+                    if signed_up_again
+                    else f"gave up after {row.attempts} attempts: {reason}"
+                )
+                self._fail(conn, row.id, row.subscription_id, why[:1000], now)
+                return True
+            conn.execute(
+                sa.update(d)
+                .where(d.c.id == row.id)
+                .values(
+                    status=str(DeliveryStatus.QUEUED),
+                    next_attempt_at=now + timedelta(seconds=delay),
+                    last_error=reason[:1000],
+                    claim_token=None,
+                    lease_until=None,
+                    sent_at=None,
+                )
+            )
+            conn.execute(
+                sa.update(s)
+                .where(s.c.id == row.subscription_id)
+                .values(status=PENDING, notified_at=None, updated_at=now)
+            )
+            self.db.wake(conn)
+        return True
+
+    @staticmethod
+    def _fail(
+        conn: Connection, delivery_id: int, subscription_id: int, why: str, now: datetime
+    ) -> None:
+        conn.execute(
+            sa.update(d)
+            .where(d.c.id == delivery_id)
+            .values(
+                status=str(DeliveryStatus.FAILED),
+                last_error=why,
+                claim_token=None,
+                lease_until=None,
+            )
+        )
+        conn.execute(
+            sa.update(s)
+            .where(s.c.id == subscription_id)
+            .values(status=str(SubscriptionStatus.FAILED), failed_reason=why, updated_at=now)
+        )
 
     def oldest_queued_at(self) -> datetime | None:
         with self.db.read_engine.connect() as conn:

@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..db import deliveries, subscriptions, utcnow
-from ..models import DeliveryStatus, StockKey, Subscription, SubscriptionStatus
-from ._base import Db, subscription_from_row
+from ..models import Channel, DeliveryStatus, StockKey, Subscription, SubscriptionStatus
+from ._base import Db, chunks, subscription_from_row
 
 s = subscriptions
 PENDING = str(SubscriptionStatus.PENDING)
@@ -120,6 +120,38 @@ class SubscriptionStore:
                 )
                 .values(status=str(DeliveryStatus.CANCELLED), last_error="unsubscribed")
             )
+
+    def unsubscribe_contact(self, channel: Channel, contact: str, reason: str) -> int:
+        """Unsubscribe every pending subscription of `contact` on `channel` and cancel their
+        queued deliveries, in one transaction. Returns how many subscriptions it ended."""
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            ids = list(
+                conn.execute(
+                    sa.select(s.c.id).where(
+                        s.c.channel == str(channel), s.c.contact == contact, s.c.status == PENDING
+                    )
+                ).scalars()
+            )
+            for chunk in chunks(ids, 900):
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.id.in_(chunk), s.c.status == PENDING)
+                    .values(
+                        status=str(SubscriptionStatus.UNSUBSCRIBED),
+                        failed_reason=reason[:1000],
+                        updated_at=now,
+                    )
+                )
+                conn.execute(
+                    sa.update(deliveries)
+                    .where(
+                        deliveries.c.subscription_id.in_(chunk),
+                        deliveries.c.status == str(DeliveryStatus.QUEUED),
+                    )
+                    .values(status=str(DeliveryStatus.CANCELLED), last_error=reason[:1000])
+                )
+        return len(ids)
 
     def pending_keys(self, source: str, variant_ids: Sequence[str]) -> list[StockKey]:
         """The (variant, scope) pairs among `variant_ids` with pending subscribers at `source`."""

@@ -20,7 +20,7 @@ import http.client
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -35,7 +35,6 @@ from restock_core import (
     PluginHost,
     Provider,
     SendResult,
-    chunks,
     retry_after,
 )
 
@@ -48,6 +47,8 @@ TAG = "-restock_unsubscribe-"
 #: ... and for its HTML-escaped form in the HTML part (only used when the two differ)
 HTML_TAG = "-restock_unsubscribe_html-"
 MAIL_SEND_PATH = "/v3/mail/send"
+#: custom arg naming the restock install that sent a message (see `App.install_id`)
+INSTALL_ARG = "restock_install"
 #: how many times one chunk is re-posted after SendGrid rejected some of its recipients
 MAX_PRUNE_ROUNDS = 3
 
@@ -161,6 +162,28 @@ def _escaped_forms(url: str) -> list[str]:
 
 def _json_safe(value: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(value), default=str))
+
+
+def _requests(items: Sequence[Message], size: int) -> Iterator[list[Message]]:
+    """Requests of at most `size` messages in which no address appears twice: SendGrid
+    refuses (400) a whole request that names one address in two personalizations ("Each
+    unique email address in the personalizations array should only be included once. You
+    have included [email] more than once." --
+    https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors).
+    A repeated address (one person signed up for two variants that render alike) goes to the
+    next request; the order of first appearance is kept."""
+    requests: list[tuple[list[Message], set[str]]] = []
+    for message in items:
+        address = (message.to or "").strip().lower()
+        for members, seen in requests:
+            if len(members) < size and address not in seen:
+                members.append(message)
+                seen.add(address)
+                break
+        else:
+            requests.append(([message], {address}))
+    for members, _ in requests:
+        yield members
 
 
 @attrs.frozen
@@ -282,12 +305,12 @@ class SendGridProvider(Provider):
         results: dict[int, SendResult] = {}
         stop: _Stop | None = None
         for content, members in self.plan(messages):
-            for chunk in chunks(members, self.max_batch_size):
+            for chunk in _requests(members, self.max_batch_size):
                 if stop is not None:
                     for message in chunk:
                         results[message.delivery_id] = stop.result(message.delivery_id)
                     continue
-                stop = self._deliver(content, list(chunk), results)
+                stop = self._deliver(content, chunk, results)
         return [
             results.get(m.delivery_id)
             or SendResult.retry(m.delivery_id, "no answer recorded for this message")
@@ -329,8 +352,17 @@ class SendGridProvider(Provider):
             body["mail_settings"] = {"sandbox_mode": {"enable": True}}
         return body
 
+    @property
+    def install_id(self) -> str | None:
+        """The app's install id, sent as the `restock_install` custom arg so that events of
+        another restock install on the same SendGrid account are not applied here."""
+        return self._host.install_id if self._host is not None else None
+
     def _personalization(self, content: _Content, message: Message) -> dict[str, Any]:
         custom_args = {"delivery_id": str(message.delivery_id)}
+        install = self.install_id
+        if install:
+            custom_args[INSTALL_ARG] = install
         if message.subscription_id is not None:
             custom_args["subscription_id"] = str(message.subscription_id)
         item: dict[str, Any] = {"to": [{"email": message.to}], "custom_args": custom_args}
