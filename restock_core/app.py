@@ -335,7 +335,7 @@ class App:
         """The region (ISO 3166 alpha-2) in which national phone numbers given at sign-up
         are read: the `default_region` of the provider that sends SMS, if it has one."""
         instance = self.routing.get(Channel.SMS)
-        region = getattr(instance.obj, "default_region", None) if instance else None
+        region = instance.obj.default_region if instance else None
         return str(region) if region else None
 
     def lift_suppression(self, channel: Channel, contact: str) -> bool:

@@ -169,6 +169,7 @@ class Provider(_PluginBase):
     - ``name``: the registered name;
     - ``channels``: the channels it serves (``frozenset({Channel.EMAIL})``);
     - ``max_batch_size``: the most messages one ``send`` call receives;
+    - ``default_region`` (optional, SMS): the region national phone numbers are read in;
 
     and implement ``send(messages)``: one :class:`SendResult` per message. Per-message
     failures are results, not exceptions; anything raised counts as a transient failure of
@@ -177,6 +178,9 @@ class Provider(_PluginBase):
 
     channels: frozenset[Channel] = frozenset()
     max_batch_size: int = 1
+    #: SMS providers: the region (ISO 3166 alpha-2) national numbers given at sign-up are
+    #: read in; None reads only international (+...) numbers
+    default_region: str | None = None
 
     def send(self, messages: Sequence[Message]) -> Sequence[SendResult]:
         raise NotImplementedError(f"{type(self).__name__} does not implement send()")
