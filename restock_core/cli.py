@@ -400,37 +400,35 @@ def db_upgrade(state: State) -> None:
 @pass_state
 @handle_errors
 def plugins(state: State, as_json: bool, entry_points: bool) -> None:
-    """List installed plugins (and which are configured).
-
-    Exits 2 when the config names a plugin that is not installed."""
+    """List installed plugins: what each registers, its distribution and version, the hooks
+    it implements and the instances configured from it; broken plugins too. Exits 2 when
+    the configuration names a plugin that is not installed (or failed to load)."""
     config = state.config()
     if entry_points:
         _entry_point_rows(config, as_json)
         return
-    from .plugins import FIRST_PARTY_EXTRAS, PluginRegistry
+    from .plugins import PluginRegistry
 
     registry = PluginRegistry()
-    rows = registry.describe()
-    configured: dict[str, list[str]] = {}
-    for entry in config.plugins:
-        configured.setdefault(entry.resolve, []).append(entry.id)
-    for row in rows:
-        row["configured as"] = ", ".join(configured.get(str(row["name"]), [])) or None
+    rows = registry.describe(config)
+    problems = registry.check(config)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        _table(rows, ["name", "kind", "distribution", "version", "configured as", "description"])
-    known = {str(row["name"]) for row in rows}
-    for entry in config.plugins:
-        if ":" in entry.resolve or entry.resolve in known:
-            continue
-        if entry.resolve in registry.broken:
-            why = f"is installed but failed to load: {registry.broken[entry.resolve]}"
-        else:
-            why = f"is not installed; installed plugins: {', '.join(sorted(known)) or '(none)'}"
-            if entry.resolve in FIRST_PARTY_EXTRAS:
-                why += f'; install it with: pip install "{FIRST_PARTY_EXTRAS[entry.resolve]}"'
-        raise ConfigError(f"configured plugin {entry.resolve!r} {why}", plugin=entry.id)
+        shown = [
+            {
+                **row,
+                "hooks": ", ".join(row["hooks"]),
+                "configured as": ", ".join(row["configured"]) or None,
+            }
+            for row in rows
+        ]
+        columns = ["name", "kind", "distribution", "version", "configured as", "hooks"]
+        _table(shown, [*columns, "description"])
+    for problem in problems:
+        click.echo(f"error: configuration: {problem.message}", err=True)
+    if problems:
+        sys.exit(2)
 
 
 def _entry_point_rows(config: Config, as_json: bool) -> None:

@@ -60,13 +60,10 @@ def _pg_problem() -> str | None:
     url = _pg_admin_url()
     if url.lower() in ("off", "no", "0", ""):
         return "off"
-    import sqlalchemy as sa
+    from .db import ping
 
     try:
-        engine = sa.create_engine(url)
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        engine.dispose()
+        ping(url)
         return None
     except Exception as exc:  # pragma: no cover - depends on the machine
         return str(exc).splitlines()[0]
@@ -84,20 +81,16 @@ def _fresh_schema(problem: str | None) -> Iterator[str]:
         if _in_ci():
             pytest.fail(f"PostgreSQL is required in CI and is not reachable: {problem}")
         pytest.skip(f"PostgreSQL not reachable: {problem}")
-    import sqlalchemy as sa
+    from .db import create_schema, drop_schema
 
     admin_url = _pg_admin_url()
     schema = "t_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    create_schema(admin_url, schema)
     try:
         separator = "&" if "?" in admin_url else "?"
         yield f"{admin_url}{separator}options=-csearch_path%3D{schema}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+        drop_schema(admin_url, schema)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
