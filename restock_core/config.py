@@ -72,6 +72,10 @@ class Settings:
     max_body_bytes: int = 1_048_576  # providers' batched status webhooks can be large
     channels: dict[str, str] = attrs.field(factory=dict)  # channel -> provider instance id
     log_level: str = "INFO"
+    #: exact origins (scheme://host[:port]) whose pages may call the public routes (widget)
+    cors_origins: list[str] = attrs.field(factory=list)
+    #: a directory of message templates overriding the shipped ones by file name
+    templates: str | None = None
 
     @property
     def release_policy(self) -> ReleasePolicy:
@@ -273,6 +277,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         raise ConfigError("must be at least 1", option="inventory_required")
     if settings.trigger_delay < 0:
         raise ConfigError("must not be negative (milliseconds)", option="trigger_delay")
+    settings = _checked_faces_settings(settings, path)
     raw_plugins = data.get("plugins")
     if raw_plugins is None:
         return Config(settings=settings, plugins=default_plugins(), path=path)
@@ -313,6 +318,29 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             raise ConfigError("release must be a table", plugin=plugin_id)
         entries.append(PluginEntry(resolve, plugin_id, dict(options), release, position))
     return Config(settings=settings, plugins=tuple(entries), path=path)
+
+
+def _checked_faces_settings(settings: Settings, path: Path | None) -> Settings:
+    """`cors_origins` must be exact origins; `templates` must be an existing directory
+    (relative paths are read from the config file's folder)."""
+    for origin in settings.cors_origins:
+        match = re.fullmatch(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?", origin)
+        if match is None:
+            raise ConfigError(
+                f"expected exact origins like 'https://shop.example' (scheme, host, optional "
+                f"port; no path, no wildcard), got {origin!r}",
+                option="cors_origins",
+            )
+    if settings.templates is not None:
+        folder = Path(settings.templates).expanduser()
+        if not folder.is_absolute() and path is not None:
+            folder = path.parent / folder
+        if not folder.is_dir():
+            raise ConfigError(
+                f"template directory {str(folder)!r} does not exist", option="templates"
+            )
+        settings = attrs.evolve(settings, templates=str(folder.resolve()))
+    return settings
 
 
 def load_config(

@@ -82,6 +82,16 @@ subscriptions = sa.Table(
     ),
     sa.Index("ix_subscriptions_release", "source", "variant_id", "scope", "status", "created_at"),
     sa.Index("ix_subscriptions_contact", "contact"),
+    # the dashboard's demand page: pending sign-ups per variant, counted from the index alone
+    sa.Index(
+        "ix_subscriptions_demand",
+        "variant_id",
+        "scope",
+        "source",
+        "created_at",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
 )
 
 stock = sa.Table(
@@ -166,6 +176,7 @@ deliveries = sa.Table(
     ),
     sa.Index("ix_deliveries_subscription", "subscription_id", "status"),
     sa.Index("ix_deliveries_provider_message", "provider", "provider_message_id"),
+    sa.Index("ix_deliveries_restock", "restock_id", "status"),  # counts per restock (dashboard)
 )
 
 suppressions = sa.Table(
