@@ -24,7 +24,7 @@
       doneSms: "Thanks! We'll text you when it's back.",
       confirm: "Almost done: check your inbox to confirm.",
       invalidEmail: "Enter a valid email address, like name@example.com.",
-      invalidPhone: "Enter a valid mobile number with country code, like +44 7700 900123.",
+      invalidPhone: "Enter a valid mobile number with country code, like +44 7911 123456.",
       needConsent: "Tick the box so we may send you the message.",
       rateLimited: "Too many attempts. Please wait a minute and try again.",
       failed: "Something went wrong. Please try again.",
