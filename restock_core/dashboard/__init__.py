@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ log = logging.getLogger("restock.dashboard")
 HERE = Path(__file__).parent
 STATUSES = ("pending", "notified", "failed", "unsubscribed")
 MAX_FORM_BYTES = 16_384
+E164 = re.compile(r"\+[0-9]{6,15}")  # a phone number is data, not a formula
 NAV = (
     ("demand", "Demand"),
     ("restocks", "Restocks"),
@@ -68,7 +70,9 @@ def _env() -> jinja2.Environment:
 def _csv_cell(value: Any) -> str:
     """Spreadsheet-safe: a cell starting with = + - @ (or tab/CR) is not read as a formula."""
     text = "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not E164.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def _csv(header: list[str], rows: Iterable[list[Any]]) -> Iterator[str]:

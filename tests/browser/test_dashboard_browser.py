@@ -13,6 +13,8 @@ from restock_core.models import Channel
 
 from .conftest import Served, Storefront
 
+pytestmark = pytest.mark.browser
+
 KEY = "correct horse battery staple"
 
 

@@ -10,6 +10,8 @@ from restock_core.app import App
 
 from .conftest import Served, Storefront
 
+pytestmark = pytest.mark.browser
+
 
 def product_page(restock: Served, widgets: str, lang: str = "en", extra: str = "") -> str:
     return f"""<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>Shirt</title></head>
