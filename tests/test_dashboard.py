@@ -177,13 +177,11 @@ def test_demand_keyset_pages_cover_everything_once(app, sort) -> None:
     assert len(seen) == len(wanted)
     if sort == "pending":
         assert [r.variant_id for r in seen] == ["v7", "v6", "v5", "v4", "v3", "v2", "v1"]
-    elif sort == "oldest":
-        assert [r.variant_id for r in seen][0] == "v1"
-        assert [r.oldest for r in seen] == sorted(r.oldest for r in seen)
     else:
         assert [r.variant_id for r in seen] == sorted(wanted)
     assert all(r.product_title == f"Product {r.variant_id[1:]}" for r in seen)
     assert all(r.last_week == r.pending for r in seen)
+    assert all(r.oldest is not None for r in seen)
 
 
 def test_demand_counts_only_pending(app) -> None:
@@ -321,3 +319,55 @@ def test_message_preview_and_test_send(client, app, tmp_path) -> None:
         follow_redirects=True,
     )
     assert "Give your own email address" in wrong.text
+
+
+def demand_counts(app) -> dict[str, int]:
+    rows = queries.demand(app.read_engine, limit=1000).rows
+    return {r.variant_id: r.pending for r in rows}
+
+
+def test_demand_counts_follow_every_change(make_app) -> None:
+    """The trigger-kept counts equal a COUNT(*) through sign-ups, repeats, releases, failures,
+    unsubscribes, requeues and deletes."""
+    import sqlalchemy as sa
+
+    from restock_core.db import subscriptions
+
+    plugin = ScriptedPlugin()
+    app = make_app({**scripted_config(), "restock": {"admin_api_key": KEY, "retry_base": 0.0}},
+                   plugins=[plugin])
+
+    def truth() -> dict[str, int]:
+        with app.read_engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(subscriptions.c.variant_id, sa.func.count())
+                .where(subscriptions.c.status == "pending")
+                .group_by(subscriptions.c.variant_id)
+            )
+            return dict(rows.all())
+
+    for i in range(6):
+        app.subscribe("a", email=f"s{i}@example.com", product_title="Shirt")
+    for i in range(3):
+        app.subscribe("b", email=f"s{i}@example.com")
+    app.subscribe("a", email="s0@example.com")  # a repeat changes nothing
+    assert demand_counts(app) == truth() == {"a": 6, "b": 3}
+    assert queries.demand(app.read_engine).rows[0].product_title == "Shirt"
+    token = app.signer.sign(app.list_subscriptions(variant_id="b").items[0].id)
+    app.unsubscribe(token)
+    assert demand_counts(app) == truth() == {"a": 6, "b": 2}
+    plugin.provider.script.append(
+        lambda m: SendResult.failed(m.delivery_id, "rejected")
+        if m.to == "s5@example.com"
+        else SendResult.sent(m.delivery_id, "x")
+    )
+    app.set_stock("a", 10)
+    app.worker().drain()
+    assert demand_counts(app) == truth() == {"b": 2}
+    queries.requeue_failed(app.engine)  # s5's failed one is pending again
+    assert demand_counts(app) == truth() == {"a": 1, "b": 2}
+    app.worker().drain()
+    assert demand_counts(app) == truth() == {"b": 2}
+    with app.engine.begin() as conn:  # a data-rights erasure
+        conn.execute(sa.delete(subscriptions).where(subscriptions.c.variant_id == "b"))
+    assert demand_counts(app) == truth() == {}

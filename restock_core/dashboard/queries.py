@@ -2,8 +2,8 @@
 (lift a suppression, requeue failed deliveries) are here too, so the pages hold no SQL.
 
 Lists are keyset-paginated (a cursor of the last row's sort key, never OFFSET), so the 1000th
-page costs what the first does. The demand counts come from the partial index
-`ix_subscriptions_demand` alone (migration 0003)."""
+page costs what the first does. The demand counts come from the `demand` table that
+triggers on `subscriptions` keep exact (migration 0003_faces)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ..db import demand as demand_table
 from ..db import UTCDateTime, deliveries, restocks, subscriptions, suppressions, utcnow
 
 s = subscriptions
 d = deliveries
+dm = demand_table
 
-SORTS = ("pending", "oldest", "variant")
+SORTS = ("pending", "variant")
 PAGE = 50
 
 
@@ -32,7 +34,7 @@ class DemandRow:
     variant_id: str
     scope: str
     pending: int
-    oldest: datetime
+    oldest: datetime | None
     last_week: int  # sign-ups in the last 7 days that are still pending (the trend)
     product_title: str | None = None
     variant_title: str | None = None
@@ -121,8 +123,6 @@ def decode_cursor(cursor: str | None, sort: str) -> list[Any] | None:
             return None
         if sort == "pending" and not (isinstance(first, int) and not isinstance(first, bool)):
             return None
-        if sort == "oldest":
-            first = datetime.fromisoformat(first)
         return [first, *keys]
     except (ValueError, TypeError, UnicodeDecodeError):
         return None
@@ -133,46 +133,28 @@ def _like(q: str) -> str:
 
 
 def _demand_query(q: str | None, sort: str, after: list[Any] | None, limit: int | None) -> Any:
-    pending = sa.func.count().label("pending")
-    oldest = sa.type_coerce(sa.func.min(s.c.created_at), UTCDateTime).label("oldest")
-    week = sa.func.sum(
-        sa.case((s.c.created_at >= sa.bindparam("week_ago", type_=UTCDateTime), 1), else_=0)
-    ).label("last_week")
-    keys = (s.c.variant_id, s.c.scope, s.c.source)
-    query = (
-        sa.select(s.c.source, s.c.variant_id, s.c.scope, pending, oldest, week)
-        .where(s.c.status == "pending")
-        .group_by(*keys)
-    )
+    keys = (dm.c.variant_id, dm.c.scope, dm.c.source)
+    query = sa.select(dm).where(dm.c.pending > 0)
     if q:
         pattern = _like(q)
         query = query.where(
             sa.or_(
-                s.c.variant_id.ilike(pattern, escape="\\"),
-                s.c.product_title.ilike(pattern, escape="\\"),
-                s.c.variant_title.ilike(pattern, escape="\\"),
+                dm.c.variant_id.ilike(pattern, escape="\\"),
+                dm.c.product_title.ilike(pattern, escape="\\"),
+                dm.c.variant_title.ilike(pattern, escape="\\"),
             )
         )
-    count_expr = sa.func.count()
-    oldest_expr = sa.func.min(s.c.created_at)
     if after is not None:
         first, *rest = after
         later_keys = sa.tuple_(*keys) > sa.tuple_(*[sa.literal(k) for k in rest])
         if sort == "pending":
-            query = query.having(
-                sa.or_(count_expr < first, sa.and_(count_expr == first, later_keys))
-            )
-        elif sort == "oldest":
-            when = sa.bindparam("after_oldest", first, type_=UTCDateTime)
-            query = query.having(
-                sa.or_(oldest_expr > when, sa.and_(oldest_expr == when, later_keys))
+            query = query.where(
+                sa.or_(dm.c.pending < first, sa.and_(dm.c.pending == first, later_keys))
             )
         else:
-            query = query.having(later_keys)
+            query = query.where(later_keys)
     if sort == "pending":
-        query = query.order_by(count_expr.desc(), *keys)
-    elif sort == "oldest":
-        query = query.order_by(oldest_expr, *keys)
+        query = query.order_by(dm.c.pending.desc(), *keys)
     else:
         query = query.order_by(*keys)
     if limit is not None:
@@ -180,17 +162,52 @@ def _demand_query(q: str | None, sort: str, after: list[Any] | None, limit: int 
     return query
 
 
-def _demand_row(row: Any, titles: tuple[str | None, str | None] = (None, None)) -> DemandRow:
-    return DemandRow(
-        source=row.source,
-        variant_id=row.variant_id,
-        scope=row.scope,
-        pending=int(row.pending),
-        oldest=row.oldest,
-        last_week=int(row.last_week or 0),
-        product_title=titles[0],
-        variant_title=titles[1],
+_WAIT_PART = (
+    "SELECT {i} AS i,"
+    " (SELECT min(created_at) FROM subscriptions WHERE source = :s{i} AND variant_id = :v{i}"
+    " AND scope = :c{i} AND status = 'pending') AS oldest,"
+    " (SELECT count(*) FROM subscriptions WHERE source = :s{i} AND variant_id = :v{i}"
+    " AND scope = :c{i} AND status = 'pending' AND created_at >= :week_ago) AS recent"
+)
+
+
+def _waits(
+    conn: Connection, rows: Sequence[Any], week_ago: datetime
+) -> list[tuple[datetime | None, int]]:
+    """(oldest pending sign-up, pending sign-ups of the last 7 days) per row, in one
+    statement: two lookups on the release index (source, variant_id, scope, status,
+    created_at) per row, never a scan of a variant's whole history. Plain SQL text: building
+    the same 100 subqueries as expressions cost more than running them."""
+    if not rows:
+        return []
+    sql = " UNION ALL ".join(_WAIT_PART.format(i=i) for i in range(len(rows)))
+    statement = (
+        sa.text(sql)
+        .bindparams(sa.bindparam("week_ago", type_=UTCDateTime))
+        .columns(i=sa.Integer, oldest=UTCDateTime, recent=sa.Integer)
     )
+    params: dict[str, Any] = {"week_ago": week_ago}
+    for i, r in enumerate(rows):
+        params[f"s{i}"], params[f"v{i}"], params[f"c{i}"] = r.source, r.variant_id, r.scope
+    found = {i: (oldest, int(recent or 0)) for i, oldest, recent in conn.execute(statement, params)}
+    return [found[i] for i in range(len(rows))]
+
+
+def _demand_rows(conn: Connection, rows: Sequence[Any]) -> list[DemandRow]:
+    waits = _waits(conn, rows, utcnow() - timedelta(days=7))
+    return [
+        DemandRow(
+            source=r.source,
+            variant_id=r.variant_id,
+            scope=r.scope,
+            pending=int(r.pending),
+            oldest=oldest,
+            last_week=recent,
+            product_title=r.product_title,
+            variant_title=r.variant_title,
+        )
+        for r, (oldest, recent) in zip(rows, waits, strict=True)
+    ]
 
 
 def demand(
@@ -201,22 +218,18 @@ def demand(
     cursor: str | None = None,
     limit: int = PAGE,
 ) -> DemandPage:
-    """Variants with pending sign-ups, most wanted first (or oldest wait, or by id)."""
+    """Variants with pending sign-ups, most wanted first (or by variant id), from the
+    trigger-kept `demand` table."""
     if sort not in SORTS:
         sort = "pending"
     after = decode_cursor(cursor, sort)
-    query = _demand_query(q, sort, after, limit + 1)
     with engine.connect() as conn:
-        rows = conn.execute(query, {"week_ago": utcnow() - timedelta(days=7)}).all()
-        shown = rows[:limit]
-        titles = _titles(conn, [(r.source, r.variant_id, r.scope) for r in shown])
-    items = tuple(
-        _demand_row(r, titles.get((r.source, r.variant_id, r.scope), (None, None))) for r in shown
-    )
+        rows = conn.execute(_demand_query(q, sort, after, limit + 1)).all()
+        items = tuple(_demand_rows(conn, rows[:limit]))
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
-        first: Any = {"pending": last.pending, "oldest": last.oldest, "variant": ""}[sort]
+        first: Any = last.pending if sort == "pending" else ""
         next_cursor = _encode([first, last.variant_id, last.scope, last.source])
     return DemandPage(items, next_cursor)
 
@@ -227,43 +240,12 @@ def demand_all(
     """Every demand row in page order, streamed (the CSV export)."""
     if sort not in SORTS:
         sort = "pending"
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=1000).execute(
-            _demand_query(q, sort, None, None), {"week_ago": utcnow() - timedelta(days=7)}
+    with engine.connect() as reader, engine.connect() as lookups:
+        result = reader.execution_options(stream_results=True, yield_per=500).execute(
+            _demand_query(q, sort, None, None)
         )
-        for batch in result.partitions(1000):
-            titles = _titles(conn, [(r.source, r.variant_id, r.scope) for r in batch])
-            for r in batch:
-                yield _demand_row(r, titles.get((r.source, r.variant_id, r.scope), (None, None)))
-
-
-def _titles(
-    conn: Connection, keys: Sequence[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], tuple[str | None, str | None]]:
-    """Product/variant titles as shoppers' sign-ups recorded them: the first pending sign-up
-    that has one (an index lookup per shown row, never a scan)."""
-    out: dict[tuple[str, str, str], tuple[str | None, str | None]] = {}
-    if not keys:
-        return out
-    parts = []
-    for i, (source, variant_id, scope) in enumerate(keys):
-        parts.append(
-            sa.select(sa.literal(i).label("i"), s.c.product_title, s.c.variant_title)
-            .where(
-                s.c.source == source,
-                s.c.variant_id == variant_id,
-                s.c.scope == scope,
-                s.c.status == "pending",
-                sa.or_(s.c.product_title.is_not(None), s.c.variant_title.is_not(None)),
-            )
-            .limit(1)
-            .subquery()
-            .select()
-        )
-    for chunk in range(0, len(parts), 200):
-        for i, product, variant in conn.execute(sa.union_all(*parts[chunk : chunk + 200])):
-            out[keys[i]] = (product, variant)
-    return out
+        for batch in result.partitions(500):
+            yield from _demand_rows(lookups, batch)
 
 
 def _subscriber(row: Any) -> SubscriberRow:
