@@ -7,7 +7,7 @@ thousands of waiting shoppers, most have a handful; 85% of sign-ups are pending)
 whole HTTP requests to the logged-in dashboard through the ASGI app (routing, session check,
 queries, Jinja rendering): the first demand page (cold and warm), the next page, the other sort
 order, a search, a subscriber page of the most wanted variant, and the full CSV export.
-Prints milliseconds per request (median of --repeat) 
+Prints milliseconds per request (median of --repeat)
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def seed(app: App, total: int, variants: int) -> None:
             conn.execute(sa.insert(subscriptions), rows)
     with app.engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")
-    print(f"seeded {total:,} subscriptions over {variants:,} variants in {time.perf_counter() - started:.1f} s")
+    print(
+        f"seeded {total:,} subscriptions over {variants:,} variants in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def timed(client: TestClient, path: str, repeat: int) -> tuple[float, float, int]:

@@ -334,8 +334,10 @@ def test_demand_counts_follow_every_change(make_app) -> None:
     from restock_core.db import subscriptions
 
     plugin = ScriptedPlugin()
-    app = make_app({**scripted_config(), "restock": {"admin_api_key": KEY, "retry_base": 0.0}},
-                   plugins=[plugin])
+    app = make_app(
+        {**scripted_config(), "restock": {"admin_api_key": KEY, "retry_base": 0.0}},
+        plugins=[plugin],
+    )
 
     def truth() -> dict[str, int]:
         with app.read_engine.connect() as conn:
@@ -357,9 +359,11 @@ def test_demand_counts_follow_every_change(make_app) -> None:
     app.unsubscribe(token)
     assert demand_counts(app) == truth() == {"a": 6, "b": 2}
     plugin.provider.script.append(
-        lambda m: SendResult.failed(m.delivery_id, "rejected")
-        if m.to == "s5@example.com"
-        else SendResult.sent(m.delivery_id, "x")
+        lambda m: (
+            SendResult.failed(m.delivery_id, "rejected")
+            if m.to == "s5@example.com"
+            else SendResult.sent(m.delivery_id, "x")
+        )
     )
     app.set_stock("a", 10)
     app.worker().drain()

@@ -562,7 +562,10 @@ def build_router(app: App) -> APIRouter:
         if variant:
             try:
                 message = render_preview(variant, channel, locale, scope, source)
-                chosen = app.renderer.templates(message.locale).names
+                prefix = "restock_sms" if message.channel == Channel.SMS else "restock_email"
+                chosen = [
+                    n for n in app.renderer.templates(message.locale).names if n.startswith(prefix)
+                ]
                 if message.channel == Channel.SMS:
                     sms = sms_info(message.text)
             except RestockError as exc:

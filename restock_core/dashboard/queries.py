@@ -17,8 +17,8 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..db import demand as demand_table
 from ..db import UTCDateTime, deliveries, restocks, subscriptions, suppressions, utcnow
+from ..db import demand as demand_table
 
 s = subscriptions
 d = deliveries

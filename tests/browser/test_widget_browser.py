@@ -264,3 +264,24 @@ def test_sms_field_when_an_sms_provider_is_configured(
     page.get_by_role("button", name="Notify me").click()
     page.get_by_text("We'll text you when it's back").wait_for()
     assert [s.contact for s in app.list_subscriptions(variant_id="v").items] == ["+447911123456"]
+
+
+def test_page_rendered_state_skips_the_check_and_posts_where_told(shop: Any, page: Any) -> None:
+    """The platform embeds' mode (Shopify Liquid knows `variant.available`): no availability
+    request, the form renders at once, the sign-up goes to data-restock-subscribe-url."""
+    app, restock, store = shop
+    store.pages["/p"] = product_page(
+        restock,
+        '<div id="w" data-restock-variant="shirt-blue-m" data-restock-sold-out="true"'
+        f' data-restock-subscribe-url="{restock.url}/widget/subscriptions"></div>',
+    )
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    page.goto(store.url + "/p")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Notify me").click()
+    page.locator("[role=status]").filter(has_text="We'll email you").wait_for()
+    assert not [u for u in asked if "/widget/availability" in u]
+    assert [u for u in asked if u == restock.url + "/widget/subscriptions"]
+    assert emails(app, "shirt-blue-m") == ["ada@example.com"]

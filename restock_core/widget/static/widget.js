@@ -3,7 +3,8 @@
  *        <script src="https://RESTOCK/widget.js" defer></script>
  * Config (optional, before the script): window.restockWidget = {base, locale, consent,
  *   strings: {key: text}, source}. Per element: data-restock-locale, data-restock-consent,
- *   data-restock-source, data-restock-base, data-restock-text-<key> (e.g. -text-title).
+ *   data-restock-source, data-restock-base, data-restock-text-<key> (e.g. -text-title),
+ *   data-restock-sold-out="true" (page knows; skip the check), data-restock-subscribe-url.
  * Variant pickers: change data-restock-variant, or dispatch
  *   new CustomEvent("restock:variant", {detail: {variant: "ID", scope?}, bubbles: true})
  *   on a widget element (that one) or on document (all of them). */
@@ -143,6 +144,12 @@
     clear(el);
     if (!variant) return;
     var source = el.getAttribute("data-restock-source") || cfg.source || "";
+    if (el.getAttribute("data-restock-sold-out") === "true") {
+      // the page rendered the stock state itself (Liquid `available`, Magento isSaleable)
+      var listed = (el.getAttribute("data-restock-channels") || "email").split(/[ ,]+/);
+      render(el, variant, scope, source, listed);
+      return;
+    }
     var url = baseUrl(el) + "/widget/availability?variant=" + encodeURIComponent(variant) +
       "&scope=" + encodeURIComponent(scope) + (source ? "&source=" + encodeURIComponent(source) : "");
     fetch(url, { credentials: "omit" })
@@ -247,7 +254,8 @@
       if (hpInput.value) body.hp = hpInput.value;
       button.disabled = true;
       button.textContent = t.sending;
-      fetch(baseUrl(el) + "/widget/subscriptions", {
+      // data-restock-subscribe-url: another sign-up route taking the same JSON (Shopify's app proxy)
+      fetch(el.getAttribute("data-restock-subscribe-url") || baseUrl(el) + "/widget/subscriptions", {
         method: "POST",
         credentials: "omit",
         headers: { "Content-Type": "application/json" },
