@@ -56,6 +56,20 @@ class PublicCORS:
             await self.app(scope, receive, send)
 
 
+class _ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class _ErrorOut(BaseModel):
+    error: _ErrorDetail
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": _ErrorOut} for code in (*codes, 400, 413, 422)}
+
+
 class WidgetSignUp(BaseModel):
     """What the widget posts. Deliberately narrow: no titles, URLs or attributes."""
 
@@ -124,7 +138,7 @@ def build_router(app: App) -> APIRouter:
             return Response(status_code=304, headers=headers)
         return Response(script, media_type="text/javascript; charset=utf-8", headers=headers)
 
-    @router.get("/widget/availability")
+    @router.get("/widget/availability", responses=_documented())
     def widget_availability(
         variant: str = Query(min_length=1, max_length=255),
         scope: str = Query("default", min_length=1, max_length=255),
@@ -150,7 +164,11 @@ def build_router(app: App) -> APIRouter:
             headers={"Cache-Control": f"public, max-age={int(AVAILABILITY_TTL)}"},
         )
 
-    @router.post("/widget/subscriptions", status_code=201)
+    @router.post(
+        "/widget/subscriptions",
+        status_code=201,
+        responses={200: {"description": "already signed up"}, **_documented(409, 503)},
+    )
     def widget_subscribe(body: WidgetSignUp) -> JSONResponse:
         """The widget's sign-up: consent required; a filled honeypot is answered like a
         success and stores nothing. Rate limits and double opt-in: see issue 9."""
