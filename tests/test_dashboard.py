@@ -375,3 +375,16 @@ def test_demand_counts_follow_every_change(make_app) -> None:
     with app.engine.begin() as conn:  # a data-rights erasure
         conn.execute(sa.delete(subscriptions).where(subscriptions.c.variant_id == "b"))
     assert demand_counts(app) == truth() == {}
+
+
+def test_failed_sign_ins_are_throttled(client) -> None:
+    def attempt(key: str) -> int:
+        page = client.get("/admin/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        return client.post(
+            "/admin/login", data={"csrf": token, "key": key}, follow_redirects=False
+        ).status_code
+
+    assert [attempt("guess") for _ in range(5)] == [401] * 5
+    assert attempt("guess") == 429
+    assert attempt(KEY) == 429  # even the right key waits out the window

@@ -8,6 +8,8 @@ import csv
 import io
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +44,30 @@ NAV = (
     ("charts", "Charts"),
     ("messages", "Messages"),
 )
+
+
+class LoginThrottle:
+    """At most `limit` failed sign-ins per client address per `window` seconds; after that
+    every attempt (right key or not) is refused until the window has passed."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0):
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(client, []) if now - t < self.window]
+            self._failures[client] = recent
+            return len(recent) >= self.limit
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            if len(self._failures) > 10_000:
+                self._failures.clear()
+            self._failures.setdefault(client, []).append(time.monotonic())
 
 
 class LoginRequired(Exception):
@@ -103,6 +129,7 @@ def build_router(app: App) -> APIRouter:
     router = APIRouter(prefix="/admin", include_in_schema=False)
     env = _env()
     sessions = Sessions(app)
+    throttle = LoginThrottle()
     secure = app.settings.public_url.startswith("https://")
     engine = app.read_engine
     css = (HERE / "static" / "dashboard.css").read_bytes()
@@ -229,10 +256,12 @@ def build_router(app: App) -> APIRouter:
             token.encode(), sessions.login_csrf(nonce).encode()
         ):
             return again("The form expired. Please sign in again.", 403)
+        client = request.client.host if request.client else "?"
+        if throttle.blocked(client):
+            return again("Too many failed sign-ins. Wait five minutes and try again.", 429)
         if not sessions.check_key(form.get("key", "")):
-            log.warning(
-                "dashboard: failed login from %s", request.client.host if request.client else "?"
-            )
+            throttle.failed(client)
+            log.warning("dashboard: failed login from %s", client)
             return again("That is not the admin key.", 401)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
