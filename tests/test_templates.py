@@ -159,3 +159,16 @@ def test_preview_command(tmp_path: Path, monkeypatch) -> None:
 def test_sms_segments(text, encoding, segments) -> None:
     info = sms_info(text)
     assert (info.encoding, info.segments) == (encoding, segments)
+
+
+def test_missing_template_dir_stops_the_cli_with_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "plugins.toml"
+    config.write_text(
+        f'[restock]\ndatabase = "sqlite:///{tmp_path / "r.db"}"\ntemplates = "nowhere"\n'
+    )
+    result = CliRunner().invoke(main, ["--config", str(config), "preview", "v1"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: configuration: ")
+    assert "templates" in result.output and "does not exist" in result.output
+    served = CliRunner().invoke(main, ["--config", str(config), "serve", "--port", "1"])
+    assert served.exit_code == 2 and "templates" in served.output
