@@ -35,10 +35,9 @@ export async function subscribeToRestock(
   if (response.status === 201 || response.status === 200) return { ok: true }
   if (response.status === 429) return { ok: false, reason: "rate_limited" }
   const body = await response.json().catch(() => ({}))
-  // Medusa's error shape: {type, message, code?, field?}
-  if (body?.code === "in_stock") return { ok: false, reason: "in_stock" }
-  if (body?.field === "email" || /email/i.test(String(body?.message ?? ""))) {
-    return { ok: false, reason: "invalid_email" }
-  }
+  // Medusa's error shape {type, message} plus restock's {error: {code, message, field}}
+  const error = body?.error ?? {}
+  if (error.code === "in_stock") return { ok: false, reason: "in_stock" }
+  if (error.field === "email") return { ok: false, reason: "invalid_email" }
   return { ok: false, reason: "failed" }
 }
