@@ -388,3 +388,11 @@ def test_failed_sign_ins_are_throttled(client) -> None:
     assert [attempt("guess") for _ in range(5)] == [401] * 5
     assert attempt("guess") == 429
     assert attempt(KEY) == 429  # even the right key waits out the window
+
+
+def test_out_of_range_cursors_are_refused_not_crashed(client) -> None:
+    login(client)
+    for path, param in (("/admin/subscribers", "after"), ("/admin/restocks", "before")):
+        answer = client.get(path, params={param: str(2**70), "variant": "v"})
+        assert answer.status_code == 422
+        assert answer.json()["error"]["field"] == param

@@ -18,10 +18,11 @@ from urllib.parse import parse_qsl, urlencode
 
 import jinja2
 import markupsafe
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..app import MAX_ROW_ID
 from ..contacts import normalize_email, normalize_phone
 from ..errors import RestockError
 from ..models import Channel
@@ -374,7 +375,7 @@ def build_router(app: App) -> APIRouter:
         scope: str = "",
         status: str = "",
         contact: str = "",
-        after: int | None = None,
+        after: int | None = Query(None, ge=0, le=MAX_ROW_ID),
     ) -> HTMLResponse:
         session_id = require(request)
         filters = subscriber_filters(source, variant, scope, status, contact)
@@ -466,7 +467,9 @@ def build_router(app: App) -> APIRouter:
     # ------------------------------------------------------------------ restocks
 
     @router.get("/restocks")
-    def restocks(request: Request, before: int | None = None) -> HTMLResponse:
+    def restocks(
+        request: Request, before: int | None = Query(None, ge=0, le=MAX_ROW_ID)
+    ) -> HTMLResponse:
         session_id = require(request)
         rows, next_before = queries.restock_list(
             engine, before=before if before and before > 0 else None
