@@ -226,7 +226,3 @@ class Renderer:
             subscription_id=subscription.id,
             attempt=attempt,
         )
-
-
-def template_names() -> list[str]:
-    return sorted(p.name for p in (Path(__file__).parent / "templates").iterdir() if p.is_file())

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from restock_core.api import create_api
-from restock_core.dashboard import queries
 from restock_core.dashboard.auth import SESSION_COOKIE, Sessions, _mac
 from restock_core.models import Channel, SendResult
+from restock_core.store.dashboard import SORTS
 from tests.support import ScriptedPlugin, scripted_config
 
 KEY = "dashboard-key"
@@ -161,14 +161,14 @@ def test_login_next_stays_on_the_dashboard(client) -> None:
     assert answer.headers["location"] == "/admin/demand"
 
 
-@pytest.mark.parametrize("sort", queries.SORTS)
+@pytest.mark.parametrize("sort", SORTS)
 def test_demand_keyset_pages_cover_everything_once(app, sort) -> None:
     wanted = seed_demand(app)
     app.subscribe("v7", email="late@example.com")
     wanted["v7"] += 1
     seen, cursor = [], None
     while True:
-        page = queries.demand(app.read_engine, sort=sort, cursor=cursor, limit=3)
+        page = app.store.dashboard.demand(sort=sort, cursor=cursor, limit=3)
         seen.extend(page.rows)
         cursor = page.next_cursor
         if cursor is None:
@@ -188,16 +188,16 @@ def test_demand_counts_only_pending(app) -> None:
     seed_demand(app)
     app.set_stock("v3", 5)
     app.worker().drain()
-    rows = queries.demand(app.read_engine).rows
+    rows = app.store.dashboard.demand().rows
     assert "v3" not in {r.variant_id for r in rows}
 
 
 def test_demand_search_and_bad_cursors(client, app) -> None:
     seed_demand(app)
     app.subscribe("odd_100%", email="a@example.com")
-    assert [r.variant_id for r in queries.demand(app.read_engine, q="100%").rows] == ["odd_100%"]
-    assert [r.variant_id for r in queries.demand(app.read_engine, q="product 3").rows] == ["v3"]
-    assert queries.demand(app.read_engine, q="%").rows[0].variant_id == "odd_100%"
+    assert [r.variant_id for r in app.store.dashboard.demand(q="100%").rows] == ["odd_100%"]
+    assert [r.variant_id for r in app.store.dashboard.demand(q="product 3").rows] == ["v3"]
+    assert app.store.dashboard.demand(q="%").rows[0].variant_id == "odd_100%"
     login(client)
     for after in ("garbage", "W10", "WyJhIiwxLDIsM10"):
         answer = client.get("/admin/demand", params={"after": after, "sort": "oldest"})
@@ -237,8 +237,8 @@ def test_subscribers_of_a_variant_and_by_contact(client, app) -> None:
 def test_subscribers_keyset(app) -> None:
     for i in range(5):
         app.subscribe("v1", email=f"s{i}@example.com")
-    first, after = queries.subscribers(app.read_engine, variant_id="v1", limit=3)
-    second, end = queries.subscribers(app.read_engine, variant_id="v1", limit=3, after=after)
+    first, after = app.store.dashboard.subscribers(variant_id="v1", limit=3)
+    second, end = app.store.dashboard.subscribers(variant_id="v1", limit=3, after=after)
     assert [r.contact for r in first + second] == [f"s{i}@example.com" for i in range(5)]
     assert end is None
 
@@ -262,12 +262,12 @@ def test_requeue_failed_deliveries(make_app) -> None:
     app.worker().drain()
     statuses = {s.contact: str(s.status) for s in app.list_subscriptions().items}
     assert set(statuses.values()) == {"failed"}
-    failures = queries.failures(app.read_engine)
+    failures = app.store.dashboard.failures()
     assert sum(f.count for f in failures) == 3
     # bob signed up again in between: his new pending one stays the only pending one
     app.set_stock("v1", 0)
     app.subscribe("v1", email="bob@example.com")
-    requeued = queries.requeue_failed(app.engine)
+    requeued = app.store.dashboard.requeue_failed()
     assert len(requeued) == 1  # ann; cy is suppressed, bob has a new sign-up
     app.worker().drain()
     statuses = {s.id: (s.contact, str(s.status)) for s in app.list_subscriptions().items}
@@ -277,7 +277,7 @@ def test_requeue_failed_deliveries(make_app) -> None:
         ("bob@example.com", "pending"),
         ("cy@example.com", "failed"),
     ]
-    health = queries.provider_health(app.read_engine)
+    health = app.store.dashboard.provider_health()
     assert health["scripted"].sent == 1 and health["scripted"].failed == 2
 
 
@@ -287,12 +287,12 @@ def test_restocks_and_per_day(app) -> None:
     app.set_stock("v1", 0)
     app.set_stock("v1", 2)
     app.worker().drain()
-    rows, _ = queries.restock_list(app.read_engine)
+    rows, _ = app.store.dashboard.restocks()
     (restock,) = rows
     assert restock.variant_id == "v1" and restock.deliveries == {"sent": 3}
     assert restock.released == 3 and restock.still_pending == 0
-    signups = queries.per_day(app.read_engine, "signups")
-    sent = queries.per_day(app.read_engine, "sent")
+    signups = app.store.dashboard.per_day("signups")
+    sent = app.store.dashboard.per_day("sent")
     assert len(signups) == 30 and signups[-1][1] == 3 and sum(n for _, n in signups) == 3
     assert sent[-1][1] == 3
 
@@ -322,7 +322,7 @@ def test_message_preview_and_test_send(client, app, tmp_path) -> None:
 
 
 def demand_counts(app) -> dict[str, int]:
-    rows = queries.demand(app.read_engine, limit=1000).rows
+    rows = app.store.dashboard.demand(limit=1000).rows
     return {r.variant_id: r.pending for r in rows}
 
 
@@ -354,7 +354,7 @@ def test_demand_counts_follow_every_change(make_app) -> None:
         app.subscribe("b", email=f"s{i}@example.com")
     app.subscribe("a", email="s0@example.com")  # a repeat changes nothing
     assert demand_counts(app) == truth() == {"a": 6, "b": 3}
-    assert queries.demand(app.read_engine).rows[0].product_title == "Shirt"
+    assert app.store.dashboard.demand().rows[0].product_title == "Shirt"
     token = app.signer.sign(app.list_subscriptions(variant_id="b").items[0].id)
     app.unsubscribe(token)
     assert demand_counts(app) == truth() == {"a": 6, "b": 2}
@@ -368,7 +368,7 @@ def test_demand_counts_follow_every_change(make_app) -> None:
     app.set_stock("a", 10)
     app.worker().drain()
     assert demand_counts(app) == truth() == {"b": 2}
-    queries.requeue_failed(app.engine)  # s5's failed one is pending again
+    app.store.dashboard.requeue_failed()  # s5's failed one is pending again
     assert demand_counts(app) == truth() == {"a": 1, "b": 2}
     app.worker().drain()
     assert demand_counts(app) == truth() == {"b": 2}

@@ -1,6 +1,6 @@
 """The merchant dashboard at `/admin`: server-rendered Jinja2 pages behind a login with the
 admin key (signed HttpOnly SameSite=Strict cookie), a CSRF token on every form, no page
-reachable without a session. All SQL lives in `queries.py`."""
+reachable without a session. Its queries live in the store (`restock_core/store/dashboard.py`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from ..contacts import normalize_email, normalize_phone
 from ..errors import RestockError
 from ..models import Channel
 from ..preview import one_off_delivery_id, preview_message, sms_info
-from . import charts, queries
+from ..store.dashboard import SORTS, SubscriberRow
+from . import charts
 from .auth import LOGIN_COOKIE, MAX_AGE, SESSION_COOKIE, Sessions
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def build_router(app: App) -> APIRouter:
     sessions = Sessions(app)
     throttle = LoginThrottle()
     secure = app.settings.public_url.startswith("https://")
-    engine = app.read_engine
+    queries = app.store.dashboard
     css = (HERE / "static" / "dashboard.css").read_bytes()
 
     def session_of(request: Request) -> str | None:
@@ -306,7 +307,7 @@ def build_router(app: App) -> APIRouter:
     ) -> HTMLResponse:
         session_id = require(request)
         q = q.strip()[:200]
-        result = queries.demand(engine, q=q or None, sort=sort, cursor=after or None)
+        result = queries.demand(q=q or None, sort=sort, cursor=after or None)
         return page(
             request,
             "demand.html",
@@ -314,8 +315,8 @@ def build_router(app: App) -> APIRouter:
             rows=result.rows,
             next_cursor=result.next_cursor,
             q=q,
-            sort=sort if sort in queries.SORTS else "pending",
-            sorts=queries.SORTS,
+            sort=sort if sort in SORTS else "pending",
+            sorts=SORTS,
             after=after,
         )
 
@@ -333,7 +334,7 @@ def build_router(app: App) -> APIRouter:
                 r.oldest,
                 r.last_week,
             ]
-            for r in queries.demand_all(engine, q=q.strip()[:200] or None, sort=sort)
+            for r in queries.demand_all(q=q.strip()[:200] or None, sort=sort)
         )
         header = [
             "source",
@@ -380,11 +381,11 @@ def build_router(app: App) -> APIRouter:
         session_id = require(request)
         filters = subscriber_filters(source, variant, scope, status, contact)
         invalid_contact = bool(contact.strip()) and filters["contact"] is None
-        rows: tuple[queries.SubscriberRow, ...] = ()
+        rows: tuple[SubscriberRow, ...] = ()
         next_after = None
         if not invalid_contact and (filters["variant_id"] or filters["contact"]):
             rows, next_after = queries.subscribers(
-                engine, after=after if after and after > 0 else None, **filters
+                after=after if after and after > 0 else None, **filters
             )
         return page(
             request,
@@ -440,7 +441,7 @@ def build_router(app: App) -> APIRouter:
                 r.failed_reason,
                 r.locale,
             ]
-            for r in queries.subscribers_all(engine, **filters)
+            for r in queries.subscribers_all(**filters)
         )
         header = [
             "id",
@@ -471,9 +472,7 @@ def build_router(app: App) -> APIRouter:
         request: Request, before: int | None = Query(None, ge=0, le=MAX_ROW_ID)
     ) -> HTMLResponse:
         session_id = require(request)
-        rows, next_before = queries.restock_list(
-            engine, before=before if before and before > 0 else None
-        )
+        rows, next_before = queries.restocks(before=before if before and before > 0 else None)
         live = any(
             r.status == "open" or r.deliveries.get("queued") or r.deliveries.get("sending")
             for r in rows
@@ -488,7 +487,7 @@ def build_router(app: App) -> APIRouter:
     def deliverability(request: Request, contact: str = "") -> HTMLResponse:
         session_id = require(request)
         wanted = _contact(contact) if contact.strip() else None
-        health = queries.provider_health(engine)
+        health = queries.provider_health()
         providers = [
             {
                 "id": pid,
@@ -501,8 +500,8 @@ def build_router(app: App) -> APIRouter:
             request,
             "deliverability.html",
             session_id,
-            failures=queries.failures(engine),
-            suppressions=queries.suppression_list(engine, contact=wanted)
+            failures=queries.failures(),
+            suppressions=queries.suppressions(contact=wanted)
             if not contact.strip() or wanted
             else (),
             providers=providers,
@@ -515,7 +514,7 @@ def build_router(app: App) -> APIRouter:
         channel, contact = form.get("channel", ""), form.get("contact", "")
         if channel not in ("email", "sms") or not contact:
             return back("deliverability", "Nothing to lift: channel and contact are required.")
-        done = await run_in_threadpool(queries.lift_suppression, app.engine, channel, contact)
+        done = await run_in_threadpool(app.lift_suppression, Channel(channel), contact)
         log.info("dashboard: suppression of %s (%s) lifted: %s", contact, channel, done)
         return back(
             "deliverability",
@@ -528,10 +527,7 @@ def build_router(app: App) -> APIRouter:
         provider = form.get("provider") or None
 
         def run() -> int:
-            ids = queries.requeue_failed(app.engine, provider=provider)
-            if ids:
-                app.wake()
-            return len(ids)
+            return len(queries.requeue_failed(provider=provider))
 
         count = await run_in_threadpool(run)
         log.info("dashboard: %s failed deliveries requeued (provider %s)", count, provider or "any")
@@ -542,8 +538,8 @@ def build_router(app: App) -> APIRouter:
     @router.get("/charts")
     def chart_page(request: Request) -> HTMLResponse:
         session_id = require(request)
-        signups = queries.per_day(engine, "signups")
-        sent = queries.per_day(engine, "sent")
+        signups = queries.per_day("signups")
+        sent = queries.per_day("sent")
         return page(
             request,
             "charts.html",
@@ -566,7 +562,7 @@ def build_router(app: App) -> APIRouter:
         delivery_id: int = 0,
     ) -> Any:
         instance = app.adapter_instance(source or None)
-        titles = queries.variant_snapshot(engine, instance.id, variant, scope or "default")
+        titles = queries.variant_snapshot(instance.id, variant, scope or "default")
         return preview_message(
             app,
             variant,

@@ -28,7 +28,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from restock_core.errors import AdapterError, InStockError, RestockError, ValidationError
+from restock_core import (
+    AdapterError,
+    InStockError,
+    PluginHost,
+    RestockError,
+    ValidationError,
+    error_body,
+)
 
 log = logging.getLogger("restock.magento2")
 
@@ -42,10 +49,7 @@ TRUE = {"1", "true", "yes", "on"}
 
 def _errors(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
     """Klaviyo's `{"errors": [...], "data": {}, "success": false}` plus restock's error."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        error["field"] = field
-    body = {"errors": [message], "data": {}, "success": False, "error": error}
+    body = {"errors": [message], "data": {}, "success": False, **error_body(code, message, field)}
     return JSONResponse(body, status_code=status)
 
 
@@ -96,7 +100,7 @@ async def _form(request: Request) -> dict[str, str] | None:
     return values
 
 
-def build_router(adapter: Any, app: Any) -> APIRouter:
+def build_router(adapter: Any, app: PluginHost) -> APIRouter:
     router = APIRouter()
     options = adapter.options
     origins = set(options.cors_origins)

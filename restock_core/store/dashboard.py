@@ -1,5 +1,6 @@
-"""Every query the dashboard runs, and nothing else: reads return attrs values; the two writes
-(lift a suppression, requeue failed deliveries) are here too, so the pages hold no SQL.
+"""The merchant dashboard's queries (`restock_core/dashboard` renders them): reads return
+attrs values; its one write of its own, requeueing failed deliveries, is here too. Lifting a
+suppression is `SuppressionStore.remove`.
 
 Lists are keyset-paginated (a cursor of the last row's sort key, never OFFSET), so the 1000th
 page costs what the first does. The demand counts come from the `demand` table that
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..db import UTCDateTime, deliveries, restocks, subscriptions, suppressions, utcnow
 from ..db import demand as demand_table
+from ._base import Db
 
 s = subscriptions
 d = deliveries
@@ -450,17 +452,6 @@ def suppression_list(
         )
 
 
-def lift_suppression(engine: Engine, channel: str, contact: str) -> bool:
-    """Let this contact receive messages on this channel again. True when one was lifted."""
-    with engine.begin() as conn:
-        done = conn.execute(
-            sa.delete(suppressions).where(
-                suppressions.c.channel == channel, suppressions.c.contact == contact
-            )
-        )
-    return bool(done.rowcount)
-
-
 def requeue_failed(engine: Engine, *, provider: str | None = None) -> list[int]:
     """Queue failed deliveries again, with fresh attempts, and make their subscriptions
     pending again. Skipped: contacts still suppressed, subscriptions that are no longer
@@ -566,3 +557,50 @@ def variant_snapshot(
             .limit(1)
         ).first()
     return (row[0], row[1], row[2]) if row else (None, None, None)
+
+
+class DashboardStore:
+    """`store.dashboard`: the functions above over this store's engines (reads on the
+    read engine, so on SQLite they run beside the writer)."""
+
+    def __init__(self, db: Db):
+        self.db = db
+
+    def demand(self, **kwargs: Any) -> DemandPage:
+        return demand(self.db.read_engine, **kwargs)
+
+    def demand_all(self, **kwargs: Any) -> Iterator[DemandRow]:
+        return demand_all(self.db.read_engine, **kwargs)
+
+    def subscribers(self, **kwargs: Any) -> tuple[tuple[SubscriberRow, ...], int | None]:
+        return subscribers(self.db.read_engine, **kwargs)
+
+    def subscribers_all(self, **kwargs: Any) -> Iterator[SubscriberRow]:
+        return subscribers_all(self.db.read_engine, **kwargs)
+
+    def restocks(self, **kwargs: Any) -> tuple[tuple[RestockRow, ...], int | None]:
+        return restock_list(self.db.read_engine, **kwargs)
+
+    def failures(self, **kwargs: Any) -> tuple[FailureRow, ...]:
+        return failures(self.db.read_engine, **kwargs)
+
+    def provider_health(self, **kwargs: Any) -> dict[str, ProviderHealth]:
+        return provider_health(self.db.read_engine, **kwargs)
+
+    def suppressions(self, **kwargs: Any) -> tuple[SuppressionRow, ...]:
+        return suppression_list(self.db.read_engine, **kwargs)
+
+    def requeue_failed(self, *, provider: str | None = None) -> list[int]:
+        """Queue failed deliveries again (see `requeue_failed`) and wake the workers."""
+        ids = requeue_failed(self.db.engine, provider=provider)
+        if ids:
+            self.db.wake()
+        return ids
+
+    def per_day(self, what: str, *, days: int = 30) -> list[tuple[date, int]]:
+        return per_day(self.db.read_engine, what, days=days)
+
+    def variant_snapshot(
+        self, source: str, variant_id: str, scope: str
+    ) -> tuple[str | None, str | None, str | None]:
+        return variant_snapshot(self.db.read_engine, source, variant_id, scope)
