@@ -568,6 +568,12 @@ def subscriptions(
         click.echo(f"(more: --after {page.next_after})")
 
 
+# `restock preview` lives in its own module (message previews with the dashboard's code)
+from .cli_preview import preview  # noqa: E402
+
+main.add_command(preview)
+
+
 def _add_global_options(command: click.Command) -> None:
     """Give the group and every command below it `--config` and `--database`."""
     names = {p.name for p in command.params}
