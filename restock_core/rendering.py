@@ -3,12 +3,14 @@ any of them by file name."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jinja2
 import jinja2.meta
 import markupsafe
 
+from .errors import ConfigError
 from .models import Channel, Message, Subscription, VariantInfo
 
 TEMPLATE_NAME = "restock"
@@ -16,12 +18,38 @@ TEMPLATE_NAME = "restock"
 # unsubscribe link differs, so it is rendered as this marker and swapped in afterwards.
 _LINK = "RESTOCKUNSUBSCRIBELINKf9d1c2"
 _CACHE_SIZE = 2048
+TEMPLATE_FILES = (
+    "restock_email_subject.txt",
+    "restock_email.txt",
+    "restock_email.html",
+    "restock_sms.txt",
+)
+
+
+class RenderError(Exception):
+    """A template failed for one message (an undefined attribute, a failing filter): that
+    message fails with this reason; the others are sent."""
+
+
+def _template_problem(exc: jinja2.TemplateSyntaxError, override_dir: str | None) -> str:
+    name = exc.filename or exc.name or "template"
+    if override_dir and exc.name and not os.path.isabs(name):
+        name = os.path.join(override_dir, exc.name)
+    return f"template {name} line {exc.lineno}: {exc.message}"
 
 
 class Renderer:
     def __init__(self, override_dir: str | None = None):
+        """Compile every template now: a template that does not compile raises
+        :class:`ConfigError` naming the file and line, so ``serve``/``worker`` stop at start
+        instead of failing every message later. A missing `override_dir` is an error too."""
         loaders: list[jinja2.BaseLoader] = []
-        if override_dir:
+        if override_dir is not None:
+            if not os.path.isdir(override_dir):
+                raise ConfigError(
+                    f"templates directory {override_dir!r} (RESTOCK_TEMPLATES) does not exist "
+                    "or is not a directory"
+                )
             loaders.append(jinja2.FileSystemLoader(override_dir))
         loaders.append(jinja2.PackageLoader("restock_core", "templates"))
         self.env = jinja2.Environment(
@@ -30,20 +58,18 @@ class Renderer:
             undefined=jinja2.ChainableUndefined,
             keep_trailing_newline=False,
         )
-        self._subject = self.env.get_template("restock_email_subject.txt")
-        self._text = self.env.get_template("restock_email.txt")
-        self._html = self.env.get_template("restock_email.html")
-        self._sms = self.env.get_template("restock_sms.txt")
+        try:
+            self._subject = self.env.get_template("restock_email_subject.txt")
+            self._text = self.env.get_template("restock_email.txt")
+            self._html = self.env.get_template("restock_email.html")
+            self._sms = self.env.get_template("restock_sms.txt")
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(_template_problem(exc, override_dir)) from None
         self._cache: dict[str, tuple[str, str | None, str | None]] = {}
         # the cache key holds only what the templates actually use, so per-subscriber data
         # a template ignores (customer_id, attributes) does not defeat the cache
         used: set[str] = set()
-        for name in (
-            "restock_email_subject.txt",
-            "restock_email.txt",
-            "restock_email.html",
-            "restock_sms.txt",
-        ):
+        for name in TEMPLATE_FILES:
             source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
             used |= jinja2.meta.find_undeclared_variables(self.env.parse(source))
         self._used = sorted(used - {"unsubscribe_url"})
@@ -55,14 +81,17 @@ class Renderer:
         key = channel + repr([data.get(name) for name in self._used])
         found = self._cache.get(key)
         if found is None:
-            if channel == Channel.SMS:
-                found = (self._sms.render(data).strip(), None, None)
-            else:
-                found = (
-                    self._text.render(data),
-                    " ".join(self._subject.render(data).split()),
-                    self._html.render(data),
-                )
+            try:
+                if channel == Channel.SMS:
+                    found = (self._sms.render(data).strip(), None, None)
+                else:
+                    found = (
+                        self._text.render(data),
+                        " ".join(self._subject.render(data).split()),
+                        self._html.render(data),
+                    )
+            except Exception as exc:  # any template runtime error fails this message only
+                raise RenderError(f"template error: {type(exc).__name__}: {exc}"[:500]) from exc
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = found
