@@ -50,6 +50,7 @@ from .store.outbox import RetryFilter
 from .tokens import Signer
 
 if TYPE_CHECKING:
+    from .base import PluginHost
     from .worker import Worker
 
 log = logging.getLogger("restock")
@@ -118,7 +119,7 @@ class App:
                 'resolve = "logger")'
             )
         self.routing = channel_routing(self.settings, self.instances)
-        self.renderer = Renderer(os.environ.get("RESTOCK_TEMPLATES"))
+        self.renderer = Renderer(self.settings.templates or os.environ.get("RESTOCK_TEMPLATES"))
         self.metrics = Metrics()
         #: per provider instance, shared by every worker thread: pace, 429 pauses, outages
         self.gates = {
@@ -674,3 +675,9 @@ class App:
 
 
 __all__ = ["App", "Page", "SignUp", "StockResult", "load_config"]
+
+
+if TYPE_CHECKING:
+
+    def _app_is_a_plugin_host(app: App) -> PluginHost:
+        return app  # mypy checks that App implements everything PluginHost promises

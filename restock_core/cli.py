@@ -369,6 +369,12 @@ def deliveries_retry(
     click.echo(f"{len(ids)} failed deliveries queued again")
 
 
+# `restock preview` lives in its own module (message previews with the dashboard's code)
+from .cli_preview import preview  # noqa: E402
+
+main.add_command(preview)
+
+
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig()
     main()

@@ -78,7 +78,7 @@ def test_a_template_that_does_not_compile_stops_start_with_one_line(
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert str(templates / "restock_email.txt") in lines[0] and "line 4" in lines[0]
+    assert "restock_email.txt line 4" in lines[0]
     assert "Traceback" not in result.output
 
 
@@ -87,7 +87,8 @@ def test_a_missing_templates_directory_is_an_error(tmp_path, database_url, monke
     config = _cli_config(tmp_path, database_url)
     result = CliRunner().invoke(main, ["--config", str(config), "worker", "--once"])
     assert result.exit_code == 2
-    assert "error: configuration: templates directory" in result.output
+    assert result.output.startswith("error: configuration: ")
+    assert "templates directory" in result.output and "does not exist" in result.output
     assert "nowhere" in result.output
 
 

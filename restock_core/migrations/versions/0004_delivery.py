@@ -1,7 +1,7 @@
 """provider requests: stored membership and key of each stable provider request
 
 Revision ID: 0004_delivery
-Revises: 0002
+Revises: 0003_faces
 Create Date: 2026-12-02 15:20:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import restock_core.db
 
 revision = "0004_delivery"
-down_revision = "0002"
+down_revision = "0003_faces"
 branch_labels = None
 depends_on = None
 
