@@ -140,8 +140,9 @@ class Magento2Options:
     stocks: dict[str, Any] = attrs.field(factory=dict, validator=_check_stocks)
     #: unconfigured scopes: a number is a stock id, anything else a website code (stock resolver)
     resolve_scopes: bool = True
-    #: also ask are-products-salable (reservation-aware) and count not-salable SKUs as 0
-    salable_check: bool = False
+    #: record Magento's salable quantity (after reservations for unshipped orders and the
+    #: out-of-stock threshold) instead of the physical source-item quantity
+    salable_check: bool = True
     #: SKUs per availability() call (they travel in the URL)
     max_batch_size: int = attrs.field(default=100, validator=_batch)
     #: searchCriteria[pageSize] for source-item and product searches (Magento's limit is 300

@@ -100,6 +100,24 @@ def test_in_stock_is_refused_with_409(client_for: Any, fake: FakeMagento):
     assert app.list_subscriptions().items == ()
 
 
+def test_last_unit_in_an_unshipped_order_takes_sign_ups(client_for: Any, fake: FakeMagento):
+    """Issue 10 item 10: source quantity 1 and one order placed, not shipped (reservation -1):
+    the shop shows "Out of stock" (salable quantity 0), so the form must take the sign-up,
+    and the stock recorded for the SKU is the salable 0, not the physical 1."""
+    fake.set_stock(StockKey(SKU), 1)
+    fake.place_order(SKU, 1)
+    app, client = client_for()
+    response = client.post(FORM, data=form())
+    assert response.status_code == 200, response.text
+    assert response.json() == {"email": "ada@example.com", "success": True}
+    assert fake.received(f"/V1/inventory/get-product-salable-quantity/{SKU}/1")
+    assert app.worker().reconcile("m2").restocks_opened == 0
+    # the order ships: the unit is gone for good; a delivery brings 2 back -> restock of 2
+    fake.ship_order(SKU, 1)
+    fake.set_stock(StockKey(SKU), 2)
+    assert app.worker().reconcile("m2").restocks_opened == 1
+
+
 @pytest.mark.parametrize(
     ("drop", "message"),
     [
