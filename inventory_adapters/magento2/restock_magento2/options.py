@@ -164,9 +164,9 @@ class Magento2Options:
     url_suffix: str = ".html"
     #: read names/url keys/images with GET /V1/products; false = only product_url_template
     describe_products: bool = True
-    #: the Klaviyo form's `a` (public key / company id) must equal this; unset = ignored
+    #: the Klaviyo form's `a` / the client API's `company_id` must equal this; unset = any
     klaviyo_company_id: str | None = None
-    #: the Klaviyo form's `store` (store id or code) -> scope name
+    #: the Klaviyo form's `store` (store id or code) or client API catalogId -> scope name
     store_scopes: dict[str, str] = attrs.field(factory=dict, validator=_check_store_scopes)
     #: what the form's `variant` holds: "sku" or "product_id" (looked up to a SKU)
     form_variant: str = attrs.field(default="sku", validator=_form_variant)
