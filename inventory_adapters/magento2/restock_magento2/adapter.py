@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -224,12 +225,24 @@ class Magento2Adapter:
             # Magento has no batch salable-quantity endpoint (reference §4.4).
             stocked = [s for s in unique if (found.get(s.lower()) or 0) > 0]
             salable = self._salable(stocked, stock.stock_id) if stocked else {}
+            asked = []
             for sku in stocked:
                 if salable.get(sku.lower()) is False:
                     found[sku.lower()] = 0
                 else:
-                    found[sku.lower()] = self._salable_qty(sku, stock.stock_id)
+                    asked.append(sku)
+            quantities = self._salable_quantities(asked, stock.stock_id)
+            for sku, quantity in zip(asked, quantities, strict=True):
+                found[sku.lower()] = quantity
         return found
+
+    def _salable_quantities(self, skus: Sequence[str], stock_id: int) -> list[int | None]:
+        """`_salable_qty` for each SKU, `salable_concurrency` requests at a time."""
+        workers = min(self.options.salable_concurrency, len(skus))
+        if workers <= 1:
+            return [self._salable_qty(sku, stock_id) for sku in skus]
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.id}-salable") as pool:
+            return list(pool.map(lambda sku: self._salable_qty(sku, stock_id), skus))
 
     def _source_items(
         self, skus: Sequence[str], sources: Sequence[str]

@@ -37,6 +37,7 @@ import math
 import re
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -165,6 +166,11 @@ class FakeMagento:
         self.reservations: dict[tuple[str, int], float] = {}
         #: lower sku -> out-of-stock threshold ("min_qty"; Magento's default is 0)
         self.min_qty: dict[str, float] = {}
+        #: seconds each get-product-salable-quantity answer takes (a slow shop), and the most
+        #: such requests seen in flight at once
+        self.salable_delay = 0.0
+        self.salable_in_flight = 0
+        self.salable_max_in_flight = 0
         self.status: int | None = None  # answer every request with this status
         self.control_calls = 0
         self.scope_aliases: dict[str, int] = {}
@@ -343,9 +349,17 @@ class FakeMagento:
             return Reply(404, NO_ROUTE)
         try:
             with self._lock:
-                return self._route(route, request)
+                reply = self._route(route, request)
         except (ValueError, KeyError) as exc:
             return Reply(400, {"message": str(exc), "parameters": []})
+        if self.salable_delay and route.startswith("/inventory/get-product-salable-quantity/"):
+            with self._lock:
+                self.salable_in_flight += 1
+                self.salable_max_in_flight = max(self.salable_max_in_flight, self.salable_in_flight)
+            time.sleep(self.salable_delay)
+            with self._lock:
+                self.salable_in_flight -= 1
+        return reply
 
     def _route(self, route: str, request: RecordedRequest) -> Reply:
         query = request.query

@@ -92,6 +92,11 @@ def _batch(instance: Any, attribute: attrs.Attribute, value: int) -> None:
         raise ValueError(f"{attribute.name} must be between 1 and 500, got {value!r}")
 
 
+def _concurrency(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not 1 <= value <= 32:
+        raise ValueError(f"{attribute.name} must be between 1 and 32, got {value!r}")
+
+
 def _check_stocks(instance: Any, attribute: attrs.Attribute, value: Mapping[str, Any]) -> None:
     for name, stock in value.items():
         parse_stock(name, stock)
@@ -150,6 +155,8 @@ class Magento2Options:
     page_size: int = attrs.field(default=300, validator=_batch)
     #: SKUs per are-products-salable request (20 when Web API input limits are on)
     salable_batch_size: int = attrs.field(default=100, validator=_batch)
+    #: get-product-salable-quantity requests in flight at once (one per SKU in stock)
+    salable_concurrency: int = attrs.field(default=4, validator=_concurrency)
     #: retries of 429, 5xx and network errors before an AdapterError
     max_retries: int = attrs.field(default=2, validator=not_negative)
     #: the longest Retry-After honoured (seconds); a longer one fails the call at once

@@ -257,6 +257,20 @@ def test_records_the_salable_quantity_not_the_source_quantity(make_adapter: Any,
     assert make_adapter().availability(keys) == {keys[0]: 7, keys[1]: 3, keys[2]: 3}
 
 
+@pytest.mark.parametrize(("concurrency", "expected"), [(1, 1), (4, 4)])
+def test_salable_quantities_are_asked_a_few_at_a_time(
+    make_adapter: Any, fake: FakeMagento, concurrency: int, expected: int
+):
+    keys = [StockKey(f"SKU-{n}") for n in range(8)]
+    for n, key in enumerate(keys):
+        fake.set_source_item(key.variant_id, "default", n + 1)
+    fake.salable_delay = 0.2
+    adapter = make_adapter(salable_concurrency=concurrency)
+    assert adapter.availability(keys) == {key: n + 1 for n, key in enumerate(keys)}
+    assert len([r for r in fake.server.requests if "salable-quantity" in r.path]) == 8
+    assert fake.salable_max_in_flight == expected
+
+
 def test_salable_quantity_of_a_vanished_sku_is_unknown(make_adapter: Any, fake: FakeMagento):
     """Magento answers 404 NoSuchEntity for a SKU deleted between the two reads: unknown, not
     an error for the whole batch; a product type without source items (400) likewise."""
@@ -484,6 +498,7 @@ def test_product_id_to_sku(make_adapter: Any, fake: FakeMagento):
         ({"product_url_template": "https://s/{slug}"}, "product_url_template", "{slug}"),
         ({"form_variant": "id"}, "form_variant", "product_id"),
         ({"max_batch_size": 1000}, "max_batch_size", "between"),
+        ({"salable_concurrency": 0}, "salable_concurrency", "between 1 and 32"),
         ({"timeout": 0}, "timeout", "greater than 0"),
         ({"access_token": 5}, "access_token", "hidden"),
     ],
@@ -507,3 +522,5 @@ def test_defaults(m2_options: dict[str, Any]):
     assert options.store_code == "default"
     assert options.configured_scopes()["default"].stock_id == 1
     assert options.configured_scopes()["default"].sources == ("default",)
+    assert options.salable_check is True  # the quantity the storefront shows
+    assert options.salable_concurrency == 4
