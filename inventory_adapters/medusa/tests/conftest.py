@@ -47,7 +47,8 @@ def prepare_medusa(timeout: float) -> str | None:
         return f"{type(exc).__name__}: {exc}"
     if done.returncode != 0:
         return f"medusa-server.sh setup: exit {done.returncode}: {done.stderr[-2000:]}"
-    print(f"\nMedusa backend prepared in {time.monotonic() - started:.1f} s")
+    steps = "; ".join(line for line in done.stderr.splitlines() if line.strip())
+    print(f"\nMedusa backend prepared in {time.monotonic() - started:.1f} s ({steps[-500:]})")
     return None
 
 
