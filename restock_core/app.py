@@ -3,6 +3,7 @@ all call. Everything that changes state goes through here."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -251,6 +252,23 @@ class App:
             conn.execute(sa.insert(db.meta).values(key="unsubscribe_secret", value=value))
             return value
 
+    @functools.cached_property
+    def install_id(self) -> str:
+        """A random id of this installation (database), made once and kept in the database.
+        Providers tag messages with it, so webhook events of another restock install sharing
+        the same provider account (staging and production, two stores) are told apart."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert(db.meta)
+                .values(key="install_id", value=secrets.token_hex(8))
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            return str(
+                conn.execute(
+                    sa.select(db.meta.c.value).where(db.meta.c.key == "install_id")
+                ).scalar_one()
+            )
+
     # ------------------------------------------------------------------ observers
 
     def notify_observers(self, hook_name: str, **kwargs: Any) -> None:
@@ -316,7 +334,7 @@ class App:
         repeat sign-up (filling a missing customer_id); refuses when the variant is in stock."""
         variant_id = _check_id(variant_id, "variant_id")
         scope = _check_id(scope, "scope") if scope is not None else "default"
-        kind, contact = resolve_contact(email, phone, channel)
+        kind, contact = resolve_contact(email, phone, channel, region=self.phone_region())
         if kind not in self.routing:
             raise ValidationError(f"no configured provider sends {kind} messages", field="channel")
         adapter = self.adapter_instance(source)
@@ -445,6 +463,160 @@ class App:
                 )
                 .on_conflict_do_nothing(index_elements=["channel", "contact"])
             )
+
+    def phone_region(self) -> str | None:
+        """The region (ISO 3166 alpha-2) in which national phone numbers given at sign-up
+        are read: the `default_region` of the provider that sends SMS, if it has one."""
+        instance = self.routing.get(Channel.SMS)
+        region = getattr(instance.obj, "default_region", None) if instance else None
+        return str(region) if region else None
+
+    def lift_suppression(self, channel: Channel, contact: str) -> bool:
+        """Remove `contact` from the suppression list of `channel` (the person opted in again,
+        e.g. replied START). True when it was suppressed."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.delete(suppressions).where(
+                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                )
+            )
+        return bool(result.rowcount)
+
+    def unsubscribe_contact(self, channel: Channel, contact: str, reason: str) -> int:
+        """Unsubscribe every pending subscription of `contact` on `channel` (the person
+        opted out, e.g. replied STOP) and cancel their queued messages. Returns how many
+        subscriptions it ended."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            ids = [
+                row.id
+                for row in conn.execute(
+                    sa.select(subscriptions.c.id).where(
+                        subscriptions.c.channel == str(channel),
+                        subscriptions.c.contact == contact,
+                        subscriptions.c.status == "pending",
+                    )
+                )
+            ]
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                conn.execute(
+                    sa.update(subscriptions)
+                    .where(subscriptions.c.id.in_(chunk), subscriptions.c.status == "pending")
+                    .values(status="unsubscribed", failed_reason=reason[:1000], updated_at=now)
+                )
+                conn.execute(
+                    sa.update(db.deliveries)
+                    .where(
+                        db.deliveries.c.subscription_id.in_(chunk),
+                        db.deliveries.c.status == "queued",
+                    )
+                    .values(status="cancelled", last_error=reason[:1000])
+                )
+        return len(ids)
+
+    def requeue_delivery(
+        self,
+        provider: str,
+        *,
+        delivery_id: int | None = None,
+        provider_message_id: str | None = None,
+        reason: str,
+        delay: float,
+        event_id: str | None = None,
+    ) -> bool:
+        """A provider reports, after accepting a message, that it could not deliver it for a
+        passing reason (handset off, carrier queue full): send it again after `delay` seconds,
+        within `max_attempts`; past that, fail it without suppressing the contact. The
+        subscription goes back to `pending` meanwhile. Returns False for a replayed
+        `event_id`, an unknown delivery or one that is no longer sent or being sent; the event
+        id is only recorded when the delivery exists, so an early report can be re-posted."""
+        d, s = db.deliveries, subscriptions
+        query = sa.select(
+            d.c.id,
+            d.c.status,
+            d.c.attempts,
+            d.c.subscription_id,
+            s.c.status.label("sub_status"),
+            s.c.variant_id,
+            s.c.scope,
+            s.c.channel,
+            s.c.contact,
+        ).join(s, s.c.id == d.c.subscription_id)
+        if delivery_id is not None:
+            query = query.where(d.c.id == delivery_id)
+        elif provider_message_id:
+            query = query.where(d.c.provider_message_id == provider_message_id)
+        else:
+            return False
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                return False
+            if event_id:
+                fresh = conn.execute(
+                    self._insert(processed_events)
+                    .values(source=f"{provider}:events", event_id=event_id[:255], received_at=now)
+                    .on_conflict_do_nothing()
+                    .returning(processed_events.c.event_id)
+                ).first()
+                if fresh is None:
+                    return False
+            if row.status not in ("sent", "sending") or row.sub_status not in (
+                "pending",
+                "notified",
+            ):
+                return False
+            # the person signed up again since: that pending sign-up will be notified, and the
+            # database allows one pending sign-up per contact and variant
+            signed_up_again = conn.execute(
+                sa.select(sa.literal(1)).where(
+                    s.c.variant_id == row.variant_id,
+                    s.c.scope == row.scope,
+                    s.c.channel == row.channel,
+                    s.c.contact == row.contact,
+                    s.c.status == "pending",
+                    s.c.id != row.subscription_id,
+                )
+            ).first()
+            if row.attempts >= self.settings.max_attempts or signed_up_again:
+                why = (
+                    f"gave up after {row.attempts} attempts: {reason}"
+                    if not signed_up_again
+                    else reason
+                )[:1000]
+                conn.execute(
+                    sa.update(d)
+                    .where(d.c.id == row.id)
+                    .values(status="failed", last_error=why, claim_token=None, lease_until=None)
+                )
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.id == row.subscription_id)
+                    .values(status="failed", failed_reason=why, updated_at=now)
+                )
+                return True
+            delay = min(max(0.0, delay), self.settings.retry_max)
+            conn.execute(
+                sa.update(d)
+                .where(d.c.id == row.id)
+                .values(
+                    status="queued",
+                    next_attempt_at=now + timedelta(seconds=delay),
+                    last_error=reason[:1000],
+                    claim_token=None,
+                    lease_until=None,
+                    sent_at=None,
+                )
+            )
+            conn.execute(
+                sa.update(s)
+                .where(s.c.id == row.subscription_id)
+                .values(status="pending", notified_at=None, updated_at=now)
+            )
+        self.wake()
+        return True
 
     # ------------------------------------------------------------------ reads
 
@@ -835,6 +1007,10 @@ class App:
         else:
             return False
         with self.engine.begin() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                # unknown (yet): the event id is not recorded, so a re-post can still apply
+                return False
             if event.event_id:
                 fresh = conn.execute(
                     self._insert(processed_events)
@@ -848,9 +1024,6 @@ class App:
                 ).first()
                 if fresh is None:
                     return False
-            row = conn.execute(query).first()
-            if row is None:
-                return False
             if event.recipient is not None and event.recipient.strip().lower() != row.contact:
                 log.warning(
                     "%s event for delivery %s names another recipient; ignored",
@@ -869,10 +1042,20 @@ class App:
                 .where(subscriptions.c.id == row.subscription_id)
                 .values(status="failed", failed_reason=reason[:1000], updated_at=utcnow())
             )
+            # claim_token cleared: a report that arrives while the worker still holds the
+            # delivery (a Twilio callback 50 ms after the 201) is not overwritten by "sent"
             conn.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.id == row.id)
-                .values(status="failed", last_error=reason[:1000])
+                .values(
+                    status="failed",
+                    last_error=reason[:1000],
+                    claim_token=None,
+                    lease_until=None,
+                    provider_message_id=sa.func.coalesce(
+                        deliveries.c.provider_message_id, event.provider_message_id
+                    ),
+                )
             )
             if event.suppress:
                 conn.execute(

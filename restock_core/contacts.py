@@ -37,9 +37,10 @@ def normalize_phone(value: str, region: str | None = None) -> str:
 
 
 def resolve_contact(
-    email: str | None, phone: str | None, channel: str | None
+    email: str | None, phone: str | None, channel: str | None, *, region: str | None = None
 ) -> tuple[Channel, str]:
-    """Pick the channel and its normalised contact from what the shopper gave."""
+    """Pick the channel and its normalised contact from what the shopper gave. `region`
+    (ISO 3166 alpha-2) reads a national phone number (no +) as a number of that country."""
     if channel is not None:
         try:
             chosen = Channel(channel)
@@ -59,4 +60,4 @@ def resolve_contact(
         return chosen, normalize_email(email)
     if not phone:
         raise ValidationError("channel 'sms' needs a phone number", field="phone")
-    return chosen, normalize_phone(phone)
+    return chosen, normalize_phone(phone, region)

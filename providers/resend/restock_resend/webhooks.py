@@ -1,6 +1,9 @@
 """Resend delivery webhooks, verified with Svix (`svix-id`, `svix-timestamp`,
-`svix-signature`) before anything is parsed. Bounces and complaints fail the subscription
-and suppress the address; a replayed `svix-id` changes nothing."""
+`svix-signature`) before anything is parsed. Bounces, complaints and suppressed sends fail
+the subscription and suppress the address; a failed send (`email.failed`: invalid recipient,
+API key, domain or quota problems, https://resend.com/docs/webhooks/emails/failed) fails it
+without suppressing the address, since the cause is often the sender's; a replayed `svix-id`
+changes nothing."""
 
 from __future__ import annotations
 
@@ -19,7 +22,28 @@ EVENTS = {
     "email.delivered": "delivered",
     "email.bounced": "bounce",
     "email.complained": "complaint",
+    # Resend did not send: the address is on the account's suppression list (an earlier hard
+    # bounce or complaint) -- https://resend.com/docs/webhooks/emails/suppressed
+    "email.suppressed": "dropped",
+    # Resend could not send it: invalid recipient, API key, domain verification or quota
+    # problems -- https://resend.com/docs/webhooks/emails/failed
+    "email.failed": "failed",
 }
+#: failure events that do not block the address (the cause may be the sender's setup)
+NOT_SUPPRESSING = frozenset({"email.failed"})
+
+
+def _reason(kind: str, data: dict[str, Any]) -> str | None:
+    """The human reason Resend gives: `bounce.message`, `failed.reason`, `suppressed.message`."""
+    for key in ("bounce", "failed", "suppressed"):
+        detail = data.get(key)
+        if isinstance(detail, dict):
+            text = detail.get("message") or detail.get("reason") or detail.get("type")
+            if text:
+                return str(text)[:500]
+    if kind == "email.suppressed":
+        return "the address is on Resend's suppression list"
+    return None
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -52,8 +76,7 @@ def build_router(provider: Any, app: Any) -> APIRouter:
             return JSONResponse({"status": "ignored", "type": kind})
         to = data.get("to")
         recipient = to[0] if isinstance(to, list) and to else to if isinstance(to, str) else None
-        bounce = data.get("bounce") if isinstance(data.get("bounce"), dict) else {}
-        reason = bounce.get("message") or bounce.get("type") or None
+        reason = _reason(kind, data) if isinstance(data, dict) else None
         applied = await run_in_threadpool(
             app.handle_delivery_event,
             DeliveryEvent(
@@ -63,6 +86,7 @@ def build_router(provider: Any, app: Any) -> APIRouter:
                 reason=reason,
                 event_id=headers.get("svix-id"),
                 recipient=recipient,
+                suppress=kind not in NOT_SUPPRESSING,
             ),
         )
         return JSONResponse({"status": "applied" if applied else "unchanged"})

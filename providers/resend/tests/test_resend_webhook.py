@@ -125,3 +125,45 @@ def test_without_a_webhook_secret_every_call_is_refused(make_app, fake) -> None:
         response = client.post("/mail/webhooks", content=body, headers=headers)
     assert response.status_code == 401
     assert status(app, EMAILS[0]) == "notified"
+
+
+def test_suppressed_fails_and_suppresses_failed_fails_without_suppressing(make_app, fake) -> None:
+    """`email.suppressed` (the address is on Resend's suppression list) and `email.failed`
+    (invalid recipient, API key, domain or quota problems) both mean the shopper got nothing.
+    Payload shapes: https://resend.com/docs/webhooks/emails/suppressed and
+    https://resend.com/docs/webhooks/emails/failed."""
+    app = build(make_app, fake, webhook_secret=SECRET)
+    with TestClient(create_api(app)) as client:
+        body, headers = signed(
+            event(
+                "email.suppressed",
+                fake.email_ids[EMAILS[0]],
+                EMAILS[0],
+                suppressed={"message": "previously bounced", "type": "OnAccountSuppressionList"},
+            ),
+            "msg_s",
+        )
+        assert client.post("/mail/webhooks", content=body, headers=headers).json() == {
+            "status": "applied"
+        }
+        body, headers = signed(
+            event(
+                "email.failed",
+                fake.email_ids[EMAILS[1]],
+                EMAILS[1],
+                failed={"reason": "reached_daily_quota"},
+            ),
+            "msg_f",
+        )
+        assert client.post("/mail/webhooks", content=body, headers=headers).json() == {
+            "status": "applied"
+        }
+    suppressed = app.list_subscriptions(contact=EMAILS[0]).items[0]
+    assert str(suppressed.status) == "failed"
+    assert "previously bounced" in (suppressed.failed_reason or "")
+    assert app.is_suppressed(Channel.EMAIL, EMAILS[0])
+    failed = app.list_subscriptions(contact=EMAILS[1]).items[0]
+    assert str(failed.status) == "failed"
+    assert "reached_daily_quota" in (failed.failed_reason or "")
+    # a quota or API key problem is the sender's: the shopper may sign up again
+    assert not app.is_suppressed(Channel.EMAIL, EMAILS[1])

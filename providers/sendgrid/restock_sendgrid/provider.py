@@ -41,6 +41,8 @@ TAG = "-restock_unsubscribe-"
 #: ... and for its HTML-escaped form in the HTML part (only used when the two differ)
 HTML_TAG = "-restock_unsubscribe_html-"
 MAIL_SEND_PATH = "/v3/mail/send"
+#: custom arg naming the restock install that sent a message (see `App.install_id`)
+INSTALL_ARG = "restock_install"
 #: how many times one chunk is re-posted after SendGrid rejected some of its recipients
 MAX_PRUNE_ROUNDS = 3
 
@@ -175,8 +177,25 @@ def _json_safe(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _chunks(items: Sequence[Message], size: int) -> Iterator[list[Message]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+    """Requests of at most `size` messages in which no address appears twice: SendGrid
+    refuses (400) a whole request that names one address in two personalizations ("Each
+    unique email address in the personalizations array should only be included once. You
+    have included [email] more than once." --
+    https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors).
+    A repeated address (one person signed up for two variants that render alike) goes to the
+    next request; the order of first appearance is kept."""
+    chunks: list[tuple[list[Message], set[str]]] = []
+    for message in items:
+        address = (message.to or "").strip().lower()
+        for members, seen in chunks:
+            if len(members) < size and address not in seen:
+                members.append(message)
+                seen.add(address)
+                break
+        else:
+            chunks.append(([message], {address}))
+    for members, _ in chunks:
+        yield members
 
 
 @attrs.frozen
@@ -346,8 +365,18 @@ class SendGridProvider:
             body["mail_settings"] = {"sandbox_mode": {"enable": True}}
         return body
 
+    @property
+    def install_id(self) -> str | None:
+        """The app's install id, sent as the `restock_install` custom arg so that events of
+        another restock install on the same SendGrid account are not applied here."""
+        app_install = getattr(self.app, "install_id", None)
+        return str(app_install) if app_install else None
+
     def _personalization(self, content: _Content, message: Message) -> dict[str, Any]:
         custom_args = {"delivery_id": str(message.delivery_id)}
+        install = self.install_id
+        if install:
+            custom_args[INSTALL_ARG] = install
         if message.subscription_id is not None:
             custom_args["subscription_id"] = str(message.subscription_id)
         item: dict[str, Any] = {"to": [{"email": message.to}], "custom_args": custom_args}

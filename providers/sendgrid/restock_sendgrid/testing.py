@@ -130,8 +130,21 @@ class SendGridFake:
         template_id = body.get("template_id")
         errors = []
         recipients = 0
+        seen: set[str] = set()
         for index, item in enumerate(personalizations):
             to = item.get("to") or []
+            for address in [*to, *(item.get("cc") or []), *(item.get("bcc") or [])]:
+                email = str(address.get("email", "")).strip().lower()
+                if email in seen:
+                    # the whole request is refused (400), no personalization is named:
+                    # https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors
+                    return _error(
+                        400,
+                        "Each unique email address in the personalizations array should only "
+                        f"be included once. You have included {email} more than once.",
+                        "personalizations",
+                    )
+                seen.add(email)
             recipients += len(to) + len(item.get("cc") or []) + len(item.get("bcc") or [])
             for slot, address in enumerate(to):
                 email = address.get("email", "")

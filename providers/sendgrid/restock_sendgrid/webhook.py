@@ -25,6 +25,8 @@ from starlette.concurrency import run_in_threadpool
 
 from restock_core.models import DeliveryEvent
 
+from .provider import INSTALL_ARG
+
 if TYPE_CHECKING:
     from .provider import SendGridProvider
 
@@ -63,11 +65,22 @@ def _delivery_id(value: Any) -> int | None:
     return number if number > 0 else None
 
 
-def to_delivery_event(provider_id: str, raw: Any) -> DeliveryEvent | None:
+def to_delivery_event(
+    provider_id: str, raw: Any, install_id: str | None = None
+) -> DeliveryEvent | None:
     """A SendGrid event as a core DeliveryEvent, or None when it is not one of ours or not
-    one restock acts on (deferred, blocked bounces, group_resubscribe ...)."""
+    one restock acts on (deferred, blocked bounces, group_resubscribe ...).
+
+    Two restock installs sharing one SendGrid account both number deliveries from 1 and both
+    receive every event, so `delivery_id` alone does not make an event ours: an event whose
+    `restock_install` custom arg names another install is dropped, and the event's `email`
+    must be the delivery's contact (checked by the core; it also covers messages sent before
+    the install arg existed)."""
     if not isinstance(raw, Mapping):
         return None
+    sender = raw.get(INSTALL_ARG)
+    if install_id is not None and sender is not None and str(sender) != install_id:
+        return None  # sent by another restock install on the same SendGrid account
     kind = raw.get("event")
     if not isinstance(kind, str) or kind not in CONFIRMING | FAILING:
         return None
@@ -77,6 +90,7 @@ def to_delivery_event(provider_id: str, raw: Any) -> DeliveryEvent | None:
     delivery_id = _delivery_id(raw.get("delivery_id"))
     if delivery_id is None:
         return None  # sent by something else through the same SendGrid account
+    email = raw.get("email")
     message_id = raw.get("sg_message_id")
     event_id = raw.get("sg_event_id")
     reason = raw.get("reason") or raw.get("response") or raw.get("status")
@@ -90,13 +104,15 @@ def to_delivery_event(provider_id: str, raw: Any) -> DeliveryEvent | None:
         reason=str(reason)[:500] if reason else None,
         delivery_id=delivery_id,
         event_id=str(event_id) if event_id else None,
+        recipient=email if isinstance(email, str) and email.strip() else "",
     )
 
 
 def apply_events(app: Any, provider_id: str, payload: Sequence[Any]) -> dict[str, int]:
     applied = ignored = 0
+    install_id = getattr(app, "install_id", None)
     for raw in payload:
-        event = to_delivery_event(provider_id, raw)
+        event = to_delivery_event(provider_id, raw, install_id)
         if event is None or not app.handle_delivery_event(event):
             ignored += 1
         else:

@@ -243,3 +243,70 @@ def test_webhook_without_a_key_refuses_everything(
         answer = client.post("/sendgrid/events", content=body, headers=sign_events(private, body))
     assert answer.status_code == 401
     assert "webhook_public_key" in answer.json()["error"]["message"]
+
+
+def test_events_of_another_install_on_the_same_account_are_not_applied(
+    started_app: Callable[..., App],
+    make_app: Callable[..., App],
+    sendgrid_fake: SendGridFake,
+    sendgrid_plugins: list[Any],
+    webhook_keys: Any,
+    sign_events: Callable[..., dict[str, str]],
+    tmp_path: Any,
+) -> None:
+    """Staging and production (or two stores) share one SendGrid account: both number their
+    deliveries from 1 and SendGrid posts every event of the account to both. A bounce for the
+    other install's delivery 1 must not fail or suppress our delivery 1."""
+    private, public_b64 = webhook_keys
+    ours = started_app(webhook_public_key=public_b64)
+    config = _config(sendgrid_fake, webhook_public_key=public_b64)
+    config["restock"]["database"] = f"sqlite:///{tmp_path / 'other-install.db'}"
+    theirs = make_app(config, plugins=sendgrid_plugins)
+    assert ours.install_id != theirs.install_id
+    mine = ours.subscribe("scarf", email="ours@example.com").subscription
+    other = theirs.subscribe("scarf", email="theirs@example.com").subscription
+    for app in (ours, theirs):
+        app.set_stock("scarf", 10)
+        app.worker().drain()
+    sent = {d.to: d for d in sendgrid_fake.delivered}
+    assert sent["ours@example.com"].custom_args["delivery_id"] == "1"
+    assert sent["theirs@example.com"].custom_args["delivery_id"] == "1"
+    assert sent["ours@example.com"].custom_args["restock_install"] == ours.install_id
+    assert sent["theirs@example.com"].custom_args["restock_install"] == theirs.install_id
+
+    def bounce(to: str, event_id: str, **override: Any) -> dict[str, Any]:
+        return {
+            "email": to,
+            "timestamp": 1700000000,
+            "event": "bounce",
+            "type": "bounce",
+            "reason": "550 5.1.1 no such user",
+            "sg_event_id": event_id,
+            "sg_message_id": f"{sent[to].message_id}.filterdrecv-1.0",
+            **sent[to].custom_args,
+            **override,
+        }
+
+    foreign = [
+        bounce("theirs@example.com", "ev-theirs"),
+        # an older message of theirs without the install arg: the email gives it away
+        {
+            k: v
+            for k, v in bounce("theirs@example.com", "ev-theirs-old").items()
+            if k != "restock_install"
+        },
+    ]
+    body = json.dumps(foreign).encode()
+    with TestClient(create_api(ours)) as client:
+        answer = client.post("/sendgrid/events", content=body, headers=sign_events(private, body))
+        assert answer.json() == {"received": 2, "applied": 0, "ignored": 2}
+        assert ours.get_subscription(mine.id).status == SubscriptionStatus.NOTIFIED
+        assert not ours.is_suppressed(Channel.EMAIL, "ours@example.com")
+        assert not ours.is_suppressed(Channel.EMAIL, "theirs@example.com")
+
+        own = json.dumps([bounce("ours@example.com", "ev-ours")]).encode()
+        answer = client.post("/sendgrid/events", content=own, headers=sign_events(private, own))
+        assert answer.json()["applied"] == 1
+    assert ours.get_subscription(mine.id).status == SubscriptionStatus.FAILED
+    assert ours.is_suppressed(Channel.EMAIL, "ours@example.com")
+    assert theirs.get_subscription(other.id).status == SubscriptionStatus.NOTIFIED

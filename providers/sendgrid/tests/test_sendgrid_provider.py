@@ -132,6 +132,62 @@ def test_html_escaped_link_is_substituted_escaped() -> None:
     assert url not in (content.text or "") and "abc" not in (content.html or "")
 
 
+def test_one_address_is_never_twice_in_one_request(
+    make_provider: Any, sendgrid_fake: SendGridFake
+) -> None:
+    """A person signed up for two variants that render alike: SendGrid refuses a whole
+    request naming one address twice (the fake does, as documented), so the second message
+    goes in another request and both arrive."""
+    messages = [
+        make_message(1, to="ada@example.com", variant_id="shirt-m"),
+        make_message(2, to="bob@example.com", variant_id="shirt-m"),
+        make_message(3, to="Ada@Example.com", variant_id="shirt-l"),
+        make_message(4, to="ada@example.com", variant_id="shirt-xl"),
+        make_message(5, to="cy@example.com", variant_id="shirt-l"),
+    ]
+    for template_id in (None, "d-0123456789abcdef"):
+        sendgrid_fake.delivered.clear()
+        sendgrid_fake.server.requests.clear()
+        results = make_provider(template_id=template_id).send(messages)
+        assert [r.outcome for r in results] == [Outcome.SENT] * 5, results
+        for request in sendgrid_fake.requests:
+            addresses = [p["to"][0]["email"].lower() for p in request.json["personalizations"]]
+            assert len(addresses) == len(set(addresses))
+        assert len(sendgrid_fake.requests) == 3
+        # first request: every distinct address once, in order of first appearance
+        first = sendgrid_fake.requests[0].json["personalizations"]
+        assert [p["custom_args"]["delivery_id"] for p in first] == ["1", "2", "5"]
+        assert sorted(d.to.lower() for d in sendgrid_fake.delivered) == sorted(
+            m.to.lower() for m in messages
+        )
+
+
+def test_fake_refuses_a_repeated_address(sendgrid_fake: SendGridFake) -> None:
+    """The fake follows SendGrid: one address twice in a request fails the whole request."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    body = {
+        "from": {"email": "shop@example.com"},
+        "subject": "s",
+        "content": [{"type": "text/plain", "value": "t"}],
+        "personalizations": [
+            {"to": [{"email": "ada@example.com"}]},
+            {"to": [{"email": "ADA@example.com"}]},
+        ],
+    }
+    request = urllib.request.Request(
+        sendgrid_fake.url + "/v3/mail/send",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 400
+    assert "more than once" in caught.value.read().decode()
+
+
 def test_template_mode_sends_dynamic_template_data(
     make_provider: Any, sendgrid_fake: SendGridFake
 ) -> None:

@@ -78,3 +78,21 @@ def test_event_mapping() -> None:
     ]
     for raw in ignored:
         assert to_delivery_event("sg", raw) is None, raw
+
+
+def test_events_naming_another_install_are_dropped() -> None:
+    base = {
+        "email": "a@example.com",
+        "event": "bounce",
+        "sg_event_id": "e1",
+        "delivery_id": "1",
+    }
+    assert to_delivery_event("sg", {**base, "restock_install": "theirs"}, "ours") is None
+    mine = to_delivery_event("sg", {**base, "restock_install": "ours"}, "ours")
+    assert mine is not None and mine.recipient == "a@example.com"
+    # without the arg (sent before it existed) the core still checks the email
+    legacy = to_delivery_event("sg", base, "ours")
+    assert legacy is not None and legacy.recipient == "a@example.com"
+    # no email at all: a recipient that matches nobody, never "trust the delivery id"
+    anonymous = to_delivery_event("sg", {k: v for k, v in base.items() if k != "email"}, "ours")
+    assert anonymous is not None and anonymous.recipient == ""

@@ -9,6 +9,7 @@ thread gets its own ``Client`` through ``threading.local``.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import re
 import threading
@@ -17,12 +18,14 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import attrs
+import phonenumbers
 import requests
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from fastapi.responses import Response as HTTPResponse
 from starlette.concurrency import run_in_threadpool
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
@@ -33,6 +36,8 @@ from twilio.rest import Client
 from restock_core.config import Secret
 from restock_core.models import Channel, DeliveryEvent, Message, SendResult
 from restock_core.validators import http_url, positive
+
+from .gsm import fold_to_gsm7, sms_segments
 
 log = logging.getLogger("restock.twilio")
 
@@ -55,17 +60,70 @@ TOO_MANY_REQUESTS = 20429
 #: MessageStatus values a status callback reports that restock acts on
 FINAL_STATUSES = ("delivered", "undelivered", "failed")
 
-#: short descriptions for delivery error codes that arrive without ErrorMessage
-DELIVERY_ERRORS = {
-    "30003": "unreachable destination handset",
-    "30005": "unknown destination handset",
+#: query parameter of the StatusCallback URL naming the delivery. Twilio signs the whole URL,
+#: query included (https://www.twilio.com/docs/usage/security#validating-requests), so it
+#: cannot be altered, and a callback that beats the worker's bookkeeping still finds its row.
+DELIVERY_PARAM = "delivery_id"
+
+#: Delivery error codes (the ErrorCode of an undelivered/failed callback), from Twilio's error
+#: dictionary (https://www.twilio.com/docs/api/errors/<code>), in three groups.
+#: The number cannot or must not be texted (opted out, does not exist, not SMS-capable):
+#: fail the subscription and suppress the number.
+SUPPRESSING_CODES = {
+    "21610": "recipient unsubscribed (replied STOP)",
+    "21211": "invalid 'To' phone number",
+    "21614": "'To' number is not a mobile number",
+    "30005": "unknown destination handset (the number does not exist)",
     "30006": "landline or unreachable carrier",
-    "30007": "message filtered by the carrier",
-    "21610": "recipient unsubscribed (STOP)",
 }
+#: Passing conditions: send again later (bounded by max_attempts), seconds to wait.
+RETRYABLE_CODES = {
+    "30001": ("queue overflow", 300.0),
+    "30003": ("unreachable destination handset (off, no signal)", 900.0),
+    "30008": ("unknown error", 300.0),
+    "30009": ("missing segment", 300.0),
+    "30022": ("US A2P 10DLC rate limit exceeded", 60.0),
+    "30027": ("US A2P 10DLC T-Mobile daily message limit reached", 3600.0),
+}
+#: Anything else fails the message without suppressing the number: mostly the sender's own
+#: setup (30034 unregistered A2P 10DLC number, 30032 unverified toll-free number, 30002
+#: account suspended) or the carrier's filtering (30007), which are no reason to lock the
+#: shopper out. Descriptions for codes that arrive without ErrorMessage:
+DELIVERY_ERRORS = {
+    **SUPPRESSING_CODES,
+    **{code: text for code, (text, _) in RETRYABLE_CODES.items()},
+    "30002": "account suspended",
+    "30004": "message blocked",
+    "30007": "message filtered by the carrier",
+    "30010": "message price exceeds max price",
+    "30032": "toll-free number not verified",
+    "30034": "message from an unregistered A2P 10DLC number",
+}
+
+#: Keywords of Twilio's default opt-out handling: a message that is exactly one of them
+#: (trimmed, any case) -- https://help.twilio.com/articles/223134027 and
+#: https://www.twilio.com/docs/messaging/tutorials/advanced-opt-out
+STOP_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+START_WORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+DEFAULT_HELP_TEXT = (
+    "Back-in-stock alerts: you get one text when an item you asked about is back. "
+    "Reply STOP to stop, START to resume."
+)
+#: Twilio refuses bodies longer than 1600 characters (error 21617)
+MAX_BODY = 1600
 
 
 # --------------------------------------------------------------------------- options
+
+
+def _optional_secret(value: Any) -> Secret | None:
+    return None if value is None else Secret(value)
+
+
+API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 
 
 @attrs.frozen
@@ -73,7 +131,11 @@ class TwilioOptions:
     """Options of the ``twilio`` provider (see docs/plugins/twilio.md)."""
 
     account_sid: str = attrs.field()
-    auth_token: Secret = attrs.field(converter=Secret, repr=False)
+    #: Auth Token: API credentials unless api_key is set; always what verifies webhooks
+    auth_token: Secret | None = attrs.field(default=None, converter=_optional_secret, repr=False)
+    #: API key (SK...) and its secret: API credentials instead of the Auth Token
+    api_key: str | None = attrs.field(default=None)
+    api_secret: Secret | None = attrs.field(default=None, converter=_optional_secret, repr=False)
     from_number: str | None = attrs.field(default=None)
     messaging_service_sid: str | None = attrs.field(default=None)
     #: None: derive from the app's public_url (+ /<instance id>/status); "": send none
@@ -82,6 +144,16 @@ class TwilioOptions:
     timeout: float = attrs.field(default=10.0, validator=positive)
     concurrency: int = attrs.field(default=8)
     batch_size: int = attrs.field(default=100)
+    #: ISO 3166 alpha-2 region for national numbers given at sign-up ("GB": 07700 900123)
+    default_region: str | None = attrs.field(default=None)
+    #: replace typographic punctuation (’ “ – …) with GSM-7 look-alikes before sending
+    fold_punctuation: bool = attrs.field(default=True)
+    #: also ask Twilio to do it (SmartEncoded=true), for what restock's table does not cover
+    smart_encoded: bool = attrs.field(default=False)
+    #: warn (once per template and count) when a text needs more segments than this; 0: never
+    segment_warning: int = attrs.field(default=3)
+    #: the answer to HELP/INFO on the inbound-message webhook
+    help_text: str = attrs.field(default=DEFAULT_HELP_TEXT)
 
     @account_sid.validator
     def _check_account_sid(self, attribute: Any, value: str) -> None:
@@ -89,9 +161,22 @@ class TwilioOptions:
             raise ValueError(f"account_sid must be 'AC' followed by 32 hex digits, got {value!r}")
 
     @auth_token.validator
-    def _check_auth_token(self, attribute: Any, value: Secret) -> None:
-        if not value.value.strip():
+    def _check_auth_token(self, attribute: Any, value: Secret | None) -> None:
+        if value is not None and not value.value.strip():
             raise ValueError("auth_token must not be empty")
+
+    @api_key.validator
+    def _check_api_key(self, attribute: Any, value: str | None) -> None:
+        if value is not None and not API_KEY_SID.match(value):
+            raise ValueError(
+                "api_key must be an API key SID: 'SK' followed by 32 hex digits "
+                f"(the secret goes in api_secret), got {value!r}"
+            )
+
+    @api_secret.validator
+    def _check_api_secret(self, attribute: Any, value: Secret | None) -> None:
+        if value is not None and not value.value.strip():
+            raise ValueError("api_secret must not be empty")
 
     @from_number.validator
     def _check_from(self, attribute: Any, value: str | None) -> None:
@@ -127,11 +212,40 @@ class TwilioOptions:
         if value < 1:
             raise ValueError(f"batch_size must be at least 1, got {value!r}")
 
+    @default_region.validator
+    def _check_region(self, attribute: Any, value: str | None) -> None:
+        if value is not None and value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(
+                "default_region must be an ISO 3166 alpha-2 region code in upper case, such "
+                f"as 'US' or 'GB', got {value!r}"
+            )
+
+    @segment_warning.validator
+    def _check_segment_warning(self, attribute: Any, value: int) -> None:
+        if value < 0:
+            raise ValueError(f"segment_warning must be 0 (off) or more, got {value!r}")
+
+    @help_text.validator
+    def _check_help_text(self, attribute: Any, value: str) -> None:
+        if not value.strip() or len(value) > MAX_BODY:
+            raise ValueError(
+                f"help_text must be between 1 and {MAX_BODY} characters, got {len(value)}"
+            )
+
     def __attrs_post_init__(self) -> None:
         if (self.from_number is None) == (self.messaging_service_sid is None):
             raise ValueError(
                 "from_number or messaging_service_sid: set exactly one of them "
                 f"(got {'both' if self.from_number else 'neither'})"
+            )
+        if (self.api_key is None) != (self.api_secret is None):
+            raise ValueError(
+                "api_key and api_secret: set both (an API key SK... and its secret) or neither"
+            )
+        if self.auth_token is None and self.api_key is None:
+            raise ValueError(
+                "auth_token: set it (or api_key and api_secret for API requests; the auth "
+                "token is still needed to verify Twilio's webhooks)"
             )
 
 
@@ -215,13 +329,20 @@ class TwilioProvider:
     def __init__(self, options: TwilioOptions):
         self.options = options
         self.max_batch_size = options.batch_size
+        #: read by the core: the region of national numbers given at sign-up
+        self.default_region = options.default_region
         self.instance_id = "twilio"
         self.app: Any = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._http_clients: list[RestockTwilioHttpClient] = []
-        self._token = options.auth_token.value
+        #: the Auth Token verifies webhooks; None when only an API key is configured
+        self._token = options.auth_token.value if options.auth_token is not None else None
+        self._secrets = [
+            secret.value for secret in (options.auth_token, options.api_secret) if secret
+        ]
+        self._warned_segments: set[tuple[str, int]] = set()
 
     def __repr__(self) -> str:
         return (
@@ -237,23 +358,38 @@ class TwilioProvider:
 
     @property
     def status_callback_url(self) -> str | None:
-        """The StatusCallback sent with each message: the option when set ("" = none),
-        else the app's public_url + ``/<instance id>/status`` once bound, else none."""
+        """The StatusCallback base URL: the option when set ("" = none), else the app's
+        public_url + ``/<instance id>/status`` once bound (and only when the Auth Token is
+        there to verify the callbacks), else none. Each message adds its delivery id."""
         if self.options.status_callback is not None:
             return self.options.status_callback or None
-        if self.app is None:
+        if self.app is None or self._token is None:
             return None
         base = str(self.app.settings.public_url).rstrip("/")
         return f"{base}/{self.instance_id}/status"
+
+    @staticmethod
+    def callback_for(base: str | None, delivery_id: int) -> str | None:
+        """``base`` with ``delivery_id=<id>`` added to its query string."""
+        if not base:
+            return None
+        return f"{base}{'&' if '?' in base else '?'}{DELIVERY_PARAM}={delivery_id}"
 
     def _client(self) -> tuple[Client, RestockTwilioHttpClient]:
         found = getattr(self._local, "client", None)
         if found is not None:
             return found
         http = RestockTwilioHttpClient(self.options.base_url, timeout=self.options.timeout)
+        if self.options.api_key and self.options.api_secret is not None:
+            # API key auth: Basic SK...:secret on the account's URLs
+            # (https://www.twilio.com/docs/iam/api-keys)
+            username, password = self.options.api_key, self.options.api_secret.value
+        else:
+            username, password = self.options.account_sid, str(self._token)
         client = Client(
-            self.options.account_sid,
-            self._token,
+            username,
+            password,
+            account_sid=self.options.account_sid,
             http_client=http,
             # a non-empty mapping, so the SDK does not read TWILIO_* from os.environ
             environment={"RESTOCK": "1"},
@@ -297,9 +433,39 @@ class TwilioProvider:
         return list(self._pool().map(lambda m: self._send_one(m, callback), messages))
 
     def _scrub(self, text: str) -> str:
-        """Belt and braces: no error text ever carries the token (real ones are 32 chars;
-        a very short test token would mangle ordinary words, so those are left alone)."""
-        return text.replace(self._token, "***") if len(self._token) >= 8 else text
+        """Belt and braces: no error text ever carries a secret (real ones are 32 chars;
+        a very short test secret would mangle ordinary words, so those are left alone)."""
+        for secret in self._secrets:
+            if len(secret) >= 8:
+                text = text.replace(secret, "***")
+        return text
+
+    def body_of(self, message: Message) -> str:
+        """The SMS text as sent: typographic punctuation folded to GSM-7 (unless turned off)."""
+        text = message.text
+        return fold_to_gsm7(text) if self.options.fold_punctuation else text
+
+    def _check_segments(self, message: Message, body: str) -> None:
+        limit = self.options.segment_warning
+        if not limit:
+            return
+        segments = sms_segments(body)
+        if segments.count <= limit:
+            return
+        key = (message.template, segments.count)
+        with self._lock:
+            if key in self._warned_segments:
+                return
+            self._warned_segments.add(key)
+        log.warning(
+            "twilio %s: template %r renders a %s-segment SMS (%s, %s units); Twilio bills "
+            "each segment",
+            self.instance_id,
+            message.template,
+            segments.count,
+            segments.encoding,
+            segments.units,
+        )
 
     def _send_one(self, message: Message, callback: str | None) -> SendResult:
         did = message.delivery_id
@@ -307,13 +473,18 @@ class TwilioProvider:
             return SendResult.failed(did, f"twilio sends sms only, not {message.channel}")
         if not E164.match(message.to or ""):
             return SendResult.failed(did, f"twilio: {message.to!r} is not an E.164 phone number")
-        params: dict[str, Any] = {"to": message.to, "body": message.text}
+        body = self.body_of(message)
+        self._check_segments(message, body)
+        params: dict[str, Any] = {"to": message.to, "body": body}
         if self.options.messaging_service_sid:
             params["messaging_service_sid"] = self.options.messaging_service_sid
         else:
             params["from_"] = self.options.from_number
-        if callback:
-            params["status_callback"] = callback
+        url = self.callback_for(callback, did)
+        if url:
+            params["status_callback"] = url
+        if self.options.smart_encoded:
+            params["smart_encoded"] = True
         http: RestockTwilioHttpClient | None = None
         try:
             client, http = self._client()
@@ -351,7 +522,11 @@ class TwilioProvider:
         if getattr(created, "status", None) in ("failed", "undelivered"):
             code = getattr(created, "error_code", None)
             text = getattr(created, "error_message", None) or "failed on creation"
-            return SendResult.failed(did, f"twilio {code or 'error'}: {text} (sid {sid})")
+            return SendResult.failed(
+                did,
+                f"twilio {code or 'error'}: {text} (sid {sid})",
+                suppress=str(code) in SUPPRESSING_CODES,
+            )
         return SendResult.sent(did, sid)
 
     def _classify(
@@ -377,14 +552,15 @@ class TwilioProvider:
             return SendResult.retry(did, reason, parse_retry_after(_header(headers, "Retry-After")))
         if status >= 500:
             return SendResult.retry(did, reason, parse_retry_after(_header(headers, "Retry-After")))
-        if code == OPTED_OUT:
+        if code is not None and str(code) in SUPPRESSING_CODES:
+            # opted out (21610), invalid (21211) or not a mobile number (21614)
             return SendResult.failed(did, reason, suppress=True)
-        if code in (INVALID_TO, NOT_MOBILE, *REGION_BLOCKED):
+        if code in REGION_BLOCKED:
             return SendResult.failed(did, reason)
         if status in (401, 403) or code == AUTH_FAILED:
             log.warning(
                 "twilio refused the credentials of account %s (%s); check account_sid and "
-                "auth_token",
+                "auth_token (or api_key and api_secret)",
                 self.options.account_sid,
                 status or code,
             )
@@ -393,10 +569,11 @@ class TwilioProvider:
             return SendResult.failed(did, reason)
         return SendResult.retry(did, reason)
 
-    # ------------------------------------------------------------------ status callbacks
+    # ------------------------------------------------------------------ webhooks
 
     def routes(self, app: Any) -> APIRouter:
-        """``POST /status`` (mounted as ``/<instance id>/status``): Twilio status callbacks."""
+        """``POST /status`` (Twilio status callbacks) and ``POST /inbound`` (Twilio's
+        incoming-message webhook: STOP, START, HELP), mounted under ``/<instance id>``."""
         router = APIRouter()
         provider = self
 
@@ -405,75 +582,204 @@ class TwilioProvider:
             summary="Twilio message status callback",
             description="Twilio posts message status changes here (form-encoded, signed "
             "with X-Twilio-Signature). delivered confirms; undelivered/failed fail the "
-            "subscription and suppress the number.",
+            "subscription, suppressing the number only for opt-out and invalid-number "
+            "codes; passing carrier errors send the message again later.",
         )
         async def twilio_status(request: Request) -> JSONResponse:
             return await provider.handle_status(app, request)
 
+        @router.post(
+            "/inbound",
+            summary="Twilio incoming message webhook (STOP / START / HELP)",
+            description="Set as the 'A message comes in' webhook of the sender. STOP (and "
+            "Twilio's other opt-out words) suppresses the number and ends its pending "
+            "sign-ups; START lifts the suppression; HELP answers with help_text (TwiML).",
+        )
+        async def twilio_inbound(request: Request) -> HTTPResponse:
+            return await provider.handle_inbound(app, request)
+
         return router
 
     def _candidate_urls(self, app: Any, request: Request) -> list[str]:
-        """The URLs Twilio may have signed: the StatusCallback we send, and the public
-        URL of this route (a Messaging Service's own callback pointing here)."""
+        """The URLs Twilio may have signed: the StatusCallback we send (its query string
+        included: our delivery id), and the public URL of this route (a Messaging Service's
+        own callback, or the inbound webhook, pointing here)."""
         query = request.url.query
         base = str(app.settings.public_url).rstrip("/")
         urls = []
         configured = self.options.status_callback
-        if configured:
-            urls.append(configured if "?" in configured or not query else f"{configured}?{query}")
+        if configured and request.url.path.endswith("/status"):
+            parts = urlsplit(configured)
+            if query:
+                urls.append(urlunsplit(parts._replace(query=query)))
+            urls.append(configured)
         own = base + request.url.path + (f"?{query}" if query else "")
         if own not in urls:
             urls.append(own)
         return urls
 
-    async def handle_status(self, app: Any, request: Request) -> JSONResponse:
-        def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-            body: dict[str, Any] = {"code": code, "message": message}
-            if field:
-                body["field"] = field
-            return JSONResponse({"error": body}, status_code=status)
-
+    async def _verified_form(
+        self, app: Any, request: Request
+    ) -> tuple[dict[str, str] | None, JSONResponse | None]:
+        """The form Twilio posted, once its X-Twilio-Signature checks out; else an error."""
+        if self._token is None:
+            return None, _error(
+                401,
+                "unauthorized",
+                "set the auth_token option: Twilio signs webhooks with the Auth Token "
+                "(an API key cannot verify them)",
+            )
         signature = request.headers.get("x-twilio-signature")
         if not signature:
-            return error(401, "unauthorized", "missing X-Twilio-Signature header")
+            return None, _error(401, "unauthorized", "missing X-Twilio-Signature header")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            return error(400, "malformed", "expected an application/x-www-form-urlencoded body")
+            return None, _error(
+                400, "malformed", "expected an application/x-www-form-urlencoded body"
+            )
         raw = await request.body()
         try:
             text = raw.decode("utf-8")
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
         except (UnicodeDecodeError, ValueError):
-            return error(400, "malformed", "the body is not a valid form")
+            return None, _error(400, "malformed", "the body is not a valid form")
         params: dict[str, str] = {}
         for key, value in pairs:
             if key in params:
-                return error(400, "malformed", f"parameter {key} is repeated", key)
+                return None, _error(400, "malformed", f"parameter {key} is repeated", key)
             params[key] = value
         validator = RequestValidator(self._token)
         if not any(
             validator.validate(url, params, signature) for url in self._candidate_urls(app, request)
         ):
-            return error(401, "unauthorized", "X-Twilio-Signature does not match")
+            return None, _error(401, "unauthorized", "X-Twilio-Signature does not match")
+        return params, None
+
+    async def handle_status(self, app: Any, request: Request) -> JSONResponse:
+        params, problem = await self._verified_form(app, request)
+        if params is None:
+            assert problem is not None
+            return problem
         sid = params.get("MessageSid") or params.get("SmsSid")
         status = params.get("MessageStatus") or params.get("SmsStatus")
         if not sid:
-            return error(400, "malformed", "MessageSid is missing", "MessageSid")
+            return _error(400, "malformed", "MessageSid is missing", "MessageSid")
         if not status:
-            return error(400, "malformed", "MessageStatus is missing", "MessageStatus")
+            return _error(400, "malformed", "MessageStatus is missing", "MessageStatus")
+        delivery_id = _delivery_id(request.query_params.get(DELIVERY_PARAM))
         if status not in FINAL_STATUSES:
             return JSONResponse({"ok": True, "applied": False, "status": status})
-        reason = None
-        if status != "delivered":
-            code = params.get("ErrorCode") or ""
-            detail = params.get("ErrorMessage") or DELIVERY_ERRORS.get(code) or status
-            reason = f"error {code}: {detail}" if code else detail
+        code = (params.get("ErrorCode") or "").strip()
+        detail = params.get("ErrorMessage") or DELIVERY_ERRORS.get(code) or status
+        reason = None if status == "delivered" else (f"error {code}: {detail}" if code else detail)
+        event_id = f"{sid}:{status}"
+        if status != "delivered" and code in RETRYABLE_CODES:
+            requeue = getattr(app, "requeue_delivery", None)
+            if callable(requeue):
+                applied = await run_in_threadpool(
+                    lambda: requeue(
+                        self.instance_id,
+                        delivery_id=delivery_id,
+                        provider_message_id=sid,
+                        reason=f"{self.instance_id} {status}: {reason}",
+                        delay=RETRYABLE_CODES[code][1],
+                        event_id=event_id,
+                    )
+                )
+                return JSONResponse(
+                    {"ok": True, "applied": bool(applied), "status": status, "retry": True}
+                )
         event = DeliveryEvent(
             provider=self.instance_id,
             provider_message_id=sid,
             event=status,
             reason=reason,
-            event_id=f"{sid}:{status}",
+            delivery_id=delivery_id,
+            event_id=event_id,
+            # only opt-outs and numbers that cannot take SMS block the number; the sender's
+            # own faults (30034 unregistered A2P, 30007 filtering ...) do not
+            suppress=code in SUPPRESSING_CODES,
         )
         applied = await run_in_threadpool(app.handle_delivery_event, event)
         return JSONResponse({"ok": True, "applied": bool(applied), "status": status})
+
+    async def handle_inbound(self, app: Any, request: Request) -> HTTPResponse:
+        """Twilio's incoming-message webhook (https://www.twilio.com/docs/messaging/guides/
+        webhook-request): ``From``, ``To``, ``Body``, ``MessageSid``, ``AccountSid`` and, with
+        Advanced Opt-Out, ``OptOutType`` (STOP / START / HELP). Answers TwiML."""
+        params, problem = await self._verified_form(app, request)
+        if params is None:
+            assert problem is not None
+            return problem
+        sender = (params.get("From") or "").strip()
+        account = params.get("AccountSid")
+        keyword = _keyword(params.get("OptOutType"), params.get("Body"))
+        if (
+            keyword is None
+            or not E164.match(sender)
+            or (account is not None and account != self.options.account_sid)
+        ):
+            return _twiml()
+        sid = params.get("MessageSid") or params.get("SmsSid")
+        if keyword == "HELP":
+            return _twiml(self.options.help_text)
+        if sid and await run_in_threadpool(
+            app.seen_event, f"{self.instance_id}:inbound", f"{sid}:{keyword}"
+        ):
+            return _twiml()  # a replay of a message already handled
+        if keyword == "STOP":
+            reason = f"{self.instance_id}: the number replied STOP"
+            await run_in_threadpool(app.suppress, Channel.SMS, sender, reason)
+            ended = await run_in_threadpool(app.unsubscribe_contact, Channel.SMS, sender, reason)
+            log.info(
+                "twilio %s: an inbound STOP suppressed a number and ended %s pending sign-ups",
+                self.instance_id,
+                ended,
+            )
+        else:  # START: the person opted in again
+            await run_in_threadpool(app.lift_suppression, Channel.SMS, sender)
+            log.info("twilio %s: an inbound START lifted a number's suppression", self.instance_id)
+        # Twilio (or the Messaging Service's Advanced Opt-Out) sends the carrier-required
+        # confirmation for STOP and START itself; a second one from us would be a duplicate
+        return _twiml()
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _twiml(message: str | None = None) -> HTTPResponse:
+    """A TwiML answer: an empty ``<Response/>`` or one ``<Message>``
+    (https://www.twilio.com/docs/messaging/twiml)."""
+    inner = f"<Message>{html.escape(message, quote=False)}</Message>" if message else ""
+    return HTTPResponse(
+        f'<?xml version="1.0" encoding="UTF-8"?><Response>{inner}</Response>',
+        media_type="application/xml",
+    )
+
+
+def _keyword(opt_out_type: str | None, body: str | None) -> str | None:
+    """STOP, START or HELP for an opt-out/opt-in/help message, else None. Twilio's
+    ``OptOutType`` wins; otherwise the body must be exactly one keyword (any case)."""
+    if opt_out_type:
+        kind = opt_out_type.strip().upper()
+        if kind in ("STOP", "START", "HELP"):
+            return kind
+    word = (body or "").strip().upper()
+    if word in STOP_WORDS:
+        return "STOP"
+    if word in START_WORDS:
+        return "START"
+    if word in HELP_WORDS:
+        return "HELP"
+    return None
+
+
+def _delivery_id(value: str | None) -> int | None:
+    if not value or not value.isdigit() or len(value) > 18:
+        return None
+    number = int(value)
+    return number if number > 0 else None

@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from restock_core.testing import FakeHTTPServer, RecordedRequest, Reply
+
+from .gsm import sms_segments
 
 API_PREFIX = "/2010-04-01/Accounts/"
 
@@ -33,10 +35,24 @@ class FakeTwilio:
     """Recording fake of the Twilio Messages API; also the ``provider_fake`` of the contract
     suite (accept, rate_limit, server_error, reject_recipients, received)."""
 
-    def __init__(self, account_sid: str, auth_token: str, *, hold: float = 0.0):
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        hold: float = 0.0,
+        api_keys: Mapping[str, str] | None = None,
+    ):
         self.account_sid = account_sid
         self.auth_token = auth_token
+        #: API key SID -> secret: Basic auth with SK...:secret is accepted on the account's
+        #: URLs like AC...:auth_token (https://www.twilio.com/docs/iam/api-keys)
+        self.api_keys = dict(api_keys or {})
         self.hold = hold
+        #: called with (form, sid) after a message is accepted and before the 201 goes out:
+        #: Twilio posts status callbacks on its own schedule, which can beat the REST answer
+        #: to the client (https://www.twilio.com/docs/messaging/guides/track-outbound-message-status)
+        self.on_accept: Callable[[Mapping[str, str], str], None] | None = None
         self.mode: str = "accept"
         self.retry_after: int | None = None
         self.rejected: dict[str, tuple[int, str]] = {}
@@ -107,8 +123,12 @@ class FakeTwilio:
     # ------------------------------------------------------------------ the API
 
     def _authorized(self, request: RecordedRequest) -> bool:
-        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
-        return request.headers.get("authorization") == f"Basic {expected}"
+        pairs = [(self.account_sid, self.auth_token), *self.api_keys.items()]
+        given = request.headers.get("authorization")
+        return any(
+            given == "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            for user, password in pairs
+        )
 
     def _handle(self, request: RecordedRequest) -> Reply:
         with self._lock:
@@ -150,6 +170,8 @@ class FakeTwilio:
             self._counter += 1
             sid = f"SM{self._counter:032x}"
             self.accepted.append(form)
+        if self.on_accept is not None:
+            self.on_accept(form, sid)
         return Reply(
             201,
             {
@@ -160,7 +182,9 @@ class FakeTwilio:
                 "to": to,
                 "from": form.get("From"),
                 "body": form.get("Body"),
-                "num_segments": "1",
+                # GSM-7 160/153, UCS-2 70/67 characters per segment
+                # (https://www.twilio.com/docs/glossary/what-sms-character-limit)
+                "num_segments": str(sms_segments(form.get("Body") or "").count),
                 "direction": "outbound-api",
                 "api_version": "2010-04-01",
                 "error_code": None,

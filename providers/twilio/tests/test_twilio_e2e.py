@@ -84,7 +84,8 @@ def test_restock_texts_every_sms_subscriber_once(
         form = {k: v[0] for k, v in request.form.items()}
         assert request.path == f"/2010-04-01/Accounts/{creds.account_sid}/Messages.json"
         assert form["From"] == creds.from_number
-        assert form["StatusCallback"] == f"{PUBLIC_URL}/sms/status"
+        # the delivery id rides in the (signed) callback URL
+        assert form["StatusCallback"].startswith(f"{PUBLIC_URL}/sms/status?delivery_id=")
         assert "/unsubscribe/" in form["Body"]
     subs = app.list_subscriptions(variant_id="shirt-m").items
     assert {s.contact: s.status for s in subs} == {
@@ -249,7 +250,7 @@ def test_callback_signed_for_the_configured_status_callback_url(
     app.set_stock("shirt-m", 1)
     app.worker().drain()
     form = fake_twilio.message_requests[0].form
-    assert form["StatusCallback"] == [hook]
+    assert form["StatusCallback"] == [f"{hook}?delivery_id=1"]
     client = TestClient(create_api(app))
     params = {"MessageSid": "SM" + "1".zfill(32), "MessageStatus": "failed", "ErrorCode": "30007"}
     signature = RequestValidator(creds.auth_token).compute_signature(hook, params)

@@ -53,7 +53,7 @@ def test_one_form_encoded_request_per_sms_with_basic_auth(
     assert first["From"] == creds.from_number
     assert "MessagingServiceSid" not in first
     assert first["Body"] == messages[0].text
-    assert first["StatusCallback"] == "https://restock.example/sms/status"
+    assert first["StatusCallback"] == "https://restock.example/sms/status?delivery_id=1"
     # the sid Twilio returned is what the result carries
     sids = {r.delivery_id: r.provider_message_id for r in results}
     assert len(set(sids.values())) == 3
@@ -91,7 +91,7 @@ def test_status_callback_derived_from_public_url_when_bound(
     assert provider.status_callback_url == "https://shop.example/restock/texts/status"
     provider.send([sms(1)])
     assert fake_twilio.message_requests[0].form["StatusCallback"] == [
-        "https://shop.example/restock/texts/status"
+        "https://shop.example/restock/texts/status?delivery_id=1"
     ]
 
 
@@ -230,12 +230,16 @@ def test_invalid_to_and_opted_out_fail_per_message(
 
     assert results[1].outcome == Outcome.SENT
     invalid, opted_out, landline, region = results[2], results[3], results[4], results[5]
-    assert invalid.outcome == Outcome.FAILED and not invalid.suppress
+    # invalid and non-mobile numbers cannot take SMS: suppressed like an opt-out
+    assert invalid.outcome == Outcome.FAILED and invalid.suppress
     assert "21211" in invalid.reason and "not a valid phone number" in invalid.reason
     assert opted_out.outcome == Outcome.FAILED and opted_out.suppress
     assert "21610" in opted_out.reason and "unsubscribed" in opted_out.reason
     assert landline.outcome == Outcome.FAILED and "21614" in landline.reason
+    assert landline.suppress
+    # a region the account may not send to is the sender's setup: no suppression
     assert region.outcome == Outcome.FAILED and "21408" in region.reason
+    assert not region.suppress
     assert fake_twilio.received() == ["+14155550101"]
 
 
