@@ -1,32 +1,71 @@
 """restock: back-in-stock notifications.
 
-The library API is :class:`App`; plugins implement the hooks in :mod:`restock_core.hookspecs`.
+The library API is :class:`App`; plugins subclass :class:`Provider` or
+:class:`InventoryAdapter`, talk to the core through :class:`PluginHost` and implement the
+hooks in :mod:`restock_core.hookspecs` (``@hookimpl``). Everything a plugin needs is
+importable from here.
+
+Names are loaded on first use (PEP 562), so ``import restock_core`` stays cheap: SQLAlchemy,
+Alembic and FastAPI are imported only when ``App`` (or another name that needs them) is.
 """
 
-from .app import App, Page, SignUp, StockResult
-from .errors import (
-    AdapterError,
-    ConfigError,
-    InStockError,
-    NotFoundError,
-    RestockError,
-    SuppressedError,
-    ValidationError,
-)
-from .hookspecs import hookimpl
-from .models import (
-    Channel,
-    DeliveryEvent,
-    Message,
-    Restock,
-    SendResult,
-    StockKey,
-    StockUpdate,
-    Subscription,
-    VariantInfo,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name -> the submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # the application (imports SQLAlchemy when touched)
+    "App": "app",
+    "Page": "app",
+    "SignUp": "app",
+    "StockResult": "app",
+    # plugin base classes and the host they are bound to
+    "PluginHost": "base",
+    "Provider": "base",
+    "InventoryAdapter": "base",
+    # hooks
+    "hookimpl": "hookspecs",
+    # options
+    "Secret": "config",
+    "positive": "validators",
+    "not_negative": "validators",
+    "http_url": "validators",
+    # errors
+    "AdapterError": "errors",
+    "ConfigError": "errors",
+    "InStockError": "errors",
+    "NotFoundError": "errors",
+    "RestockError": "errors",
+    "SuppressedError": "errors",
+    "ValidationError": "errors",
+    # values
+    "Channel": "models",
+    "DeliveryEvent": "models",
+    "DeliveryOutcome": "models",
+    "DeliveryStatus": "models",
+    "Message": "models",
+    "Outcome": "models",
+    "Restock": "models",
+    "RestockStatus": "models",
+    "SendResult": "models",
+    "StockKey": "models",
+    "StockUpdate": "models",
+    "Subscription": "models",
+    "SubscriptionStatus": "models",
+    "VariantInfo": "models",
+    "SignUpRequest": "signup",
+    # helpers for HTTP-facing plugins
+    "error_body": "web",
+    "error_response": "web",
+    "parse_retry_after": "web",
+    "retry_after": "web",
+    "chunks": "web",
+    "utcnow": "clock",
+}
 
 __all__ = [
     "AdapterError",
@@ -34,20 +73,90 @@ __all__ = [
     "Channel",
     "ConfigError",
     "DeliveryEvent",
+    "DeliveryOutcome",
+    "DeliveryStatus",
     "InStockError",
+    "InventoryAdapter",
     "Message",
     "NotFoundError",
+    "Outcome",
     "Page",
+    "PluginHost",
+    "Provider",
     "Restock",
     "RestockError",
+    "RestockStatus",
+    "Secret",
     "SendResult",
     "SignUp",
+    "SignUpRequest",
     "StockKey",
     "StockResult",
     "StockUpdate",
     "Subscription",
+    "SubscriptionStatus",
     "SuppressedError",
     "ValidationError",
     "VariantInfo",
+    "chunks",
+    "error_body",
+    "error_response",
     "hookimpl",
+    "http_url",
+    "not_negative",
+    "parse_retry_after",
+    "positive",
+    "retry_after",
+    "utcnow",
 ]
+
+
+if not TYPE_CHECKING:  # type checkers see the explicit imports below instead
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'restock_core' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from .app import App, Page, SignUp, StockResult
+    from .base import InventoryAdapter, PluginHost, Provider
+    from .clock import utcnow
+    from .config import Secret
+    from .errors import (
+        AdapterError,
+        ConfigError,
+        InStockError,
+        NotFoundError,
+        RestockError,
+        SuppressedError,
+        ValidationError,
+    )
+    from .hookspecs import hookimpl
+    from .models import (
+        Channel,
+        DeliveryEvent,
+        DeliveryOutcome,
+        DeliveryStatus,
+        Message,
+        Outcome,
+        Restock,
+        RestockStatus,
+        SendResult,
+        StockKey,
+        StockUpdate,
+        Subscription,
+        SubscriptionStatus,
+        VariantInfo,
+    )
+    from .signup import SignUpRequest
+    from .validators import http_url, not_negative, positive
+    from .web import chunks, error_body, error_response, parse_retry_after, retry_after

@@ -9,9 +9,8 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -21,22 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App
-from .db import deliveries, utcnow
+from .clock import utcnow
 from .errors import RestockError
-from .models import Subscription
+from .models import Subscription, SubscriptionStatus
+from .signup import max_length
+from .web import error_response
 
 log = logging.getLogger("restock.api")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        body["field"] = field
-    return JSONResponse({"error": body}, status_code=status)
 
 
 class BodyLimit:
@@ -103,20 +97,22 @@ UNSUBSCRIBE_ERRORS = _errors(404)
 
 
 class SubscriptionIn(BaseModel):
+    """The sign-up body; field limits come from :class:`SignUpRequest`."""
+
     model_config = ConfigDict(extra="forbid")
 
-    variant_id: str = Field(min_length=1, max_length=255)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=40)
+    variant_id: str = Field(min_length=1, max_length=max_length("variant_id"))
+    email: str | None = Field(default=None, max_length=max_length("email"))
+    phone: str | None = Field(default=None, max_length=max_length("phone"))
     channel: Literal["email", "sms"] | None = None
-    scope: str | None = Field(default=None, min_length=1, max_length=255)
+    scope: str | None = Field(default=None, min_length=1, max_length=max_length("scope"))
     source: str | None = None
-    customer_id: str | None = Field(default=None, max_length=255)
-    product_id: str | None = Field(default=None, max_length=255)
-    locale: str | None = Field(default=None, max_length=35)
-    product_title: str | None = Field(default=None, max_length=500)
-    variant_title: str | None = Field(default=None, max_length=500)
-    url: str | None = Field(default=None, max_length=2000)
+    customer_id: str | None = Field(default=None, max_length=max_length("customer_id"))
+    product_id: str | None = Field(default=None, max_length=max_length("product_id"))
+    locale: str | None = Field(default=None, max_length=max_length("locale"))
+    product_title: str | None = Field(default=None, max_length=max_length("product_title"))
+    variant_title: str | None = Field(default=None, max_length=max_length("variant_title"))
+    url: str | None = Field(default=None, max_length=max_length("url"))
     attributes: dict[str, Any] | None = None
 
 
@@ -175,12 +171,7 @@ class QueueCollector:
         )
         try:
             counts = self.app.counts()
-            with self.app.read_engine.connect() as conn:
-                first = conn.execute(
-                    sa.select(sa.func.min(deliveries.c.created_at)).where(
-                        deliveries.c.status == "queued"
-                    )
-                ).scalar()
+            first = self.app.store.outbox.oldest_queued_at()
         except Exception:  # a scrape must not fail because the database blinked
             return []
         for status, count in counts.get("deliveries", {}).items():
@@ -191,9 +182,164 @@ class QueueCollector:
         return [depth, oldest, subs]
 
 
-def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
-    """Build the FastAPI application for `app`; with `run_worker`, the worker runs in a
-    background thread of the same process (`restock serve`, the embedded default)."""
+def get_app(request: Request) -> App:
+    """The `App` behind this FastAPI application (a dependency of every route)."""
+    app: App = request.app.state.restock
+    return app
+
+
+AppDep = Annotated[App, Depends(get_app)]
+
+
+def require_admin(request: Request, app: AppDep) -> None:
+    key = app.settings.admin_api_key
+    if key is None:
+        raise StarletteHTTPException(
+            403, "admin routes are disabled: set admin_api_key in [restock]"
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.value.encode()):
+        raise StarletteHTTPException(
+            401, "missing or wrong admin API key (Authorization: Bearer <key>)"
+        )
+
+
+#: no key: a shopper's browser
+public = APIRouter()
+#: the admin API key
+admin = APIRouter(dependencies=[Depends(require_admin)], responses=ADMIN_ERRORS)
+#: health and metrics
+ops = APIRouter(tags=["ops"])
+
+
+@public.post(
+    "/subscriptions",
+    status_code=201,
+    tags=["sign-up"],
+    responses={200: {"description": "existing subscription (repeat sign-up)"}, **SIGNUP_ERRORS},
+)
+def create_subscription(body: SubscriptionIn, app: AppDep) -> JSONResponse:
+    """Sign up for a sold-out variant: 201 new, 200 existing, 409 in stock, 422 invalid."""
+    result = app.subscribe(**body.model_dump())
+    return JSONResponse(
+        subscription_json(result.subscription), status_code=201 if result.created else 200
+    )
+
+
+@public.get(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    tags=["unsubscribe"],
+    responses=UNSUBSCRIBE_ERRORS,
+)
+def unsubscribe_page(token: str, app: AppDep) -> HTMLResponse:
+    """Confirmation page: link scanners that GET every URL must not unsubscribe anyone."""
+    sub = app.get_subscription(app.signer.verify(token))
+    if sub.status != SubscriptionStatus.PENDING:
+        return _page("Unsubscribed", "<p>You will not receive more messages about this item.</p>")
+    return _page(
+        "Unsubscribe",
+        "<p>Stop the back-in-stock message for this item?</p>"
+        f"<form method='post' action='/unsubscribe/{html.escape(token)}'>"
+        "<button type='submit'>Unsubscribe</button></form>",
+    )
+
+
+@public.post("/unsubscribe/{token}", tags=["unsubscribe"], responses=UNSUBSCRIBE_ERRORS)
+def unsubscribe(token: str, request: Request, app: AppDep) -> Response:
+    """One-click unsubscribe (RFC 8058 `List-Unsubscribe=One-Click`) and the form above."""
+    sub = app.unsubscribe(token)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"id": sub.id, "status": str(sub.status)})
+    return _page(
+        "Unsubscribed", "<p>You are unsubscribed. You will not hear from us about this item.</p>"
+    )
+
+
+@admin.put("/stock/{variant_id}", tags=["stock"])
+def put_stock(variant_id: str, body: StockIn, app: AppDep) -> dict[str, Any]:
+    """Set stock for the built-in `manual` source; a restock notifies subscribers."""
+    result = app.set_stock(variant_id, body.quantity, scope=body.scope, source=body.source)
+    return {
+        "variant_id": variant_id,
+        "scope": body.scope or "default",
+        "quantity": body.quantity,
+        "applied": result.applied == 1,
+        "restocks_opened": list(result.restocks_opened),
+    }
+
+
+@admin.get("/subscriptions", tags=["admin"])
+def list_subscriptions(
+    app: AppDep,
+    variant_id: str | None = None,
+    scope: str | None = None,
+    status: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    after: int | None = Query(None, ge=0, le=2**63 - 1),
+) -> dict[str, Any]:
+    page = app.list_subscriptions(
+        variant_id=variant_id, scope=scope, status=status, limit=limit, after=after
+    )
+    return {"items": [subscription_json(s) for s in page.items], "next_after": page.next_after}
+
+
+@admin.get("/subscriptions/{subscription_id}", tags=["admin"])
+def get_subscription(subscription_id: int, app: AppDep) -> dict[str, Any]:
+    return subscription_json(app.get_subscription(subscription_id))
+
+
+@ops.get("/health", responses={503: {"description": "database unreachable"}})
+def health(app: AppDep) -> JSONResponse:
+    try:
+        app.store.ping()
+    except Exception as exc:
+        return JSONResponse({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+@ops.get("/metrics")
+def metrics(app: AppDep) -> Response:
+    return Response(generate_latest(app.metrics.registry), media_type="text/plain; version=0.0.4")
+
+
+async def restock_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RestockError)
+    status = exc.status_code if 400 <= exc.status_code < 500 else 502
+    if exc.status_code >= 500:
+        log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return JSONResponse(exc.to_dict(), status_code=status)
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    field = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return error_response(400, "malformed", "request body is not valid JSON")
+    if first.get("type") == "extra_forbidden":
+        return error_response(422, "invalid", f"unknown field {field!r}", field)
+    message = first.get("msg", "invalid request")
+    if field:
+        message = f"{field}: {message}"
+    return error_response(422, "invalid", message, field)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+    return error_response(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail))
+
+
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "internal error; the request was not applied")
+
+
+def _lifespan(app: App, run_worker: bool) -> Any:
     stop = threading.Event()
 
     @asynccontextmanager
@@ -213,172 +359,36 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
             if thread is not None:
                 thread.join(timeout=10)
 
+    return lifespan
+
+
+def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
+    """Build the FastAPI application for `app`; with `run_worker`, the worker runs in a
+    background thread of the same process (`restock serve`, the embedded default)."""
     api = FastAPI(
         title="restock",
         version="0.1.0",
         description="Back-in-stock notifications: sign-up, unsubscribe, stock updates, admin reads.",
-        lifespan=lifespan,
+        lifespan=_lifespan(app, run_worker),
     )
     api.state.restock = app
     if not getattr(app.metrics, "queue_collector", None):
         app.metrics.queue_collector = QueueCollector(app)
         app.metrics.registry.register(app.metrics.queue_collector)
-
-    @api.exception_handler(RestockError)
-    async def restock_error(request: Request, exc: RestockError) -> JSONResponse:
-        status = exc.status_code if 400 <= exc.status_code < 500 else 502
-        if exc.status_code >= 500:
-            log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return JSONResponse(exc.to_dict(), status_code=status)
-
-    @api.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        field = ".".join(loc) or None
-        if first.get("type") == "json_invalid":
-            return error_response(400, "malformed", "request body is not valid JSON")
-        if first.get("type") == "extra_forbidden":
-            return error_response(422, "invalid", f"unknown field {field!r}", field)
-        message = first.get("msg", "invalid request")
-        if field:
-            message = f"{field}: {message}"
-        return error_response(422, "invalid", message, field)
-
-    @api.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail))
-
-    @api.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal error; the request was not applied")
-
-    def require_admin(request: Request) -> None:
-        key = app.settings.admin_api_key
-        if key is None:
-            raise StarletteHTTPException(
-                403, "admin routes are disabled: set admin_api_key in [restock]"
-            )
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.encode(), key.value.encode()
-        ):
-            raise StarletteHTTPException(
-                401, "missing or wrong admin API key (Authorization: Bearer <key>)"
-            )
-
-    admin = [Depends(require_admin)]
-
-    @api.post(
-        "/subscriptions",
-        status_code=201,
-        tags=["sign-up"],
-        responses={200: {"description": "existing subscription (repeat sign-up)"}, **SIGNUP_ERRORS},
-    )
-    def create_subscription(body: SubscriptionIn) -> JSONResponse:
-        """Sign up for a sold-out variant: 201 new, 200 existing, 409 in stock, 422 invalid."""
-        result = app.subscribe(**body.model_dump())
-        return JSONResponse(
-            subscription_json(result.subscription), status_code=201 if result.created else 200
-        )
-
-    @api.get(
-        "/unsubscribe/{token}",
-        response_class=HTMLResponse,
-        tags=["unsubscribe"],
-        responses=UNSUBSCRIBE_ERRORS,
-    )
-    def unsubscribe_page(token: str) -> HTMLResponse:
-        """Confirmation page: link scanners that GET every URL must not unsubscribe anyone."""
-        sub = app.get_subscription(app.signer.verify(token))
-        if sub.status != "pending":
-            return _page(
-                "Unsubscribed", "<p>You will not receive more messages about this item.</p>"
-            )
-        return _page(
-            "Unsubscribe",
-            "<p>Stop the back-in-stock message for this item?</p>"
-            f"<form method='post' action='/unsubscribe/{html.escape(token)}'>"
-            "<button type='submit'>Unsubscribe</button></form>",
-        )
-
-    @api.post("/unsubscribe/{token}", tags=["unsubscribe"], responses=UNSUBSCRIBE_ERRORS)
-    def unsubscribe(token: str, request: Request) -> Response:
-        """One-click unsubscribe (RFC 8058 `List-Unsubscribe=One-Click`) and the form above."""
-        sub = app.unsubscribe(token)
-        if "application/json" in request.headers.get("accept", ""):
-            return JSONResponse({"id": sub.id, "status": str(sub.status)})
-        return _page(
-            "Unsubscribed",
-            "<p>You are unsubscribed. You will not hear from us about this item.</p>",
-        )
-
-    @api.put("/stock/{variant_id}", dependencies=admin, tags=["stock"], responses=ADMIN_ERRORS)
-    def put_stock(variant_id: str, body: StockIn) -> dict[str, Any]:
-        """Set stock for the built-in `manual` source; a restock notifies subscribers."""
-        result = app.set_stock(variant_id, body.quantity, scope=body.scope, source=body.source)
-        return {
-            "variant_id": variant_id,
-            "scope": body.scope or "default",
-            "quantity": body.quantity,
-            "applied": result.applied == 1,
-            "restocks_opened": list(result.restocks_opened),
-        }
-
-    @api.get("/subscriptions", dependencies=admin, tags=["admin"], responses=ADMIN_ERRORS)
-    def list_subscriptions(
-        variant_id: str | None = None,
-        scope: str | None = None,
-        status: str | None = None,
-        limit: int = Query(50, ge=1, le=1000),
-        after: int | None = Query(None, ge=0, le=2**63 - 1),
-    ) -> dict[str, Any]:
-        page = app.list_subscriptions(
-            variant_id=variant_id, scope=scope, status=status, limit=limit, after=after
-        )
-        return {"items": [subscription_json(s) for s in page.items], "next_after": page.next_after}
-
-    @api.get(
-        "/subscriptions/{subscription_id}",
-        dependencies=admin,
-        tags=["admin"],
-        responses=ADMIN_ERRORS,
-    )
-    def get_subscription(subscription_id: int) -> dict[str, Any]:
-        return subscription_json(app.get_subscription(subscription_id))
-
-    @api.get("/health", tags=["ops"], responses={503: {"description": "database unreachable"}})
-    def health() -> JSONResponse:
-        try:
-            with app.read_engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except Exception as exc:
-            return JSONResponse(
-                {"status": "unavailable", "database": str(exc)[:200]}, status_code=503
-            )
-        return JSONResponse({"status": "ok"})
-
-    @api.get("/metrics", tags=["ops"])
-    def metrics() -> Response:
-        return Response(
-            generate_latest(app.metrics.registry), media_type="text/plain; version=0.0.4"
-        )
-
+    api.add_exception_handler(RestockError, restock_error)
+    api.add_exception_handler(RequestValidationError, invalid_request)
+    api.add_exception_handler(StarletteHTTPException, http_error)
+    api.add_exception_handler(Exception, unexpected)
+    for router in (public, admin, ops):
+        api.include_router(router)
     for instance in app.instances:
-        routes = getattr(instance.obj, "routes", None)
-        if callable(routes):
-            router = routes(app)
-            if router is not None:
-                api.include_router(router, prefix=f"/{instance.id}", tags=[instance.id])
+        plugin_router = instance.obj.routes(app)
+        if plugin_router is not None:
+            api.include_router(plugin_router, prefix=f"/{instance.id}", tags=[instance.id])
 
     def register(prefix: str, router: APIRouter) -> None:
         api.include_router(router, prefix="/" + prefix.strip("/"))
 
     app.registry.pm.hook.register_routes(register=register, app=app)
-
     api.add_middleware(BodyLimit, limit=app.settings.max_body_bytes)
     return api

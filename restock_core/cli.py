@@ -184,20 +184,32 @@ def db_upgrade(ctx: Context) -> None:
 @pass_ctx
 @handle_errors
 def plugins(ctx: Context, as_json: bool) -> None:
-    """List installed plugins (and which are configured)."""
+    """List installed plugins: what each registers, its distribution and version, the hooks
+    it implements and the instances configured from it; broken plugins too. Exits 1 when
+    the configuration names a plugin that is not installed (or failed to load)."""
     from .plugins import PluginRegistry
 
     registry = PluginRegistry()
-    rows = registry.describe()
-    configured: dict[str, list[str]] = {}
-    for entry in load_config(ctx.config_path).plugins:
-        configured.setdefault(entry.resolve, []).append(entry.id)
-    for row in rows:
-        row["configured as"] = ", ".join(configured.get(str(row["name"]), [])) or None
+    config = load_config(ctx.config_path)
+    rows = registry.describe(config)
+    problems = registry.check(config)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    _table(rows, ["name", "kind", "distribution", "version", "configured as", "description"])
+    else:
+        shown = [
+            {
+                **row,
+                "hooks": ", ".join(row["hooks"]),
+                "configured as": ", ".join(row["configured"]) or None,
+            }
+            for row in rows
+        ]
+        columns = ["name", "kind", "distribution", "version", "configured as", "hooks"]
+        _table(shown, [*columns, "description"])
+    for problem in problems:
+        click.echo(f"error: configuration: {problem.message}", err=True)
+    if problems:
+        raise SystemExit(1)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:

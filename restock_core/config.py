@@ -19,6 +19,9 @@ import attrs
 import cattrs
 
 from .errors import ConfigError
+from .validators import at_most, http_url, not_negative, positive
+
+MAX_INT = 2**31 - 1  # integer columns are 32 bits wide
 
 DEFAULT_CONFIG_NAME = "plugins.toml"
 
@@ -52,24 +55,31 @@ class Settings:
     """The `[restock]` table."""
 
     database: str = "sqlite:///restock.db"
-    trigger_delay: int = 0  # milliseconds, like the Medusa plugin's option
-    inventory_required: int = 1
+    #: milliseconds, like the Medusa plugin's option
+    trigger_delay: int = attrs.field(default=0, validator=not_negative)
+    inventory_required: int = attrs.field(default=1, validator=[positive, at_most(MAX_INT)])
     admin_api_key: Secret | None = None
     secret_key: Secret | None = None  # signs unsubscribe links; generated and stored if unset
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = attrs.field(default="http://127.0.0.1:8000", validator=http_url)
     host: str = "127.0.0.1"
-    port: int = 8000
-    per_unit: int | None = None
-    wave_interval: float = 60.0
-    max_attempts: int = 8
-    retry_base: float = 2.0  # seconds; doubles per attempt, with jitter
-    retry_max: float = 3600.0
-    lease: float = 60.0  # seconds a worker may hold a claimed delivery
-    batch_size: int = 1000  # deliveries claimed per round
-    release_batch_size: int = 1000
-    poll_interval: float = 1.0  # seconds an idle worker waits before looking again
-    reconcile_interval: float | None = None  # seconds; overrides adapters' own poll interval
-    max_body_bytes: int = 1_048_576  # providers' batched status webhooks can be large
+    port: int = attrs.field(default=8000, validator=[not_negative, at_most(65535)])
+    per_unit: int | None = attrs.field(default=None, validator=positive)
+    wave_interval: float = attrs.field(default=60.0, validator=not_negative)
+    max_attempts: int = attrs.field(default=8, validator=positive)
+    #: seconds; doubles per attempt, with jitter
+    retry_base: float = attrs.field(default=2.0, validator=not_negative)
+    retry_max: float = attrs.field(default=3600.0, validator=not_negative)
+    #: seconds a worker may hold a claimed delivery
+    lease: float = attrs.field(default=60.0, validator=positive)
+    #: deliveries claimed per round
+    batch_size: int = attrs.field(default=1000, validator=positive)
+    release_batch_size: int = attrs.field(default=1000, validator=positive)
+    #: seconds an idle worker waits before looking again
+    poll_interval: float = attrs.field(default=1.0, validator=positive)
+    #: seconds; overrides adapters' own poll interval
+    reconcile_interval: float | None = attrs.field(default=None, validator=positive)
+    #: providers' batched status webhooks can be large
+    max_body_bytes: int = attrs.field(default=1_048_576, validator=positive)
     channels: dict[str, str] = attrs.field(factory=dict)  # channel -> provider instance id
     log_level: str = "INFO"
 
@@ -269,10 +279,6 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     if not isinstance(restock_table, Mapping):
         raise ConfigError("[restock] must be a table")
     settings = structure_options(Settings, restock_table, plugin=None)
-    if settings.inventory_required < 1:
-        raise ConfigError("must be at least 1", option="inventory_required")
-    if settings.trigger_delay < 0:
-        raise ConfigError("must not be negative (milliseconds)", option="trigger_delay")
     raw_plugins = data.get("plugins")
     if raw_plugins is None:
         return Config(settings=settings, plugins=default_plugins(), path=path)

@@ -65,13 +65,6 @@ class ConfigError(RestockError):
         self.option = option
 
 
-class PluginError(RestockError):
-    """A plugin misbehaved (wrong return type, raised where it must not)."""
-
-    code = "plugin"
-    status_code = 502
-
-
 class AdapterError(RestockError):
     """An inventory platform said no (401, 404, throttled beyond patience) or was unreachable."""
 

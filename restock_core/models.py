@@ -34,6 +34,12 @@ class DeliveryStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # the subscription left `pending` before its message went out
 
 
+class RestockStatus(enum.StrEnum):
+    OPEN = "open"  # waiting for its (next) wave
+    DONE = "done"  # everyone was released
+    ENDED = "ended"  # stock ran out again (or the source went away) before everyone was
+
+
 class Outcome(enum.StrEnum):
     SENT = "sent"
     RETRY = "retry"
@@ -114,7 +120,7 @@ class Restock:
     detected_at: datetime
     released: int = 0
     waves: int = 0
-    status: str = "open"
+    status: RestockStatus = RestockStatus.OPEN
 
 
 @attrs.frozen
@@ -174,13 +180,52 @@ class SendResult:
         return cls(delivery_id, Outcome.FAILED, reason=reason, suppress=suppress)
 
 
+class DeliveryOutcome(enum.StrEnum):
+    """What a provider's later report means for a message; each provider maps its own
+    vocabulary (SendGrid `bounce`, Twilio `undelivered` ...) onto these."""
+
+    ACCEPTED = "accepted"  # the provider took or forwarded it (processed, queued, sent)
+    DELIVERED = "delivered"  # the receiving server or handset has it
+    ENGAGED = "engaged"  # opened, clicked
+    BOUNCED = "bounced"  # the receiving server refused it
+    DROPPED = "dropped"  # the provider would not send it (earlier bounce, invalid address)
+    COMPLAINED = "complained"  # marked as spam
+    OPTED_OUT = "opted_out"  # unsubscribed at the provider / STOP
+    FAILED = "failed"  # not delivered for another reason (carrier failure, undelivered)
+    OTHER = "other"  # anything restock does not act on (deferred ...)
+
+    @property
+    def is_failure(self) -> bool:
+        """The message did not reach the person: the subscription fails."""
+        return self in _FAILURES
+
+    @property
+    def is_known(self) -> bool:
+        return self != DeliveryOutcome.OTHER
+
+
+_FAILURES = frozenset(
+    {
+        DeliveryOutcome.BOUNCED,
+        DeliveryOutcome.DROPPED,
+        DeliveryOutcome.COMPLAINED,
+        DeliveryOutcome.OPTED_OUT,
+        DeliveryOutcome.FAILED,
+    }
+)
+
+
 @attrs.frozen
 class DeliveryEvent:
-    """A provider's later report on a message (delivered, bounced, opted out ...)."""
+    """A provider's later report on a message (delivered, bounced, opted out ...).
+
+    ``event`` is the vendor's own name for it (for logs and the failure reason); ``outcome``
+    is what it means, set by the provider; the core acts on ``outcome`` only.
+    """
 
     provider: str
     provider_message_id: str | None
-    event: str  # "delivered" | "bounce" | "dropped" | "undelivered" | "opt_out" | ...
+    event: str
     reason: str | None = None
     delivery_id: int | None = None
     event_id: str | None = None  # for replay protection
@@ -189,3 +234,4 @@ class DeliveryEvent:
     suppress: bool = True
     #: the address the provider reports; when given it must match the delivery's contact
     recipient: str | None = None
+    outcome: DeliveryOutcome = attrs.field(kw_only=True, converter=DeliveryOutcome)

@@ -11,15 +11,16 @@ import importlib
 import importlib.metadata
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any
 
 import attrs
 import pluggy
 
 from . import hookspecs
+from .base import InventoryAdapter, Provider
 from .config import Config, PluginEntry, ReleasePolicy, Settings, structure_options
 from .errors import ConfigError
-from .models import Channel, Message, SendResult, StockKey, VariantInfo
+from .models import Channel
 
 log = logging.getLogger("restock.plugins")
 
@@ -34,47 +35,6 @@ FIRST_PARTY_EXTRAS = {
     "magento2": "restock-core[magento2]",
     "medusa": "restock-core[medusa]",
 }
-
-
-@runtime_checkable
-class Provider(Protocol):
-    """Sends notifications.
-
-    - ``name``: the registered name (``"sendgrid"``);
-    - ``channels``: the channels it serves;
-    - ``max_batch_size``: the most messages one ``send`` call receives;
-    - ``send(messages)``: one :class:`SendResult` per message. Per-message failures are
-      results, not exceptions; anything raised counts as a transient failure of the batch.
-
-    Optional: ``routes(app) -> APIRouter | None`` (status webhooks), ``bind(app)``, ``close()``.
-    """
-
-    name: str
-    channels: frozenset[Channel]
-    max_batch_size: int
-
-    def send(self, messages: Sequence[Message]) -> Sequence[SendResult]: ...
-
-
-@runtime_checkable
-class InventoryAdapter(Protocol):
-    """Reads stock from a commerce platform.
-
-    - ``availability(keys)``: ``{key: quantity or None}`` for a batch of keys (None means
-      untracked or unknown); use the platform's batch endpoints;
-    - ``describe(variant_ids)``: ``{variant_id: VariantInfo}`` for templates (may be partial);
-    - ``poll_interval``: seconds between reconciliation passes, or None for no polling.
-
-    Optional: ``routes(app) -> APIRouter | None`` (webhooks, platform-shaped sign-up), ``bind(app)``,
-    ``max_batch_size`` (keys per ``availability`` call, default 250), ``close()``.
-    """
-
-    name: str
-    poll_interval: float | None
-
-    def availability(self, keys: Sequence[StockKey]) -> Mapping[StockKey, int | None]: ...
-
-    def describe(self, variant_ids: Sequence[str]) -> Mapping[str, VariantInfo]: ...
 
 
 @attrs.frozen
@@ -110,8 +70,6 @@ class PluginInstance:
     factory: Factory
     obj: Any
     release: ReleasePolicy | None = None
-
-    KINDS: ClassVar[tuple[str, ...]] = ("provider", "inventory_adapter")
 
 
 class PluginRegistry:
@@ -155,60 +113,117 @@ class PluginRegistry:
     @property
     def factories(self) -> dict[str, Factory]:
         if self._factories is None:
-            self._factories = self._collect(self.pm.get_plugins())
+            self._factories = self._collect(self.pm)
         return self._factories
 
-    def _collect(self, plugins: Iterable[object]) -> dict[str, Factory]:
+    def _collect(self, pm: pluggy.PluginManager) -> dict[str, Factory]:
+        """Call every ``register_*`` hook implementation (``@hookimpl`` only: pluggy's own
+        list, so a same-named function without the marker registers nothing) with a
+        ``register`` callback that records factories under the implementing plugin."""
         found: dict[str, Factory] = {}
-        for plugin in plugins:
-            plugin_name = self.pm.get_name(plugin) or repr(plugin)
-            for kind, hook_name in (
-                ("provider", "register_providers"),
-                ("inventory_adapter", "register_inventory_adapters"),
-            ):
-                impl = getattr(plugin, hook_name, None)
-                if impl is None or not callable(impl):
-                    continue
-
-                def register(
-                    name: str,
-                    factory: Callable[..., Any],
-                    options: type | None = None,
-                    description: str | None = None,
-                    *,
-                    _kind: str = kind,
-                    _plugin: str = plugin_name,
-                ) -> None:
-                    if name in found:
-                        other = found[name].plugin
-                        raise ConfigError(
-                            f"two plugins register the name {name!r}: {other} and {_plugin}"
-                        )
-                    if options is not None and not attrs.has(options):
-                        raise ConfigError(
-                            f"options for {name!r} must be an attrs class, got {options!r}",
-                            plugin=_plugin,
-                        )
-                    found[name] = Factory(name, _kind, factory, options, _plugin, description)
-
-                impl(register=register)
+        for kind, hook_name in (
+            ("provider", "register_providers"),
+            ("inventory_adapter", "register_inventory_adapters"),
+        ):
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                impl.function(register=self._registrar(found, kind, impl.plugin_name))
         return found
 
-    def describe(self) -> list[dict[str, str | None]]:
-        """Rows for `restock plugins`: name, kind, distribution, version."""
-        rows = []
-        for factory in sorted(self.factories.values(), key=lambda f: (f.kind, f.name)):
-            dist, version = self.distributions.get(factory.plugin, (None, None))
+    @staticmethod
+    def _registrar(found: dict[str, Factory], kind: str, plugin_name: str) -> Callable[..., None]:
+        def register(
+            name: str,
+            factory: Callable[..., Any],
+            options: type | None = None,
+            description: str | None = None,
+        ) -> None:
+            if name in found:
+                other = found[name].plugin
+                raise ConfigError(
+                    f"two plugins register the name {name!r}: {other} and {plugin_name}"
+                )
+            if options is not None and not attrs.has(options):
+                raise ConfigError(
+                    f"options for {name!r} must be an attrs class, got {options!r}",
+                    plugin=plugin_name,
+                )
+            found[name] = Factory(name, kind, factory, options, plugin_name, description)
+
+        return register
+
+    def describe(self, config: Config | None = None) -> list[dict[str, Any]]:
+        """Rows for `restock plugins`, from what pluggy knows: one per factory a plugin
+        registers (name, kind), one per plugin that only observes (kind "observer"), one per
+        installed plugin that failed to load (kind "broken"). Each row names the pluggy
+        plugin, its distribution and version, the hooks it implements and the instance ids
+        `config` configures from it."""
+        configured: dict[str, list[str]] = {}
+        for entry in config.plugins if config is not None else ():
+            configured.setdefault(entry.resolve, []).append(entry.id)
+        by_plugin: dict[str, list[Factory]] = {}
+        for factory in self.factories.values():
+            by_plugin.setdefault(factory.plugin, []).append(factory)
+        rows: list[dict[str, Any]] = []
+        for plugin in self.pm.get_plugins():
+            name = self.pm.get_name(plugin) or repr(plugin)
+            if name.startswith("_") or ":observer:" in name:
+                continue  # pluggy internals; instance observers are listed with their plugin
+            dist, version = self.distributions.get(name, (None, None))
+            base = {
+                "plugin": name,
+                "distribution": dist,
+                "version": version,
+                "hooks": sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()),
+            }
+            factories = sorted(by_plugin.get(name, []), key=lambda f: (f.kind, f.name))
+            for factory in factories:
+                rows.append(
+                    {
+                        "name": factory.name,
+                        "kind": factory.kind,
+                        **base,
+                        "configured": configured.get(factory.name, []),
+                        "description": factory.description,
+                    }
+                )
+            if not factories:
+                rows.append(
+                    {
+                        "name": name,
+                        "kind": "observer",
+                        **base,
+                        "configured": [],
+                        "description": None,
+                    }
+                )
+        for name, error in sorted(self.broken.items()):
             rows.append(
                 {
-                    "name": factory.name,
-                    "kind": factory.kind,
-                    "distribution": dist,
-                    "version": version,
-                    "description": factory.description,
+                    "name": name,
+                    "kind": "broken",
+                    "plugin": name,
+                    "distribution": None,
+                    "version": None,
+                    "hooks": [],
+                    "configured": configured.get(name, []),
+                    "description": error,
                 }
             )
+        rows.sort(
+            key=lambda r: ({"broken": 2, "observer": 1}.get(r["kind"], 0), r["kind"], r["name"])
+        )
         return rows
+
+    def check(self, config: Config) -> list[ConfigError]:
+        """What is wrong with the plugins `config` names (unknown or broken plugins),
+        without building anything."""
+        problems = []
+        for entry in config.plugins:
+            try:
+                self._resolve_factory(entry)
+            except ConfigError as exc:
+                problems.append(exc)
+        return problems
 
     def _resolve_factory(self, entry: PluginEntry) -> Factory:
         if ":" in entry.resolve:
@@ -244,7 +259,7 @@ class PluginRegistry:
                 f"module {module_name!r} has no attribute {attribute!r}", plugin=entry.id
             ) from None
         if hasattr(target, "register_providers") or hasattr(target, "register_inventory_adapters"):
-            own = self._collect([target])
+            own = self._collect(_manager(target, entry.resolve))
             if len(own) != 1:
                 raise ConfigError(
                     f"{entry.resolve} registers {len(own)} factories; name one of them "
@@ -271,14 +286,14 @@ class PluginRegistry:
             kind = factory.kind
             if kind == "provider" and not isinstance(obj, Provider):
                 raise ConfigError(
-                    "factory did not return a provider (needs name, channels, "
-                    "max_batch_size and send())",
+                    f"factory returned {type(obj).__name__}, which is not a "
+                    "restock_core.Provider (subclass it: name, channels, max_batch_size, send())",
                     plugin=entry.id,
                 )
             if kind == "inventory_adapter" and not isinstance(obj, InventoryAdapter):
                 raise ConfigError(
-                    "factory did not return an inventory adapter (needs name, poll_interval, "
-                    "availability() and describe())",
+                    f"factory returned {type(obj).__name__}, which is not a "
+                    "restock_core.InventoryAdapter (subclass it: name, availability())",
                     plugin=entry.id,
                 )
             release = None
@@ -291,6 +306,14 @@ class PluginRegistry:
                 release = structure_options(ReleasePolicy, merged, plugin=entry.id)
             instances.append(PluginInstance(entry.id, kind, factory, obj, release))
         return instances
+
+
+def _manager(plugin: object, name: str) -> pluggy.PluginManager:
+    """A plugin manager holding only `plugin` (an unpackaged "module:attribute" plugin)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin, name=name)
+    return pm
 
 
 def channel_routing(

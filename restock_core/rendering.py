@@ -3,7 +3,6 @@ any of them by file name."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -139,7 +138,3 @@ class Renderer:
             subscription_id=subscription.id,
             attempt=attempt,
         )
-
-
-def template_names() -> list[str]:
-    return sorted(p.name for p in (Path(__file__).parent / "templates").iterdir())

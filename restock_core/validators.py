@@ -23,3 +23,13 @@ def http_url(instance: Any, attribute: attrs.Attribute, value: str | None) -> No
     """None or an http(s) URL (base_url options, storefront URLs)."""
     if value is not None and not value.startswith(("http://", "https://")):
         raise ValueError(f"{attribute.name} must start with http:// or https://, got {value!r}")
+
+
+def at_most(limit: float) -> Any:
+    """A validator: None or a number not above `limit` (ports, 32-bit counters)."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: float | int | None) -> None:
+        if value is not None and value > limit:
+            raise ValueError(f"{attribute.name} must be at most {limit}, got {value!r}")
+
+    return check

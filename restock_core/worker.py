@@ -12,22 +12,31 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
-import sqlalchemy as sa
 
-from .db import UTCDateTime, deliveries, restocks, subscriptions, utcnow
+from .clock import utcnow
 from .errors import AdapterError
-from .models import Channel, Message, Outcome, SendResult, StockKey, StockUpdate, Subscription
+from .models import (
+    Channel,
+    Message,
+    Outcome,
+    Restock,
+    RestockStatus,
+    SendResult,
+    StockKey,
+    StockUpdate,
+    Subscription,
+    SubscriptionStatus,
+)
+from .store import Claim, Failed, Results, Retry, Sent
 
 if TYPE_CHECKING:
     from .app import App
     from .plugins import PluginInstance
 
 log = logging.getLogger("restock.worker")
-
-ACTIVE = ("queued", "sending")
 
 
 @attrs.frozen
@@ -38,17 +47,54 @@ class ReconcileResult:
     errors: tuple[str, ...] = ()
 
 
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def backoff(
+    attempts: int, retry_after: float | None, jitter: float, *, base: float, cap: float
+) -> float:
+    """Exponential backoff with "equal jitter", or the server's Retry-After plus a little.
+    `jitter` (0..1) is drawn once per provider call, so a batch retried as a whole stays
+    together and is sent again as the same batch (same idempotency key)."""
+    if retry_after is not None and retry_after >= 0:
+        delay = retry_after + jitter * min(1.0, retry_after * 0.1)
+    else:
+        step = base * (2 ** max(0, attempts - 1))
+        delay = step / 2 + jitter * step / 2
+    return min(delay, cap)
 
 
-def _now_param(value: datetime) -> Any:
-    return sa.literal(value, UTCDateTime)
+def plan_results(
+    outcomes: Sequence[tuple[Subscription, int, SendResult]],
+    *,
+    max_attempts: int,
+    delay: Callable[[int, float | None], float],
+    now: datetime,
+) -> Results:
+    """Decide, without touching the database, what each provider result does to its delivery:
+    sent, queued again `delay(attempts, retry_after)` seconds from `now`, or failed for good
+    (with the contact suppressed when the provider says so)."""
+    sent: list[Sent] = []
+    retry: list[Retry] = []
+    failed: list[Failed] = []
+    for sub, attempts, result in outcomes:
+        if result.outcome == Outcome.SENT:
+            sent.append(Sent(result.delivery_id, sub.id, result.provider_message_id))
+        elif result.outcome == Outcome.RETRY and attempts < max_attempts:
+            at = now + timedelta(seconds=delay(attempts, result.retry_after))
+            retry.append(
+                Retry(result.delivery_id, (result.reason or "transient failure")[:1000], at)
+            )
+        else:
+            reason = result.reason or "failed"
+            if result.outcome == Outcome.RETRY:
+                reason = f"gave up after {attempts} attempts: {reason}"
+            suppress = (sub.channel, sub.contact) if result.suppress else None
+            failed.append(Failed(result.delivery_id, sub.id, reason[:1000], suppress))
+    return Results(tuple(sent), tuple(retry), tuple(failed))
 
 
 class Worker:
     def __init__(self, app: App, *, worker_id: str | None = None):
         self.app = app
+        self.store = app.store
         self.settings = app.settings
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self._listener: threading.Thread | None = None
@@ -58,341 +104,149 @@ class Worker:
 
     def process_restocks(self, limit: int = 10) -> int:
         """Release every restock whose (next) wave is due. Returns how many were handled."""
-        now = utcnow()
-        due = (
-            sa.select(restocks.c.id)
-            .where(
-                restocks.c.status == "open",
-                restocks.c.next_wave_at <= now,
-                sa.or_(restocks.c.lease_until.is_(None), restocks.c.lease_until < now),
-            )
-            .order_by(restocks.c.next_wave_at)
-            .limit(limit)
-        )
-        if self.app.is_postgres:
-            due = due.with_for_update(skip_locked=True)
-        claim = (
-            sa.update(restocks)
-            .where(restocks.c.id.in_(due.scalar_subquery()))
-            .values(lease_until=now + timedelta(seconds=self.settings.lease))
-            .returning(*restocks.c)
-        )
-        with self.app.engine.begin() as conn:
-            claimed = conn.execute(claim).all()
-        for row in claimed:
+        claimed = self.store.restocks.claim_due(limit, self.settings.lease)
+        for restock in claimed:
             try:
-                self.run_wave(row)
+                self.run_wave(restock)
             except Exception:
-                log.exception("restock %s: wave failed; it will be retried", row.id)
-                self._postpone(row.id, 5.0, "wave failed")
+                log.exception("restock %s: wave failed; it will be retried", restock.id)
+                self.store.restocks.postpone(restock.id, 5.0, "wave failed")
         return len(claimed)
 
-    def _postpone(self, restock_id: int, seconds: float, note: str) -> None:
-        with self.app.engine.begin() as conn:
-            conn.execute(
-                sa.update(restocks)
-                .where(restocks.c.id == restock_id)
-                .values(
-                    next_wave_at=utcnow() + timedelta(seconds=seconds), lease_until=None, note=note
-                )
-            )
-
-    def _finish(self, restock_id: int, status: str, note: str) -> None:
-        with self.app.engine.begin() as conn:
-            conn.execute(
-                sa.update(restocks)
-                .where(restocks.c.id == restock_id)
-                .values(status=status, finished_at=utcnow(), lease_until=None, note=note)
-            )
+    def _finish(self, restock_id: int, status: RestockStatus, note: str) -> None:
+        self.store.restocks.finish(restock_id, status, note)
         log.info("restock %s %s: %s", restock_id, status, note)
 
-    def run_wave(self, row: Any) -> None:
+    def run_wave(self, restock: Restock) -> None:
         """Re-read stock, then release the oldest pending subscribers, at most
         `per_unit × available` of them; schedule the next wave or close the restock."""
         app = self.app
-        key = StockKey(row.variant_id, row.scope)
-        if row.source not in app.adapters:
-            self._finish(row.id, "ended", f"source {row.source!r} is no longer configured")
+        quantity = self._reread(restock)
+        if quantity is None:
             return
-        try:
-            quantity = app.read_availability(row.source, [key]).get(key)
-        except AdapterError as exc:
-            log.warning("restock %s: stock re-read failed (%s); retrying in 30 s", row.id, exc)
-            self._postpone(row.id, 30.0, f"stock re-read failed: {exc}")
-            return
-        app.record_stock(row.source, [StockUpdate(key, quantity, utcnow())])
-        required = self.settings.inventory_required
-        if quantity is None or quantity < required:
-            self._finish(row.id, "ended", f"stock gone before release (available: {quantity})")
-            return
-        policy = app.release_policy(row.source)
+        policy = app.release_policy(restock.source)
         limit = policy.per_unit * quantity if policy.per_unit else None
+        released = self._release(restock, quantity, limit)
+        more = self.store.restocks.has_unreleased(restock, app.routing)
+        self.store.restocks.end_wave(
+            restock,
+            quantity=quantity,
+            next_wave_in=policy.wave_interval if more and limit is not None else None,
+            released=released,
+            total=restock.released + released,
+        )
+        log.info(
+            "restock %s (%s@%s from %s): wave %s released %s subscribers (available %s)",
+            restock.id,
+            restock.variant_id,
+            restock.scope,
+            restock.source,
+            restock.waves + 1,
+            released,
+            quantity,
+        )
+
+    def _reread(self, restock: Restock) -> int | None:
+        """The quantity to release against, recorded as a fresh observation; None (and the
+        restock postponed or ended) when there is nothing to release now."""
+        app = self.app
+        key = StockKey(restock.variant_id, restock.scope)
+        if restock.source not in app.adapters:
+            self._finish(
+                restock.id,
+                RestockStatus.ENDED,
+                f"source {restock.source!r} is no longer configured",
+            )
+            return None
+        try:
+            quantity = app.read_availability(restock.source, [key]).get(key)
+        except AdapterError as exc:
+            log.warning("restock %s: stock re-read failed (%s); retrying in 30 s", restock.id, exc)
+            self.store.restocks.postpone(restock.id, 30.0, f"stock re-read failed: {exc}")
+            return None
+        app.record_stock(restock.source, [StockUpdate(key, quantity, utcnow())])
+        if quantity is None or quantity < self.settings.inventory_required:
+            self._finish(
+                restock.id,
+                RestockStatus.ENDED,
+                f"stock gone before release (available: {quantity})",
+            )
+            return None
+        return quantity
+
+    def _release(self, restock: Restock, quantity: int, limit: int | None) -> int:
+        """Release subscribers in chunks of `release_batch_size`, up to `limit`."""
+        app = self.app
+        routing = {channel: inst.id for channel, inst in app.routing.items()}
         released = 0
-        total = row.released
-        cursor: tuple[datetime, int] | None = None
+        total = restock.released
+        cursor = None
         while limit is None or released < limit:
             want = self.settings.release_batch_size
             if limit is not None:
                 want = min(want, limit - released)
-            ids, cursor = self._release_chunk(row, want, cursor)
+            ids, cursor = self.store.restocks.release(
+                restock, want, cursor, routing, self.settings.lease
+            )
             released += len(ids)
             total += len(ids)
             if ids:
                 app.metrics.released.inc(len(ids))
                 app.wake()
-                if app.is_postgres and (total - len(ids)) // 50_000 != total // 50_000:
-                    self._refresh_statistics()
+                if (total - len(ids)) // 50_000 != total // 50_000:
+                    self.store.restocks.refresh_statistics()
                 if app.has_observers("restocked"):
-                    self._fire_restocked(row, quantity, total, ids)
+                    self._fire_restocked(restock, quantity, total, ids)
             if len(ids) < want:
                 break
-        more = self._has_unreleased(row)
-        with app.engine.begin() as conn:
-            values: dict[str, Any] = {
-                "waves": row.waves + 1,
-                "lease_until": None,
-                "quantity": quantity,
-            }
-            if more and limit is not None:
-                values["next_wave_at"] = utcnow() + timedelta(seconds=policy.wave_interval)
-                values["note"] = f"wave {row.waves + 1}: released {released}"
-            else:
-                values.update(status="done", finished_at=utcnow(), note=f"released {total}")
-            conn.execute(sa.update(restocks).where(restocks.c.id == row.id).values(**values))
-        log.info(
-            "restock %s (%s from %s): wave %s released %s subscribers (available %s)",
-            row.id,
-            key,
-            row.source,
-            row.waves + 1,
-            released,
-            quantity,
-        )
+        return released
 
-    def _refresh_statistics(self) -> None:
-        """A big release turns over most rows of the hot tables faster than autovacuum
-        analyzes them; with stale statistics PostgreSQL walks the dead entries of the
-        pending-only index instead of the primary key (measured: 3x slower result updates)."""
-        try:
-            with self.app.engine.begin() as conn:
-                conn.execute(sa.text("ANALYZE subscriptions"))
-                conn.execute(sa.text("ANALYZE deliveries"))
-        except Exception as exc:  # statistics are an optimisation, never a reason to stop
-            log.warning("ANALYZE after a large release failed: %s", exc)
-
-    def _unreleased(self, row: Any) -> Any:
-        s = subscriptions
-        return sa.and_(
-            s.c.source == row.source,
-            s.c.variant_id == row.variant_id,
-            s.c.scope == row.scope,
-            s.c.status == "pending",
-            s.c.channel.in_([str(c) for c in self.app.routing]),
-            ~sa.exists().where(
-                deliveries.c.subscription_id == s.c.id, deliveries.c.status.in_(ACTIVE)
-            ),
+    def _fire_restocked(
+        self, restock: Restock, quantity: int, total: int, ids: Sequence[int]
+    ) -> None:
+        subs = self.store.subscriptions.by_ids(ids)
+        current = attrs.evolve(
+            self.store.restocks.get(restock.id), quantity=quantity, released=total
         )
-
-    def _has_unreleased(self, row: Any) -> bool:
-        with self.app.read_engine.connect() as conn:
-            found = conn.execute(
-                sa.select(sa.literal(1)).where(self._unreleased(row)).limit(1)
-            ).first()
-        return found is not None
-
-    def _release_chunk(
-        self, row: Any, want: int, cursor: tuple[datetime, int] | None
-    ) -> tuple[list[int], tuple[datetime, int] | None]:
-        """Queue one delivery per released subscriber, oldest sign-up first, in one
-        INSERT ... SELECT: the subscribers stream through the database, not through memory.
-        `cursor` is the (created_at, id) of the last subscriber this wave released, so each
-        chunk starts where the previous one ended instead of re-scanning released rows."""
-        s = subscriptions
-        now = utcnow()
-        where = self._unreleased(row)
-        if cursor is not None:
-            where = sa.and_(
-                where,
-                sa.tuple_(s.c.created_at, s.c.id)
-                > sa.tuple_(sa.literal(cursor[0], UTCDateTime), sa.literal(cursor[1])),
-            )
-        provider = sa.case(
-            {str(ch): inst.id for ch, inst in self.app.routing.items()}, value=s.c.channel
-        )
-        chosen = (
-            sa.select(
-                s.c.id,
-                sa.literal(row.id),
-                s.c.channel,
-                provider,
-                sa.literal("queued"),
-                sa.literal(0),
-                _now_param(now),
-                _now_param(now),
-            )
-            .where(where)
-            .order_by(s.c.created_at, s.c.id)
-            .limit(want)
-        )
-        insert = (
-            sa.insert(deliveries)
-            .from_select(
-                [
-                    "subscription_id",
-                    "restock_id",
-                    "channel",
-                    "provider",
-                    "status",
-                    "attempts",
-                    "next_attempt_at",
-                    "created_at",
-                ],
-                chosen,
-            )
-            .returning(deliveries.c.subscription_id)
-        )
-        with self.app.engine.begin() as conn:
-            ids = list(conn.execute(insert).scalars())
-            if ids:
-                last = conn.execute(
-                    sa.select(s.c.created_at, s.c.id)
-                    .where(s.c.id.in_(ids))
-                    .order_by(s.c.created_at.desc(), s.c.id.desc())
-                    .limit(1)
-                ).one()
-                cursor = (last.created_at, last.id)
-                conn.execute(
-                    sa.update(restocks)
-                    .where(restocks.c.id == row.id)
-                    .values(
-                        released=restocks.c.released + len(ids),
-                        lease_until=utcnow() + timedelta(seconds=self.settings.lease),
-                    )
-                )
-                self.app.wake(conn)
-        return ids, cursor
-
-    def _fire_restocked(self, row: Any, quantity: int, total: int, ids: Sequence[int]) -> None:
-        from .app import row_to_restock, row_to_subscription
-
-        with self.app.read_engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(subscriptions)
-                .where(subscriptions.c.id.in_(ids))
-                .order_by(subscriptions.c.created_at, subscriptions.c.id)
-            ).all()
-            restock_row = conn.execute(sa.select(restocks).where(restocks.c.id == row.id)).one()
-        restock = attrs.evolve(row_to_restock(restock_row), quantity=quantity, released=total)
-        self.app.notify_observers(
-            "restocked", restock=restock, subscriptions=[row_to_subscription(r) for r in rows]
-        )
+        self.app.notify_observers("restocked", restock=current, subscriptions=subs)
 
     # ------------------------------------------------------------------ dispatch
 
-    def _claim(self) -> str | None:
+    def _claim(self) -> Claim | None:
         """Claim due deliveries (and ones whose worker's lease ran out) for this worker."""
-        now = utcnow()
-        token = uuid.uuid4().hex
-        d = deliveries
-        lease_until = now + timedelta(seconds=self.settings.lease)
-        batch = self.settings.batch_size
-        claimed = 0
-        with self.app.engine.begin() as conn:
-            for condition in (
-                sa.and_(d.c.status == "sending", d.c.lease_until < now),
-                sa.and_(d.c.status == "queued", d.c.next_attempt_at <= now),
-            ):
-                due = sa.select(d.c.id).where(condition).order_by(d.c.id).limit(batch - claimed)
-                if self.app.is_postgres:
-                    due = due.with_for_update(skip_locked=True)
-                result = conn.execute(
-                    sa.update(d)
-                    .where(d.c.id.in_(due.scalar_subquery()))
-                    .values(
-                        status="sending",
-                        claim_token=token,
-                        lease_until=lease_until,
-                        attempts=d.c.attempts + 1,
-                    )
-                )
-                claimed += result.rowcount or 0
-                if claimed >= batch:
-                    break
-        return token if claimed else None
+        return self.store.outbox.claim(self.settings.batch_size, self.settings.lease)
+
+    def _claim_token(self) -> str | None:
+        claim = self._claim()
+        return None if claim is None else claim.token
 
     def dispatch_once(self) -> int:
         """Claim one batch, send it through the providers and record every result."""
-        from .app import row_to_subscription
-
-        token = self._claim()
-        if token is None:
+        claim = self._claim()
+        if claim is None:
             return 0
-        d = deliveries
-        s = subscriptions
-        query = (
-            sa.select(
-                s,
-                d.c.id.label("delivery_id"),
-                d.c.attempts.label("delivery_attempts"),
-                d.c.provider.label("delivery_provider"),
-            )
-            .join(d, d.c.subscription_id == s.c.id)
-            .where(d.c.claim_token == token, d.c.status == "sending")
-            .order_by(d.c.id)
-        )
-        with self.app.read_engine.connect() as conn:
-            rows = conn.execute(query).all()
-        live: list[tuple[int, int, Subscription, str | None]] = []
-        cancelled: list[int] = []
-        for r in rows:
-            if r.status != "pending":
-                cancelled.append(r.delivery_id)
-            else:
-                live.append(
-                    (
-                        r.delivery_id,
-                        r.delivery_attempts,
-                        row_to_subscription(r),
-                        r.delivery_provider,
-                    )
-                )
-        if cancelled:
-            with self.app.engine.begin() as conn:
-                conn.execute(
-                    sa.update(d)
-                    .where(d.c.id.in_(cancelled), d.c.claim_token == token)
-                    .values(
-                        status="cancelled",
-                        lease_until=None,
-                        last_error="subscription no longer pending",
-                    )
-                )
+        live = [c for c in claim.deliveries if c.subscription.status == SubscriptionStatus.PENDING]
+        cancelled = [
+            c.delivery_id
+            for c in claim.deliveries
+            if c.subscription.status != SubscriptionStatus.PENDING
+        ]
+        self.store.outbox.cancel(claim.token, cancelled, "subscription no longer pending")
         by_provider: dict[str, list[tuple[int, int, Subscription]]] = defaultdict(list)
-        unroutable: list[tuple[int, int, Subscription]] = []
-        for delivery_id, attempts, sub, provider_id in live:
-            instance = self._provider_for(provider_id, sub.channel)
+        for item in live:
+            sub = item.subscription
+            instance = self._provider_for(item.provider, sub.channel)
             if instance is None:
-                unroutable.append((delivery_id, attempts, sub))
+                retry = SendResult.retry(item.delivery_id, f"no provider serves {sub.channel}")
+                self._record(claim.token, "-", [(sub, item.attempts, retry)])
             else:
-                by_provider[instance.id].append((delivery_id, attempts, sub))
-        for delivery_id, attempts, sub in unroutable:
-            self._record(
-                token,
-                "-",
-                [
-                    (
-                        sub,
-                        attempts,
-                        SendResult.retry(delivery_id, f"no provider serves {sub.channel}"),
-                    )
-                ],
-            )
+                by_provider[instance.id].append((item.delivery_id, item.attempts, sub))
         for provider_id, items in by_provider.items():
             instance = self.app.providers[provider_id]
             size = max(1, int(instance.obj.max_batch_size))
             for start in range(0, len(items), size):
-                self._send_chunk(token, instance, items[start : start + size])
-        return len(rows)
+                self._send_chunk(claim.token, instance, items[start : start + size])
+        return len(claim.deliveries)
 
     def _provider_for(self, provider_id: str | None, channel: Channel) -> PluginInstance | None:
         instance = self.app.providers.get(provider_id or "")
@@ -457,111 +311,21 @@ class Worker:
             outcomes.append((sub, attempts, result))
         self._record(token, instance.id, outcomes)
 
-    def _backoff(self, attempts: int, retry_after: float | None, jitter: float) -> float:
-        """Exponential backoff with "equal jitter", or the server's Retry-After plus a little.
-        `jitter` (0..1) is drawn once per provider call, so a batch retried as a whole stays
-        together and is sent again as the same batch (same idempotency key)."""
-        if retry_after is not None and retry_after >= 0:
-            delay = retry_after + jitter * min(1.0, retry_after * 0.1)
-        else:
-            base = self.settings.retry_base * (2 ** max(0, attempts - 1))
-            delay = base / 2 + jitter * base / 2
-        return min(delay, self.settings.retry_max)
-
     def _record(
         self, token: str, provider_id: str, outcomes: Sequence[tuple[Subscription, int, SendResult]]
     ) -> None:
-        now = utcnow()
+        settings = self.settings
         jitter = random.random()
-        d = deliveries
-        s = subscriptions
-        sent: list[dict[str, Any]] = []
-        retry: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        suppress: list[tuple[Channel, str, str]] = []
-        for sub, attempts, result in outcomes:
-            if result.outcome == Outcome.SENT:
-                sent.append(
-                    {"did": result.delivery_id, "pmid": result.provider_message_id, "sid": sub.id}
-                )
-            elif result.outcome == Outcome.RETRY and attempts < self.settings.max_attempts:
-                delay = self._backoff(attempts, result.retry_after, jitter)
-                retry.append(
-                    {
-                        "did": result.delivery_id,
-                        "err": (result.reason or "transient failure")[:1000],
-                        "at": now + timedelta(seconds=delay),
-                    }
-                )
-            else:
-                reason = result.reason or "failed"
-                if result.outcome == Outcome.RETRY:
-                    reason = f"gave up after {attempts} attempts: {reason}"
-                failed.append({"did": result.delivery_id, "err": reason[:1000], "sid": sub.id})
-                if result.suppress:
-                    suppress.append((sub.channel, sub.contact, reason))
-        with self.app.engine.begin() as conn:
-            mine = sa.and_(d.c.id == sa.bindparam("did"), d.c.claim_token == token)
-            if sent:
-                # set-based: one UPDATE per provider message id (SendGrid gives one per
-                # request), instead of one statement per message
-                by_pmid: dict[str | None, list[int]] = defaultdict(list)
-                for row in sent:
-                    by_pmid[row["pmid"]].append(row["did"])
-                for pmid, ids in by_pmid.items():
-                    for chunk in _chunks(ids, 900):
-                        conn.execute(
-                            sa.update(d)
-                            .where(d.c.id.in_(chunk), d.c.claim_token == token)
-                            .values(
-                                status="sent",
-                                provider=provider_id,
-                                provider_message_id=pmid,
-                                sent_at=now,
-                                lease_until=None,
-                            )
-                        )
-                for chunk in _chunks([row["sid"] for row in sent], 900):
-                    conn.execute(
-                        sa.update(s)
-                        .where(s.c.id.in_(chunk), s.c.status == "pending")
-                        .values(status="notified", notified_at=now, updated_at=now)
-                    )
-            if retry:
-                conn.execute(
-                    sa.update(d)
-                    .where(mine)
-                    .values(
-                        status="queued",
-                        next_attempt_at=sa.bindparam("at", type_=UTCDateTime),
-                        last_error=sa.bindparam("err"),
-                        lease_until=None,
-                    ),
-                    retry,
-                )
-            if failed:
-                conn.execute(
-                    sa.update(d)
-                    .where(mine)
-                    .values(status="failed", last_error=sa.bindparam("err"), lease_until=None),
-                    failed,
-                )
-                conn.execute(
-                    sa.update(s)
-                    .where(s.c.id == sa.bindparam("sid"), s.c.status == "pending")
-                    .values(status="failed", failed_reason=sa.bindparam("err"), updated_at=now),
-                    [{"sid": row["sid"], "err": row["err"]} for row in failed],
-                )
-        for channel, contact, reason in suppress:
-            self.app.suppress(channel, contact, reason)
-        metrics = self.app.metrics
-        if sent:
-            metrics.deliveries.labels(provider=provider_id, outcome="sent").inc(len(sent))
-        if retry:
-            metrics.retries.labels(provider=provider_id).inc(len(retry))
-            metrics.deliveries.labels(provider=provider_id, outcome="retry").inc(len(retry))
-        if failed:
-            metrics.deliveries.labels(provider=provider_id, outcome="failed").inc(len(failed))
+        results = plan_results(
+            outcomes,
+            max_attempts=settings.max_attempts,
+            delay=lambda attempts, retry_after: backoff(
+                attempts, retry_after, jitter, base=settings.retry_base, cap=settings.retry_max
+            ),
+            now=utcnow(),
+        )
+        self.store.outbox.record(token, provider_id, results)
+        self._count(provider_id, results)
         for _sub, _, result in outcomes:
             if result.outcome == Outcome.SENT:
                 log.debug(
@@ -579,7 +343,19 @@ class Worker:
                     result.reason,
                     extra={"delivery_id": result.delivery_id},
                 )
-        self._notify_outcomes(outcomes, {row["did"] for row in failed})
+        self._notify_outcomes(outcomes, {f.delivery_id for f in results.failed})
+
+    def _count(self, provider_id: str, results: Results) -> None:
+        metrics = self.app.metrics
+        if results.sent:
+            metrics.deliveries.labels(provider=provider_id, outcome="sent").inc(len(results.sent))
+        if results.retry:
+            metrics.retries.labels(provider=provider_id).inc(len(results.retry))
+            metrics.deliveries.labels(provider=provider_id, outcome="retry").inc(len(results.retry))
+        if results.failed:
+            metrics.deliveries.labels(provider=provider_id, outcome="failed").inc(
+                len(results.failed)
+            )
 
     def _notify_outcomes(
         self, outcomes: Sequence[tuple[Subscription, int, SendResult]], failed_ids: set[int]
@@ -608,24 +384,13 @@ class Worker:
         errors: list[str] = []
         for src in sources:
             adapter = app.adapters[src].obj
-            size = int(getattr(adapter, "max_batch_size", 250) or 250)
-            after: tuple[str, str] | None = None
+            size = max(1, int(adapter.max_batch_size or 250))
+            after: StockKey | None = None
             while True:
-                s = subscriptions
-                query = (
-                    sa.select(s.c.variant_id, s.c.scope)
-                    .where(s.c.source == src, s.c.status == "pending")
-                    .group_by(s.c.variant_id, s.c.scope)
-                    .order_by(s.c.variant_id, s.c.scope)
-                    .limit(size)
-                )
-                if after is not None:
-                    query = query.where(sa.tuple_(s.c.variant_id, s.c.scope) > sa.tuple_(*after))
-                with app.read_engine.connect() as conn:
-                    batch = [StockKey(v, sc) for v, sc in conn.execute(query)]
+                batch = self.store.subscriptions.pending_key_page(src, after, size)
                 if not batch:
                     break
-                after = (batch[-1].variant_id, batch[-1].scope)
+                after = batch[-1]
                 keys_seen += len(batch)
                 try:
                     found = app.read_availability(src, batch)
@@ -647,9 +412,7 @@ class Worker:
     def reconcile_due(self) -> None:
         now = time.monotonic()
         for instance in self.app.adapters.values():
-            interval = self.settings.reconcile_interval or getattr(
-                instance.obj, "poll_interval", None
-            )
+            interval = self.settings.reconcile_interval or instance.obj.poll_interval
             if not interval:
                 continue
             last = self._last_reconcile.get(instance.id)
@@ -666,21 +429,9 @@ class Worker:
     def next_due_in(self) -> float:
         """Seconds until the next queued delivery or restock wave is due (capped)."""
         cap = self.settings.poll_interval
-        with self.app.read_engine.connect() as conn:
-            times = [
-                conn.execute(
-                    sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                        deliveries.c.status == "queued"
-                    )
-                ).scalar(),
-                conn.execute(
-                    sa.select(sa.func.min(restocks.c.next_wave_at)).where(
-                        restocks.c.status == "open"
-                    )
-                ).scalar(),
-            ]
+        times = self.store.next_due_at()
         now = utcnow()
-        waits = [(t - now).total_seconds() for t in times if t is not None]
+        waits = [(t - now).total_seconds() for t in times]
         if not waits:
             return cap
         return max(0.0, min(cap, min(waits)))
@@ -723,23 +474,4 @@ class Worker:
 
     def _start_listener(self, stop: threading.Event) -> None:
         """LISTEN for wake-ups from other processes (API processes, other workers)."""
-        import psycopg
-
-        from .app import WAKE_CHANNEL
-
-        url = self.app.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-        def listen() -> None:
-            while not stop.is_set():
-                try:
-                    with psycopg.connect(url, autocommit=True) as conn:
-                        conn.execute(f"LISTEN {WAKE_CHANNEL}")
-                        while not stop.is_set():
-                            for _ in conn.notifies(timeout=1.0, stop_after=1):
-                                self.app.wake_event.set()
-                except Exception as exc:
-                    log.warning("LISTEN connection lost (%s); reconnecting", exc)
-                    stop.wait(1.0)
-
-        self._listener = threading.Thread(target=listen, name="restock-listen", daemon=True)
-        self._listener.start()
+        self._listener = self.store.listen(stop)

@@ -8,8 +8,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from restock_core.hookspecs import hookimpl
-from restock_core.models import Channel, Message, SendResult
+from restock_core import Channel, Message, Provider, SendResult, hookimpl
 
 
 @attrs.frozen
@@ -18,7 +17,7 @@ class ScriptedOptions:
     max_batch_size: int = 100
 
 
-class ScriptedProvider:
+class ScriptedProvider(Provider):
     """A provider whose answers are scripted per call: `script` is a list of functions
     message -> SendResult (or an Exception to raise), consumed one per send() call;
     after the script runs out every message is sent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,20 @@ def test_plugins_lists_built_ins(run) -> None:
     out = run("plugins").output
     assert "logger" in out and "manual" in out and "restock-core" in out
     assert "provider" in out and "inventory_adapter" in out
+
+
+def test_plugins_rows_come_from_pluggy(run, tmp_path: Path) -> None:
+    rows = json.loads(run("plugins", "--json").output)
+    logger = next(r for r in rows if r["name"] == "logger")
+    assert logger["kind"] == "provider" and logger["plugin"] == "logger"
+    assert logger["distribution"] == "restock-core" and logger["version"]
+    assert logger["hooks"] == ["register_providers"] and logger["configured"] == ["logger"]
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[[plugins]]\nresolve = "loger"\n[[plugins]]\nresolve = "manual"\n')
+    result = CliRunner().invoke(main, ["--config", str(typo), "plugins"])
+    assert result.exit_code == 1
+    assert "unknown plugin 'loger'" in result.output and "logger" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_config_errors_are_one_line(tmp_path: Path) -> None:

@@ -217,3 +217,20 @@ def test_validator_messages_are_attributed_to_whole_word_options() -> None:
         _option_named_in("location_ids: 'Paris' is not a location id; see shop", names)
         == "location_ids"
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("batch_size", 0, "greater than 0"),
+        ("lease", -5, "greater than 0"),
+        ("poll_interval", 0, "greater than 0"),
+        ("trigger_delay", -1, "must not be negative"),
+        ("public_url", "shop.example", "http://"),
+        ("port", 70000, "at most 65535"),
+    ],
+)
+def test_settings_are_validated_like_plugin_options(setting: str, value: object, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"restock": {setting: value}})
+    assert f"option {setting!r}" in str(caught.value) and says in str(caught.value)

@@ -270,7 +270,7 @@ def test_worker_thread_delivers_promptly(make_app) -> None:
 
 
 def test_delivery_events_fail_suppress_and_ignore_replays(make_app) -> None:
-    from restock_core.models import Channel, DeliveryEvent
+    from restock_core.models import Channel, DeliveryEvent, DeliveryOutcome
 
     plugin = ScriptedPlugin()
     app = make_app(scripted_config(), plugins=[plugin])
@@ -290,6 +290,7 @@ def test_delivery_events_fail_suppress_and_ignore_replays(make_app) -> None:
         "scripted",
         None,
         "bounce",
+        outcome=DeliveryOutcome.BOUNCED,
         reason="550 no such user",
         delivery_id=ids["ann@example.com"],
         event_id="e1",
@@ -300,24 +301,46 @@ def test_delivery_events_fail_suppress_and_ignore_replays(make_app) -> None:
     assert app.is_suppressed(Channel.EMAIL, "ann@example.com")
     # a passing carrier problem fails the message but does not block the address
     soft = DeliveryEvent(
-        "scripted", f"msg-{ids['bob@example.com']}", "undelivered", suppress=False, event_id="e2"
+        "scripted",
+        f"msg-{ids['bob@example.com']}",
+        "undelivered",
+        outcome=DeliveryOutcome.FAILED,
+        suppress=False,
+        event_id="e2",
     )
     assert app.handle_delivery_event(soft) is True
     assert not app.is_suppressed(Channel.EMAIL, "bob@example.com")
     # another installation's event (recipient differs) and unknown events change nothing
     foreign = DeliveryEvent(
-        "scripted", None, "bounce", delivery_id=ids["cy@example.com"], recipient="x@example.com"
+        "scripted",
+        None,
+        "bounce",
+        outcome=DeliveryOutcome.BOUNCED,
+        delivery_id=ids["cy@example.com"],
+        recipient="x@example.com",
     )
     assert app.handle_delivery_event(foreign) is False
     assert (
         app.handle_delivery_event(
-            DeliveryEvent("scripted", None, "deferred", delivery_id=ids["cy@example.com"])
+            DeliveryEvent(
+                "scripted",
+                None,
+                "deferred",
+                outcome=DeliveryOutcome.OTHER,
+                delivery_id=ids["cy@example.com"],
+            )
         )
         is False
     )
     assert (
         app.handle_delivery_event(
-            DeliveryEvent("scripted", None, "delivered", delivery_id=ids["cy@example.com"])
+            DeliveryEvent(
+                "scripted",
+                None,
+                "delivered",
+                outcome=DeliveryOutcome.DELIVERED,
+                delivery_id=ids["cy@example.com"],
+            )
         )
         is True
     )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from restock_core.app import App
 from restock_core.db import deliveries, utcnow
 from restock_core.errors import SuppressedError
-from restock_core.models import Channel, DeliveryEvent, SendResult
+from restock_core.models import Channel, DeliveryEvent, DeliveryOutcome, SendResult
 
 CONFIG = {
     "restock": {"retry_max": 0},
@@ -109,6 +109,7 @@ def test_an_event_for_an_unknown_message_does_not_use_up_its_id(make_app) -> Non
         provider="logger",
         provider_message_id="not-yet-stored",
         event="bounce",
+        outcome=DeliveryOutcome.BOUNCED,
         event_id="ev-early",
     )
     assert app.handle_delivery_event(event) is False
@@ -130,12 +131,16 @@ def test_a_failure_reported_while_the_worker_holds_the_delivery_sticks(make_app)
     app.set_stock("v1", 5)
     worker = app.worker()
     worker.process_restocks()
-    token = worker._claim()  # the worker holds it: sending, no provider id yet
+    token = worker._claim_token()  # the worker holds it: sending, no provider id yet
     assert token is not None
     row = delivery_of(app, sub.id)
     assert row.status == "sending"
     event = DeliveryEvent(
-        provider="logger", provider_message_id="m1", event="bounce", delivery_id=row.id
+        provider="logger",
+        provider_message_id="m1",
+        event="bounce",
+        outcome=DeliveryOutcome.BOUNCED,
+        delivery_id=row.id,
     )
     assert app.handle_delivery_event(event) is True
     worker._record(

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from restock_core.hookspecs import hookimpl
-from restock_core.models import Channel, Message, SendResult
+from restock_core import Channel, Message, Provider, SendResult, hookimpl
 
 log = logging.getLogger("restock.logger")
 
@@ -29,7 +28,7 @@ class LoggerOptions:
                 raise ValueError(f"channels: unknown channel {channel!r}; use 'email' or 'sms'")
 
 
-class LoggerProvider:
+class LoggerProvider(Provider):
     name = "logger"
 
     def __init__(self, options: LoggerOptions | None = None):

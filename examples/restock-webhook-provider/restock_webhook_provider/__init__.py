@@ -14,9 +14,7 @@ from collections.abc import Sequence
 import attrs
 import httpx
 
-from restock_core.config import Secret
-from restock_core.hookspecs import hookimpl
-from restock_core.models import Channel, Message, SendResult
+from restock_core import Channel, Message, Provider, Secret, SendResult, hookimpl, parse_retry_after
 
 
 @attrs.frozen
@@ -38,7 +36,7 @@ class WebhookOptions:
             raise ValueError(f"batch_size must be between 1 and 1000, got {value}")
 
 
-class WebhookProvider:
+class WebhookProvider(Provider):
     name = "webhook"
 
     def __init__(self, options: WebhookOptions):
@@ -86,8 +84,7 @@ class WebhookProvider:
             ]
         reason = f"HTTP {response.status_code}"
         if response.status_code == 429 or response.status_code >= 500:
-            retry_after = response.headers.get("Retry-After")
-            delay = float(retry_after) if retry_after and retry_after.isdigit() else None
+            delay = parse_retry_after(response.headers.get("Retry-After"))
             return [SendResult.retry(m.delivery_id, reason, retry_after=delay) for m in messages]
         return [SendResult.failed(m.delivery_id, reason) for m in messages]
 

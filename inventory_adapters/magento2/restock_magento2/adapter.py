@@ -17,8 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from restock_core.errors import AdapterError
-from restock_core.models import StockKey, VariantInfo
+from restock_core import AdapterError, InventoryAdapter, PluginHost, StockKey, VariantInfo, chunks
 
 from .client import MagentoClient, MagentoHTTPError
 from .options import DEFAULT_SCOPE, Magento2Options, ScopeStock
@@ -35,11 +34,6 @@ STOCK_SOURCE_LINKS = "/V1/inventory/stock-source-links"
 RESOLVED_TTL = 3600.0  # seconds a resolved scope (website -> stock -> sources) is kept
 UNKNOWN_TTL = 300.0  # seconds an unresolvable scope is remembered as unknown
 NO_IMAGE = ("", "no_selection")
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _quantity(value: Any) -> float:
@@ -59,7 +53,7 @@ def _attributes(product: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-class Magento2Adapter:
+class Magento2Adapter(InventoryAdapter):
     """Reads stock from Magento 2 MSI. Variant ids are SKUs; scopes are MSI stocks."""
 
     name = "magento2"
@@ -69,7 +63,6 @@ class Magento2Adapter:
         self.poll_interval = options.poll_interval
         self.max_batch_size = options.max_batch_size
         self.id = self.name
-        self.app: Any = None
         self.client = MagentoClient(options, name=self.id, transport=transport)
         self._configured = options.configured_scopes()
         self._resolved: dict[str, tuple[float, ScopeStock | None]] = {}
@@ -79,15 +72,15 @@ class Magento2Adapter:
     def __repr__(self) -> str:
         return f"Magento2Adapter({self.options.rest_root!r})"
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.id = instance_id
         self.client.name = instance_id
 
     def close(self) -> None:
         self.client.close()
 
-    def routes(self, app: Any) -> Any:
+    def routes(self, app: PluginHost) -> Any:
         from .routes import build_router
 
         return build_router(self, app)
@@ -195,7 +188,7 @@ class Magento2Adapter:
                     )
                 result.update(dict.fromkeys(scope_keys))
                 continue
-            for chunk in _chunks(scope_keys, self.max_batch_size):
+            for chunk in chunks(scope_keys, self.max_batch_size):
                 found = self._read(stock, [k.variant_id for k in chunk])
                 for key in chunk:
                     result[key] = found.get(key.variant_id.lower())
@@ -264,7 +257,7 @@ class Magento2Adapter:
 
     def _salable(self, skus: Sequence[str], stock_id: int) -> dict[str, bool]:
         out: dict[str, bool] = {}
-        for chunk in _chunks(list(skus), self.options.salable_batch_size):
+        for chunk in chunks(list(skus), self.options.salable_batch_size):
             params = [(f"skus[{i}]", sku) for i, sku in enumerate(chunk)]
             params.append(("stockId", str(stock_id)))
             body = self.client.get(ARE_SALABLE, params)
@@ -332,7 +325,7 @@ class Magento2Adapter:
             return {sku: VariantInfo(url=self.product_url(sku)) for sku in skus}
         products: dict[str, Mapping[str, Any]] = {}
         plain = [s for s in skus if "," not in s]
-        filters = [("sku", ",".join(c), "in") for c in _chunks(plain, self.max_batch_size)]
+        filters = [("sku", ",".join(c), "in") for c in chunks(plain, self.max_batch_size)]
         filters += [("sku", s, "eq") for s in skus if "," in s]
         for sku_filter in filters:
             for item in self.client.search(

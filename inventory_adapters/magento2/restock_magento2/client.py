@@ -4,17 +4,15 @@ status and path but never the token (reference/shopify-magento.md §4)."""
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from restock_core.errors import AdapterError
+from restock_core import AdapterError, parse_retry_after
 
 from .options import Magento2Options
 
@@ -87,20 +85,7 @@ def magento_message(body: Any) -> str:
 
 def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(value)
 
 
 class MagentoClient:

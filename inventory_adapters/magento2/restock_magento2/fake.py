@@ -44,7 +44,7 @@ from urllib.parse import unquote
 
 import attrs
 
-from restock_core.models import StockKey
+from restock_core import StockKey
 from restock_core.testing import FakeHTTPServer, RecordedRequest, Reply
 
 TOKEN = "m2-integration-token-abc123"

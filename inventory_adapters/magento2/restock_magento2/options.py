@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from restock_core.config import Secret
-from restock_core.validators import http_url, not_negative, positive
+from restock_core import Secret, http_url, not_negative, positive
 
 DEFAULT_SCOPE = "default"
 DEFAULT_STOCK_ID = 1

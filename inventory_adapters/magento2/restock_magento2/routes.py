@@ -43,14 +43,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from restock_core.contacts import normalize_email, normalize_phone
-from restock_core.errors import (
+from restock_core import (
     AdapterError,
     InStockError,
+    PluginHost,
     RestockError,
     SuppressedError,
     ValidationError,
+    error_body,
 )
+from restock_core.contacts import normalize_email, normalize_phone
 
 log = logging.getLogger("restock.magento2")
 
@@ -74,10 +76,7 @@ CORS_HEADERS = "Content-Type, X-Requested-With, revision"
 
 def _errors(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
     """Klaviyo's `{"errors": [...], "data": {}, "success": false}` plus restock's error."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        error["field"] = field
-    body = {"errors": [message], "data": {}, "success": False, "error": error}
+    body = {"errors": [message], "data": {}, "success": False, **error_body(code, message, field)}
     return JSONResponse(body, status_code=status)
 
 
@@ -164,12 +163,11 @@ class KlaviyoError(Exception):
             if self.parameter
             else {},
         }
-        error: dict[str, Any] = {"code": self.code, "message": self.detail}
         field = self.field or self.parameter or (self.pointer or "").rsplit("/", 1)[-1] or None
-        if field:
-            error["field"] = field
         return JSONResponse(
-            {"errors": [entry], "error": error}, status_code=self.status, media_type=JSON_API
+            {"errors": [entry], **error_body(self.code, self.detail, field)},
+            status_code=self.status,
+            media_type=JSON_API,
         )
 
 
@@ -254,7 +252,7 @@ def parse_client_subscription(body: Any) -> dict[str, Any]:
     }
 
 
-def build_router(adapter: Any, app: Any) -> APIRouter:
+def build_router(adapter: Any, app: PluginHost) -> APIRouter:
     router = APIRouter()
     options = adapter.options
     origins = set(options.cors_origins)
@@ -383,20 +381,14 @@ def build_router(adapter: Any, app: Any) -> APIRouter:
             raise KlaviyoError(
                 400, f"'{name}' is required for the requested channel.", pointer=missing
             )
-        for channel, _ in found:
-            if channel not in app.routing:
-                raise KlaviyoError(
-                    400,
-                    f"{channel} notifications are not offered here.",
-                    pointer="/data/attributes/channels",
-                )
         return found
 
     def client_subscribe(
         sku: str, scope: str, found: list[tuple[str, str]], parsed: Mapping[str, Any], revision: str
     ) -> int:
-        """Sign up each (channel, contact); a suppressed contact is skipped while another one
-        can be signed up. Returns the number of pending subscriptions (new or existing)."""
+        """Sign up each (channel, contact); a suppressed contact, or a channel no configured
+        provider sends, is skipped while another one can be signed up. Returns the number of
+        pending subscriptions (new or existing)."""
         attributes = {
             "form": "klaviyo-client-api",
             "revision": revision,
@@ -405,7 +397,7 @@ def build_router(adapter: Any, app: Any) -> APIRouter:
             ),
         }
         made = 0
-        suppressed: SuppressedError | None = None
+        skipped: RestockError | None = None
         for channel, contact in found:
             try:
                 app.subscribe(
@@ -418,11 +410,16 @@ def build_router(adapter: Any, app: Any) -> APIRouter:
                     attributes=attributes,
                 )
             except SuppressedError as exc:
-                suppressed = exc
+                skipped = exc
+                continue
+            except ValidationError as exc:
+                if exc.field != "channel":  # contacts were checked before: not offered here
+                    raise
+                skipped = exc
                 continue
             made += 1
-        if not made and suppressed is not None:
-            raise suppressed
+        if not made and skipped is not None:
+            raise skipped
         return made
 
     async def client_route(request: Request) -> Response:
@@ -485,6 +482,12 @@ def build_router(adapter: Any, app: Any) -> APIRouter:
                 422, exc.message, code=exc.code, title="Unprocessable entity.", pointer=PROFILE
             ) from None
         except ValidationError as exc:
+            if exc.field == "channel":
+                raise KlaviyoError(
+                    400,
+                    f"{exc.message}; ask for another channel.",
+                    pointer="/data/attributes/channels",
+                ) from None
             raise KlaviyoError(400, exc.message, code="invalid", field=exc.field) from None
         except RestockError as exc:
             status = exc.status_code if 400 <= exc.status_code < 500 else 503

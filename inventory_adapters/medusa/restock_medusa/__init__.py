@@ -6,7 +6,7 @@ group). See docs/plugins/medusa.md.
 
 from __future__ import annotations
 
-from restock_core.hookspecs import hookimpl
+from restock_core import hookimpl
 
 from .adapter import MedusaAdapter, MedusaClient, MedusaOptions
 from .events import RestockedForwarder, sign, v1_event, verify

@@ -9,7 +9,6 @@ with the publishable key (reference/medusa.md §3). ``inventory_quantity`` there
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -19,10 +18,18 @@ from typing import Any
 import attrs
 import httpx
 
-from restock_core.config import Secret
-from restock_core.errors import AdapterError
-from restock_core.models import StockKey, VariantInfo
-from restock_core.validators import http_url, not_negative, positive
+from restock_core import (
+    AdapterError,
+    InventoryAdapter,
+    PluginHost,
+    Secret,
+    StockKey,
+    VariantInfo,
+    http_url,
+    not_negative,
+    parse_retry_after,
+    positive,
+)
 
 log = logging.getLogger("restock.medusa")
 
@@ -144,9 +151,9 @@ class MedusaClient:
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = self.options.retry_backoff * (2 ** (attempt - 1))
-        if retry_after:
-            with contextlib.suppress(ValueError):
-                delay = float(retry_after)
+        waited = parse_retry_after(retry_after)
+        if waited is not None:
+            delay = waited
         time.sleep(min(max(delay, 0.0), 30.0))
 
 
@@ -172,7 +179,7 @@ def _message(response: httpx.Response) -> str:
     return text[:300]
 
 
-class MedusaAdapter:
+class MedusaAdapter(InventoryAdapter):
     """Inventory adapter for Medusa v2 (Store API by default, Admin API where configured)."""
 
     name = "medusa"
@@ -184,7 +191,6 @@ class MedusaAdapter:
         self.poll_interval = options.poll_interval
         self.max_batch_size = options.max_batch_size
         self.client = MedusaClient(options, transport=transport)
-        self.app: Any = None
         self.id = "medusa"
         self._scope_of_channel = {sc: scope for scope, sc in options.sales_channels.items()}
         self._channel_of_key = {key: sc for sc, key in options.publishable_keys.items()}
@@ -195,17 +201,20 @@ class MedusaAdapter:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.id = instance_id
-        if self.options.forward_restocked_url:
-            from .events import RestockedForwarder
 
-            app.registry.register(
-                RestockedForwarder(self), name=f"restock-medusa-forwarder-{instance_id}"
-            )
+    def observers(self) -> list[object]:
+        """With `forward_restocked_url`, an observer that forwards this adapter's restocks
+        to the storefront in the v1 plugin's event shape."""
+        if not self.options.forward_restocked_url:
+            return []
+        from .events import RestockedForwarder
 
-    def routes(self, app: Any) -> Any:
+        return [RestockedForwarder(self)]
+
+    def routes(self, app: PluginHost) -> Any:
         from .routes import build_router
 
         return build_router(self, app)

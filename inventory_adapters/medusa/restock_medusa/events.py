@@ -20,8 +20,7 @@ from typing import Any
 
 import httpx
 
-from restock_core.hookspecs import hookimpl
-from restock_core.models import Channel, Restock, Subscription
+from restock_core import Channel, Restock, Subscription, hookimpl
 
 log = logging.getLogger("restock.medusa")
 

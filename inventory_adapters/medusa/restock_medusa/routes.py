@@ -20,9 +20,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from restock_core.db import utcnow
-from restock_core.errors import AdapterError, InStockError, RestockError
-from restock_core.models import StockUpdate
+from restock_core import (
+    AdapterError,
+    InStockError,
+    PluginHost,
+    RestockError,
+    StockUpdate,
+    error_response,
+    utcnow,
+)
 
 from .events import EVENT_ID_HEADER, SignatureError, verify
 
@@ -31,13 +37,6 @@ log = logging.getLogger("restock.medusa")
 V2_IN_STOCK = "Variant isn't out of stock."
 V1_IN_STOCK = "You cannot sign up for restock notifications on a product that is not sold out"
 PUBLISHABLE_KEY_HEADER = "x-publishable-api-key"
-
-
-def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        body["field"] = field
-    return JSONResponse({"error": body}, status_code=status)
 
 
 def _medusa_error(
@@ -72,7 +71,7 @@ def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
     return value.strip() or None
 
 
-def build_router(adapter: Any, app: Any) -> APIRouter:
+def build_router(adapter: Any, app: PluginHost) -> APIRouter:
     router = APIRouter()
 
     # ------------------------------------------------------------------ events
@@ -114,22 +113,22 @@ def build_router(adapter: Any, app: Any) -> APIRouter:
     async def receive_event(request: Request) -> Response:
         secret = adapter.options.event_secret
         if secret is None:
-            return _error(404, "not_configured", "events are not enabled: set event_secret")
+            return error_response(404, "not_configured", "events are not enabled: set event_secret")
         raw = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             verify(secret.value, raw, headers, tolerance=adapter.options.event_tolerance)
         except SignatureError as exc:
-            return _error(401, exc.code, exc.message)
+            return error_response(401, exc.code, exc.message)
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "malformed", "the body is not JSON")
+            return error_response(400, "malformed", "the body is not JSON")
         if not isinstance(data, Mapping):
-            return _error(400, "malformed", "the body must be a JSON object")
+            return error_response(400, "malformed", "the body must be a JSON object")
         event_id = headers.get(EVENT_ID_HEADER) or data.get("id")
         if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 200:
-            return _error(
+            return error_response(
                 422, "invalid", "an event id is required (X-Restock-Event-Id or id)", "id"
             )
         for name in ("variant_ids", "inventory_item_ids"):
@@ -139,7 +138,7 @@ def build_router(adapter: Any, app: Any) -> APIRouter:
                 or len(value) > 1000
                 or not all(isinstance(v, str) and v for v in value)
             ):
-                return _error(422, "invalid", f"{name} must be a list of ids", name)
+                return error_response(422, "invalid", f"{name} must be a list of ids", name)
         return await run_in_threadpool(_process_event, event_id.strip(), data)
 
     # ------------------------------------------------------------------ sign-up

@@ -10,7 +10,7 @@ import base64
 import threading
 from typing import Any
 
-from restock_core.models import StockKey
+from restock_core import StockKey
 from restock_core.testing import FakeHTTPServer, RecordedRequest, Reply
 
 PK = "pk_test_0123456789abcdef"  # linked to SC_A and SC_B
@@ -178,7 +178,7 @@ class FakeMedusa:
                 )
             ids = request.query.get("id[]", [])
             with self.lock:
-                items = [
+                items: list[dict[str, Any]] = [
                     self._variant_json(self.variants[v], fields, channel)
                     for v in ids
                     if v in self.variants
@@ -210,7 +210,9 @@ class FakeMedusa:
         with self.lock:
             if request.path == "/admin/stock-locations":
                 channel = request.query.get("sales_channel_id[]", [""])[0]
-                items = [{"id": loc} for loc in self.channel_locations.get(channel, [])]
+                items: list[dict[str, Any]] = [
+                    {"id": loc} for loc in self.channel_locations.get(channel, [])
+                ]
                 return self._page(request, "stock_locations", items)
             if request.path == "/admin/product-variants":
                 items = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from restock_core.hookspecs import hookimpl
+from restock_core import hookimpl
 
 from .adapter import ShopifyAdapter
 from .options import ShopifyOptions

@@ -13,9 +13,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from restock_core.db import utcnow
-from restock_core.errors import AdapterError
-from restock_core.models import StockKey, StockUpdate, VariantInfo
+from restock_core import (
+    AdapterError,
+    InventoryAdapter,
+    PluginHost,
+    StockKey,
+    StockUpdate,
+    VariantInfo,
+    utcnow,
+)
 
 from .client import QueryTooCostly, ShopifyGraphQL
 from .options import DEFAULT_SCOPE, ShopifyOptions, numeric_id, to_gid
@@ -83,7 +89,7 @@ def _available(level: Mapping[str, Any]) -> int:
     return 0
 
 
-class ShopifyAdapter:
+class ShopifyAdapter(InventoryAdapter):
     """Reads stock from one Shopify shop. See docs/plugins/shopify.md."""
 
     name = "shopify"
@@ -93,7 +99,6 @@ class ShopifyAdapter:
         self.options = options
         self.poll_interval = options.poll_interval
         self.client = ShopifyGraphQL(options, transport=transport)
-        self.app: Any = None
         self.id = "shopify"
         self._lock = threading.Lock()
         self._item_variant: OrderedDict[str, str | None] = OrderedDict()
@@ -104,17 +109,17 @@ class ShopifyAdapter:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.id = instance_id
 
     def close(self) -> None:
         self.client.close()
 
-    def routes(self, app: Any) -> Any:
+    def routes(self, app: PluginHost) -> Any:
         from .routes import build_router
 
-        if self.app is None:
+        if self._host is None:
             self.bind(app, self.id)
         return build_router(self)
 
@@ -342,11 +347,11 @@ class ShopifyAdapter:
         found = self.availability(keys)
         observed_at = utcnow()  # after the read, as the reconciliation pass stamps its reads
         updates = [StockUpdate(key, found.get(key), observed_at) for key in keys]
-        result = self.app.record_stock(self.id, updates)
+        result = self.host.record_stock(self.id, updates)
         if result.stale and not result.applied:
             return "stale"
         return f"recorded {result.applied} (restocks opened: {len(result.restocks_opened)})"
 
     def _has_pending(self, variant_gid: str) -> bool:
-        page = self.app.list_subscriptions(variant_id=variant_gid, status="pending", limit=1)
+        page = self.host.list_subscriptions(variant_id=variant_gid, status="pending", limit=1)
         return bool(page.items)

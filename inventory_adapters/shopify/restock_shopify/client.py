@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Any
 
 import httpx
 
-from restock_core.errors import AdapterError
+from restock_core import AdapterError, parse_retry_after
 
 from .options import ShopifyOptions
 
@@ -140,10 +139,7 @@ class ShopifyGraphQL:
                         f"(max_throttle_wait = {options.max_throttle_wait})"
                     )
                 wait = throttle_wait(body)
-                retry_after = response.headers.get("Retry-After")
-                if retry_after:
-                    with contextlib.suppress(ValueError):
-                        wait = max(wait, float(retry_after))
+                wait = max(wait, parse_retry_after(response.headers.get("Retry-After")) or 0.0)
                 wait = min(wait, remaining)
                 log.info("shopify: throttled; waiting %.2f s", wait)
                 time.sleep(wait)

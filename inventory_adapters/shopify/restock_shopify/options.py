@@ -7,8 +7,7 @@ from typing import Any
 
 import attrs
 
-from restock_core.config import Secret
-from restock_core.validators import http_url, not_negative, positive
+from restock_core import Secret, http_url, not_negative, positive
 
 DEFAULT_SCOPE = "default"
 _GID = re.compile(r"^gid://shopify/(?P<kind>[A-Za-z]+)/(?P<id>\d+)$")

@@ -17,8 +17,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from restock_core.db import utcnow
-from restock_core.errors import RestockError
+from restock_core import RestockError, error_response, utcnow
 
 from .adapter import parse_time
 from .options import DEFAULT_SCOPE, to_gid
@@ -32,13 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("restock.shopify")
 
 TOPIC = "inventory_levels/update"
-
-
-def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        body["field"] = field
-    return JSONResponse({"error": body}, status_code=status)
 
 
 def _restock_error(exc: RestockError) -> JSONResponse:
@@ -75,19 +67,19 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
         """Shopify `inventory_levels/update`: 401 on a bad or missing signature, 400 on a
         malformed body, 200 otherwise (duplicates and stale deliveries change nothing)."""
         if options.client_secret is None:
-            return _error(401, "unauthorized", "webhooks need the client_secret option")
+            return error_response(401, "unauthorized", "webhooks need the client_secret option")
         raw = await request.body()
         signature = request.headers.get("x-shopify-hmac-sha256")
         if not signature:
-            return _error(401, "unauthorized", "missing X-Shopify-Hmac-Sha256 header")
+            return error_response(401, "unauthorized", "missing X-Shopify-Hmac-Sha256 header")
         if not verify_webhook(raw, signature, options.client_secret.value):
-            return _error(401, "unauthorized", "invalid X-Shopify-Hmac-Sha256 signature")
+            return error_response(401, "unauthorized", "invalid X-Shopify-Hmac-Sha256 signature")
         try:
             payload = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "malformed", "request body is not valid JSON")
+            return error_response(400, "malformed", "request body is not valid JSON")
         if not isinstance(payload, dict):
-            return _error(400, "malformed", "request body must be a JSON object")
+            return error_response(400, "malformed", "request body must be a JSON object")
         topic = request.headers.get("x-shopify-topic")
         if topic and topic != TOPIC:
             return JSONResponse({"status": "ignored", "reason": f"topic {topic}"})
@@ -96,7 +88,9 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
         item = payload.get("inventory_item_id")
         location = payload.get("location_id")
         if to_gid("InventoryItem", item) is None or to_gid("Location", location) is None:
-            return _error(400, "malformed", "inventory_item_id and location_id must be Shopify ids")
+            return error_response(
+                400, "malformed", "inventory_item_id and location_id must be Shopify ids"
+            )
         webhook_id = request.headers.get("x-shopify-webhook-id")
         event_id = request.headers.get("x-shopify-event-id")
         ids = []
@@ -106,7 +100,7 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
             ids.append(f"event:{event_id}:{TOPIC}:{item}:{location}")
         if ids:
             seen = await run_in_threadpool(
-                lambda: [adapter.app.seen_event(adapter.id, i) for i in ids]
+                lambda: [adapter.host.seen_event(adapter.id, i) for i in ids]
             )
             if any(seen):
                 return JSONResponse({"status": "duplicate"})
@@ -124,20 +118,24 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
         """Storefront sign-up through a Shopify app proxy (shop.example/apps/<prefix>/subscribe).
         The signed query proves Shopify forwarded it; fields may also come in a POST body."""
         if options.client_secret is None:
-            return _error(401, "unauthorized", "the app proxy needs the client_secret option")
+            return error_response(
+                401, "unauthorized", "the app proxy needs the client_secret option"
+            )
         query = request.query_params.multi_items()
         if not verify_proxy(query, options.client_secret.value):
-            return _error(401, "unauthorized", "missing or invalid app proxy signature")
+            return error_response(401, "unauthorized", "missing or invalid app proxy signature")
         signed = dict(query)
         if options.proxy_max_age is not None:
             try:
                 age = abs(time.time() - int(signed.get("timestamp", "")))
             except ValueError:
-                return _error(401, "unauthorized", "app proxy timestamp is missing")
+                return error_response(401, "unauthorized", "app proxy timestamp is missing")
             if age > options.proxy_max_age:
-                return _error(401, "unauthorized", "app proxy request is too old")
+                return error_response(401, "unauthorized", "app proxy request is too old")
         if _other_shop(adapter, signed.get("shop")):
-            return _error(401, "unauthorized", "app proxy request was signed for another shop")
+            return error_response(
+                401, "unauthorized", "app proxy request was signed for another shop"
+            )
         fields: dict[str, Any] = {}
         if request.method == "POST":
             raw = await request.body()
@@ -146,9 +144,9 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
                 try:
                     body = json.loads(raw)
                 except (ValueError, UnicodeDecodeError):
-                    return _error(400, "malformed", "request body is not valid JSON")
+                    return error_response(400, "malformed", "request body is not valid JSON")
                 if not isinstance(body, dict):
-                    return _error(400, "malformed", "request body must be a JSON object")
+                    return error_response(400, "malformed", "request body must be a JSON object")
                 fields.update(body)
             elif raw:
                 fields.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
@@ -157,7 +155,7 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
                 fields[key] = signed[key]
         variant = to_gid("ProductVariant", fields.get("variant_id"))
         if variant is None:
-            return _error(
+            return error_response(
                 422,
                 "invalid",
                 "variant_id must be a Shopify variant id (123 or gid://shopify/ProductVariant/123)",
@@ -172,7 +170,7 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
 
         try:
             result = await run_in_threadpool(
-                lambda: adapter.app.subscribe(
+                lambda: adapter.host.subscribe(
                     variant,
                     email=text("email"),
                     phone=text("phone"),

@@ -18,10 +18,18 @@ import resend
 import resend.exceptions
 from resend.http_client_requests import RequestsClient
 
-from restock_core.config import Secret
-from restock_core.hookspecs import hookimpl
-from restock_core.models import Channel, Message, SendResult
-from restock_core.validators import http_url, positive
+from restock_core import (
+    Channel,
+    Message,
+    PluginHost,
+    Provider,
+    Secret,
+    SendResult,
+    hookimpl,
+    http_url,
+    positive,
+    retry_after,
+)
 
 log = logging.getLogger("restock.resend")
 
@@ -82,16 +90,9 @@ def batch_key(messages: Sequence[Message]) -> str:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    lowered = {k.lower(): v for k, v in (headers or {}).items()}
-    for name in ("retry-after", "ratelimit-reset"):
-        value = lowered.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            continue
-    return None
+    """Resend sends `retry-after` and `ratelimit-reset` (seconds until the window resets)
+    (https://resend.com/docs/api-reference/rate-limit)."""
+    return retry_after(headers or {}, reset_headers=("ratelimit-reset",))
 
 
 def classify(exc: Exception, message_ids: Sequence[int]) -> list[SendResult]:
@@ -124,7 +125,7 @@ def classify(exc: Exception, message_ids: Sequence[int]) -> list[SendResult]:
     return [SendResult.failed(d, reason) for d in message_ids]
 
 
-class ResendProvider:
+class ResendProvider(Provider):
     name = "resend"
     channels = frozenset({Channel.EMAIL})
 
@@ -133,13 +134,12 @@ class ResendProvider:
         self.max_batch_size = options.batch_size if options.use_batch else 1
         self._client = _Client(options.timeout)
         self.id = "resend"
-        self.app: Any = None
 
     def __repr__(self) -> str:
         return f"ResendProvider(base_url={self.options.base_url!r})"
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.id = instance_id
 
     def _params(self, message: Message) -> dict[str, Any]:
@@ -217,7 +217,7 @@ class ResendProvider:
         email_id = response.get("id") if isinstance(response, Mapping) else None
         return SendResult.sent(message.delivery_id, email_id)
 
-    def routes(self, app: Any) -> Any:
+    def routes(self, app: PluginHost) -> Any:
         from .webhooks import build_router
 
         return build_router(self, app)

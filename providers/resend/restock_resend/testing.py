@@ -128,7 +128,7 @@ class FakeResend:
         problems = {i: self._invalid(e) for i, e in enumerate(emails)}
         errors = [{"index": i, "message": p} for i, p in problems.items() if p]
         if errors and validation != "permissive":
-            return _error(422, "validation_error", errors[0]["message"])
+            return _error(422, "validation_error", str(errors[0]["message"]))
         data = []
         for i, email in enumerate(emails):
             if not problems[i]:

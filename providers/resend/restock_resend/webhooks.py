@@ -15,19 +15,20 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from restock_core.models import DeliveryEvent
+from restock_core import DeliveryEvent, DeliveryOutcome, PluginHost, error_response
 
-#: Resend event type -> restock event name (others are ignored)
+#: Resend event type -> (name in logs and failure reasons, what it means); others are ignored
+#: (https://resend.com/docs/dashboard/webhooks/event-types)
 EVENTS = {
-    "email.delivered": "delivered",
-    "email.bounced": "bounce",
-    "email.complained": "complaint",
+    "email.delivered": ("delivered", DeliveryOutcome.DELIVERED),
+    "email.bounced": ("bounce", DeliveryOutcome.BOUNCED),
+    "email.complained": ("complaint", DeliveryOutcome.COMPLAINED),
     # Resend did not send: the address is on the account's suppression list (an earlier hard
     # bounce or complaint) -- https://resend.com/docs/webhooks/emails/suppressed
-    "email.suppressed": "dropped",
+    "email.suppressed": ("dropped", DeliveryOutcome.DROPPED),
     # Resend could not send it: invalid recipient, API key, domain verification or quota
     # problems -- https://resend.com/docs/webhooks/emails/failed
-    "email.failed": "failed",
+    "email.failed": ("failed", DeliveryOutcome.FAILED),
 }
 #: failure events that do not block the address (the cause may be the sender's setup)
 NOT_SUPPRESSING = frozenset({"email.failed"})
@@ -46,33 +47,33 @@ def _reason(kind: str, data: dict[str, Any]) -> str | None:
     return None
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-def build_router(provider: Any, app: Any) -> APIRouter:
+def build_router(provider: Any, app: PluginHost) -> APIRouter:
     router = APIRouter()
 
     @router.post("/webhooks")
     async def webhook(request: Request) -> JSONResponse:
         secret = provider.options.webhook_secret
         if secret is None:
-            return _error(401, "unauthorized", "webhook_secret is not configured for this provider")
+            return error_response(
+                401, "unauthorized", "webhook_secret is not configured for this provider"
+            )
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             Webhook(secret.value).verify(body, headers)
         except WebhookVerificationError:
-            return _error(401, "unauthorized", "missing or invalid Svix signature")
+            return error_response(401, "unauthorized", "missing or invalid Svix signature")
         try:
             payload = json.loads(body)
             kind = payload["type"]
             data = payload.get("data") or {}
             email_id = data["email_id"]
         except (ValueError, KeyError, TypeError, AttributeError):
-            return _error(400, "malformed", "expected a Resend event with type and data.email_id")
-        event = EVENTS.get(kind)
-        if event is None:
+            return error_response(
+                400, "malformed", "expected a Resend event with type and data.email_id"
+            )
+        known = EVENTS.get(kind)
+        if known is None:
             return JSONResponse({"status": "ignored", "type": kind})
         to = data.get("to")
         recipient = to[0] if isinstance(to, list) and to else to if isinstance(to, str) else None
@@ -82,7 +83,8 @@ def build_router(provider: Any, app: Any) -> APIRouter:
             DeliveryEvent(
                 provider=provider.id,
                 provider_message_id=str(email_id),
-                event=event,
+                event=known[0],
+                outcome=known[1],
                 reason=reason,
                 event_id=headers.get("svix-id"),
                 recipient=recipient,

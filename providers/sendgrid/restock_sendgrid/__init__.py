@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from restock_core.hookspecs import hookimpl
+from restock_core import hookimpl
 
 from .options import SendGridOptions
 from .provider import SendGridProvider

@@ -10,8 +10,7 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
-from restock_core.config import Secret
-from restock_core.validators import http_url, positive
+from restock_core import Secret, http_url, positive
 
 #: SendGrid's limit: 1000 personalizations (and 1000 recipients) per Mail Send request
 MAX_PERSONALIZATIONS = 1000

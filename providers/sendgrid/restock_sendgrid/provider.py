@@ -20,9 +20,7 @@ import http.client
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import attrs
@@ -30,7 +28,15 @@ import python_http_client.exceptions as http_errors
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid import SendGridAPIClient
 
-from restock_core.models import Channel, Message, Outcome, SendResult
+from restock_core import (
+    Channel,
+    Message,
+    Outcome,
+    PluginHost,
+    Provider,
+    SendResult,
+    retry_after,
+)
 
 from .options import MAX_PERSONALIZATIONS, SendGridOptions, load_public_key
 
@@ -91,25 +97,7 @@ def _header(headers: Any, name: str) -> str | None:
 def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
     """Seconds to wait after a 429: `Retry-After` (seconds or an HTTP date), else
     `X-RateLimit-Reset` (epoch seconds, as SendGrid sends it). None when neither is usable."""
-    now = time.time() if now is None else now
-    value = _header(headers, "Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-            except (TypeError, ValueError, IndexError):
-                pass
-    reset = _header(headers, "X-RateLimit-Reset")
-    if reset:
-        try:
-            moment = float(reset)
-        except ValueError:
-            return None
-        # an epoch timestamp; a small number can only be a delay in seconds
-        return max(0.0, moment - now) if moment > 1e9 else max(0.0, moment)
-    return None
+    return retry_after(headers, reset_headers=("X-RateLimit-Reset",), now=now)
 
 
 def _errors(body: bytes) -> list[dict[str, Any]] | None:
@@ -176,7 +164,7 @@ def _json_safe(value: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(value), default=str))
 
 
-def _chunks(items: Sequence[Message], size: int) -> Iterator[list[Message]]:
+def _requests(items: Sequence[Message], size: int) -> Iterator[list[Message]]:
     """Requests of at most `size` messages in which no address appears twice: SendGrid
     refuses (400) a whole request that names one address in two personalizations ("Each
     unique email address in the personalizations array should only be included once. You
@@ -184,17 +172,17 @@ def _chunks(items: Sequence[Message], size: int) -> Iterator[list[Message]]:
     https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors).
     A repeated address (one person signed up for two variants that render alike) goes to the
     next request; the order of first appearance is kept."""
-    chunks: list[tuple[list[Message], set[str]]] = []
+    requests: list[tuple[list[Message], set[str]]] = []
     for message in items:
         address = (message.to or "").strip().lower()
-        for members, seen in chunks:
+        for members, seen in requests:
             if len(members) < size and address not in seen:
                 members.append(message)
                 seen.add(address)
                 break
         else:
-            chunks.append(([message], {address}))
-    for members, _ in chunks:
+            requests.append(([message], {address}))
+    for members, _ in requests:
         yield members
 
 
@@ -270,7 +258,7 @@ class _Stop:
 # --------------------------------------------------------------------------- provider
 
 
-class SendGridProvider:
+class SendGridProvider(Provider):
     """Sends email through SendGrid. See docs/plugins/sendgrid.md."""
 
     name = "sendgrid"
@@ -280,7 +268,6 @@ class SendGridProvider:
         self.options = options
         self.max_batch_size = min(options.batch_size, MAX_PERSONALIZATIONS)
         self.instance_id = "sendgrid"
-        self.app: Any = None
         self.public_key: ec.EllipticCurvePublicKey | None = (
             load_public_key(options.webhook_public_key) if options.webhook_public_key else None
         )
@@ -300,11 +287,11 @@ class SendGridProvider:
             f"from_email={self.options.from_email!r})"
         )
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.instance_id = instance_id
 
-    def routes(self, app: Any) -> Any:
+    def routes(self, app: PluginHost) -> Any:
         from .webhook import build_router
 
         return build_router(self, app)
@@ -318,7 +305,7 @@ class SendGridProvider:
         results: dict[int, SendResult] = {}
         stop: _Stop | None = None
         for content, members in self.plan(messages):
-            for chunk in _chunks(members, self.max_batch_size):
+            for chunk in _requests(members, self.max_batch_size):
                 if stop is not None:
                     for message in chunk:
                         results[message.delivery_id] = stop.result(message.delivery_id)
@@ -369,8 +356,7 @@ class SendGridProvider:
     def install_id(self) -> str | None:
         """The app's install id, sent as the `restock_install` custom arg so that events of
         another restock install on the same SendGrid account are not applied here."""
-        app_install = getattr(self.app, "install_id", None)
-        return str(app_install) if app_install else None
+        return self._host.install_id if self._host is not None else None
 
     def _personalization(self, content: _Content, message: Message) -> dict[str, Any]:
         custom_args = {"delivery_id": str(message.delivery_id)}

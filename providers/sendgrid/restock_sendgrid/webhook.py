@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from restock_core.models import DeliveryEvent
+from restock_core import DeliveryEvent, DeliveryOutcome, PluginHost, error_response
 
 from .provider import INSTALL_ARG
 
@@ -35,10 +35,23 @@ log = logging.getLogger("restock.sendgrid")
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
-#: events that confirm a message; passed on, they change nothing but are counted
-CONFIRMING = frozenset({"processed", "delivered", "open", "click"})
-#: events that end a subscription and suppress the address
-FAILING = frozenset({"bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe"})
+#: SendGrid event -> what it means for restock (Event Webhook reference:
+#: https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event)
+OUTCOMES = {
+    # confirmations: passed on, they change nothing but are counted
+    "processed": DeliveryOutcome.ACCEPTED,
+    "delivered": DeliveryOutcome.DELIVERED,
+    "open": DeliveryOutcome.ENGAGED,
+    "click": DeliveryOutcome.ENGAGED,
+    # failures: they end the subscription and suppress the address
+    "bounce": DeliveryOutcome.BOUNCED,
+    "dropped": DeliveryOutcome.DROPPED,
+    "spamreport": DeliveryOutcome.COMPLAINED,
+    "unsubscribe": DeliveryOutcome.OPTED_OUT,
+    "group_unsubscribe": DeliveryOutcome.OPTED_OUT,
+}
+CONFIRMING = frozenset(k for k, v in OUTCOMES.items() if not v.is_failure)
+FAILING = frozenset(k for k, v in OUTCOMES.items() if v.is_failure)
 
 
 def verify_signature(
@@ -101,6 +114,7 @@ def to_delivery_event(
         # sg_message_id is "<X-Message-Id>.<filter ...>"; the X-Message-Id is what we stored
         provider_message_id=str(message_id).split(".", 1)[0] if message_id else None,
         event=kind,
+        outcome=OUTCOMES[kind],
         reason=str(reason)[:500] if reason else None,
         delivery_id=delivery_id,
         event_id=str(event_id) if event_id else None,
@@ -108,9 +122,9 @@ def to_delivery_event(
     )
 
 
-def apply_events(app: Any, provider_id: str, payload: Sequence[Any]) -> dict[str, int]:
+def apply_events(app: PluginHost, provider_id: str, payload: Sequence[Any]) -> dict[str, int]:
     applied = ignored = 0
-    install_id = getattr(app, "install_id", None)
+    install_id = app.install_id
     for raw in payload:
         event = to_delivery_event(provider_id, raw, install_id)
         if event is None or not app.handle_delivery_event(event):
@@ -120,17 +134,13 @@ def apply_events(app: Any, provider_id: str, payload: Sequence[Any]) -> dict[str
     return {"received": len(payload), "applied": applied, "ignored": ignored}
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-def build_router(provider: SendGridProvider, app: Any) -> APIRouter:
+def build_router(provider: SendGridProvider, app: PluginHost) -> APIRouter:
     router = APIRouter()
 
     @router.post("/events", summary="SendGrid Event Webhook (signed)")
     async def sendgrid_events(request: Request) -> JSONResponse:
         if provider.public_key is None:
-            return _error(
+            return error_response(
                 401,
                 "unauthorized",
                 "the SendGrid Event Webhook is not configured: set the webhook_public_key option "
@@ -143,7 +153,7 @@ def build_router(provider: SendGridProvider, app: Any) -> APIRouter:
             request.headers.get(SIGNATURE_HEADER),
             request.headers.get(TIMESTAMP_HEADER),
         ):
-            return _error(
+            return error_response(
                 401,
                 "bad_signature",
                 f"missing or invalid {SIGNATURE_HEADER} / {TIMESTAMP_HEADER} signature",
@@ -151,15 +161,15 @@ def build_router(provider: SendGridProvider, app: Any) -> APIRouter:
         try:
             payload = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "invalid_json", "the body is not valid JSON")
+            return error_response(400, "invalid_json", "the body is not valid JSON")
         if not isinstance(payload, list):
-            return _error(400, "invalid", "expected a JSON array of SendGrid events")
+            return error_response(400, "invalid", "expected a JSON array of SendGrid events")
         try:
             counts = await run_in_threadpool(apply_events, app, provider.instance_id, payload)
         except Exception:
             # the database is unreachable, say: a 5xx makes SendGrid post the batch again
             log.exception("sendgrid %s: applying webhook events failed", provider.instance_id)
-            return _error(503, "unavailable", "events could not be stored; retry later")
+            return error_response(503, "unavailable", "events could not be stored; retry later")
         log.info(
             "sendgrid %s: webhook events received=%s applied=%s ignored=%s",
             provider.instance_id,

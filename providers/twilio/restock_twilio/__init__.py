@@ -10,7 +10,7 @@ Registered under the entry point name ``twilio``::
 
 from __future__ import annotations
 
-from restock_core.hookspecs import hookimpl
+from restock_core import hookimpl
 
 from .provider import RestockTwilioHttpClient, TwilioOptions, TwilioProvider
 

@@ -13,10 +13,8 @@ import html
 import logging
 import re
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -33,9 +31,20 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from restock_core.config import Secret
-from restock_core.models import Channel, DeliveryEvent, Message, SendResult
-from restock_core.validators import http_url, positive
+from restock_core import (
+    Channel,
+    DeliveryEvent,
+    DeliveryOutcome,
+    Message,
+    PluginHost,
+    Provider,
+    Secret,
+    SendResult,
+    error_response,
+    http_url,
+    parse_retry_after,
+    positive,
+)
 
 from .gsm import fold_to_gsm7, sms_segments
 
@@ -288,22 +297,6 @@ class RestockTwilioHttpClient(TwilioHttpClient):
             self.session.close()
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     getter = getattr(headers, "get", None)
     if getter is None:
@@ -320,7 +313,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 # --------------------------------------------------------------------------- provider
 
 
-class TwilioProvider:
+class TwilioProvider(Provider):
     """Sends SMS through Twilio. See :class:`TwilioOptions` for the options."""
 
     name = "twilio"
@@ -332,7 +325,6 @@ class TwilioProvider:
         #: read by the core: the region of national numbers given at sign-up
         self.default_region = options.default_region
         self.instance_id = "twilio"
-        self.app: Any = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -352,8 +344,8 @@ class TwilioProvider:
 
     # ------------------------------------------------------------------ wiring
 
-    def bind(self, app: Any, instance_id: str) -> None:
-        self.app = app
+    def bind(self, app: PluginHost, instance_id: str) -> None:
+        super().bind(app, instance_id)
         self.instance_id = instance_id
 
     @property
@@ -363,9 +355,9 @@ class TwilioProvider:
         there to verify the callbacks), else none. Each message adds its delivery id."""
         if self.options.status_callback is not None:
             return self.options.status_callback or None
-        if self.app is None or self._token is None:
+        if self._host is None or self._token is None:
             return None
-        base = str(self.app.settings.public_url).rstrip("/")
+        base = str(self.host.public_url).rstrip("/")
         return f"{base}/{self.instance_id}/status"
 
     @staticmethod
@@ -571,7 +563,7 @@ class TwilioProvider:
 
     # ------------------------------------------------------------------ webhooks
 
-    def routes(self, app: Any) -> APIRouter:
+    def routes(self, app: PluginHost) -> APIRouter:
         """``POST /status`` (Twilio status callbacks) and ``POST /inbound`` (Twilio's
         incoming-message webhook: STOP, START, HELP), mounted under ``/<instance id>``."""
         router = APIRouter()
@@ -600,12 +592,12 @@ class TwilioProvider:
 
         return router
 
-    def _candidate_urls(self, app: Any, request: Request) -> list[str]:
+    def _candidate_urls(self, app: PluginHost, request: Request) -> list[str]:
         """The URLs Twilio may have signed: the StatusCallback we send (its query string
         included: our delivery id), and the public URL of this route (a Messaging Service's
         own callback, or the inbound webhook, pointing here)."""
         query = request.url.query
-        base = str(app.settings.public_url).rstrip("/")
+        base = str(app.public_url).rstrip("/")
         urls = []
         configured = self.options.status_callback
         if configured and request.url.path.endswith("/status"):
@@ -619,11 +611,11 @@ class TwilioProvider:
         return urls
 
     async def _verified_form(
-        self, app: Any, request: Request
+        self, app: PluginHost, request: Request
     ) -> tuple[dict[str, str] | None, JSONResponse | None]:
         """The form Twilio posted, once its X-Twilio-Signature checks out; else an error."""
         if self._token is None:
-            return None, _error(
+            return None, error_response(
                 401,
                 "unauthorized",
                 "set the auth_token option: Twilio signs webhooks with the Auth Token "
@@ -631,10 +623,10 @@ class TwilioProvider:
             )
         signature = request.headers.get("x-twilio-signature")
         if not signature:
-            return None, _error(401, "unauthorized", "missing X-Twilio-Signature header")
+            return None, error_response(401, "unauthorized", "missing X-Twilio-Signature header")
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            return None, _error(
+            return None, error_response(
                 400, "malformed", "expected an application/x-www-form-urlencoded body"
             )
         raw = await request.body()
@@ -642,20 +634,20 @@ class TwilioProvider:
             text = raw.decode("utf-8")
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
         except (UnicodeDecodeError, ValueError):
-            return None, _error(400, "malformed", "the body is not a valid form")
+            return None, error_response(400, "malformed", "the body is not a valid form")
         params: dict[str, str] = {}
         for key, value in pairs:
             if key in params:
-                return None, _error(400, "malformed", f"parameter {key} is repeated", key)
+                return None, error_response(400, "malformed", f"parameter {key} is repeated", key)
             params[key] = value
         validator = RequestValidator(self._token)
         if not any(
             validator.validate(url, params, signature) for url in self._candidate_urls(app, request)
         ):
-            return None, _error(401, "unauthorized", "X-Twilio-Signature does not match")
+            return None, error_response(401, "unauthorized", "X-Twilio-Signature does not match")
         return params, None
 
-    async def handle_status(self, app: Any, request: Request) -> JSONResponse:
+    async def handle_status(self, app: PluginHost, request: Request) -> JSONResponse:
         params, problem = await self._verified_form(app, request)
         if params is None:
             assert problem is not None
@@ -663,9 +655,9 @@ class TwilioProvider:
         sid = params.get("MessageSid") or params.get("SmsSid")
         status = params.get("MessageStatus") or params.get("SmsStatus")
         if not sid:
-            return _error(400, "malformed", "MessageSid is missing", "MessageSid")
+            return error_response(400, "malformed", "MessageSid is missing", "MessageSid")
         if not status:
-            return _error(400, "malformed", "MessageStatus is missing", "MessageStatus")
+            return error_response(400, "malformed", "MessageStatus is missing", "MessageStatus")
         delivery_id = _delivery_id(request.query_params.get(DELIVERY_PARAM))
         if status not in FINAL_STATUSES:
             return JSONResponse({"ok": True, "applied": False, "status": status})
@@ -674,25 +666,24 @@ class TwilioProvider:
         reason = None if status == "delivered" else (f"error {code}: {detail}" if code else detail)
         event_id = f"{sid}:{status}"
         if status != "delivered" and code in RETRYABLE_CODES:
-            requeue = getattr(app, "requeue_delivery", None)
-            if callable(requeue):
-                applied = await run_in_threadpool(
-                    lambda: requeue(
-                        self.instance_id,
-                        delivery_id=delivery_id,
-                        provider_message_id=sid,
-                        reason=f"{self.instance_id} {status}: {reason}",
-                        delay=RETRYABLE_CODES[code][1],
-                        event_id=event_id,
-                    )
+            applied = await run_in_threadpool(
+                lambda: app.requeue_delivery(
+                    self.instance_id,
+                    delivery_id=delivery_id,
+                    provider_message_id=sid,
+                    reason=f"{self.instance_id} {status}: {reason}",
+                    delay=RETRYABLE_CODES[code][1],
+                    event_id=event_id,
                 )
-                return JSONResponse(
-                    {"ok": True, "applied": bool(applied), "status": status, "retry": True}
-                )
+            )
+            return JSONResponse(
+                {"ok": True, "applied": bool(applied), "status": status, "retry": True}
+            )
         event = DeliveryEvent(
             provider=self.instance_id,
             provider_message_id=sid,
             event=status,
+            outcome=DeliveryOutcome.DELIVERED if status == "delivered" else DeliveryOutcome.FAILED,
             reason=reason,
             delivery_id=delivery_id,
             event_id=event_id,
@@ -703,7 +694,7 @@ class TwilioProvider:
         applied = await run_in_threadpool(app.handle_delivery_event, event)
         return JSONResponse({"ok": True, "applied": bool(applied), "status": status})
 
-    async def handle_inbound(self, app: Any, request: Request) -> HTTPResponse:
+    async def handle_inbound(self, app: PluginHost, request: Request) -> HTTPResponse:
         """Twilio's incoming-message webhook (https://www.twilio.com/docs/messaging/guides/
         webhook-request): ``From``, ``To``, ``Body``, ``MessageSid``, ``AccountSid`` and, with
         Advanced Opt-Out, ``OptOutType`` (STOP / START / HELP). Answers TwiML."""
@@ -723,10 +714,12 @@ class TwilioProvider:
         sid = params.get("MessageSid") or params.get("SmsSid")
         if keyword == "HELP":
             return _twiml(self.options.help_text)
-        if sid and await run_in_threadpool(
-            app.seen_event, f"{self.instance_id}:inbound", f"{sid}:{keyword}"
-        ):
-            return _twiml()  # a replay of a message already handled
+        if sid:
+            replay = await run_in_threadpool(
+                app.seen_event, f"{self.instance_id}:inbound", f"{sid}:{keyword}"
+            )
+            if replay:
+                return _twiml()  # a replay of a message already handled
         if keyword == "STOP":
             reason = f"{self.instance_id}: the number replied STOP"
             await run_in_threadpool(app.suppress, Channel.SMS, sender, reason)
@@ -742,13 +735,6 @@ class TwilioProvider:
         # Twilio (or the Messaging Service's Advanced Opt-Out) sends the carrier-required
         # confirmation for STOP and START itself; a second one from us would be a duplicate
         return _twiml()
-
-
-def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        body["field"] = field
-    return JSONResponse({"error": body}, status_code=status)
 
 
 def _twiml(message: str | None = None) -> HTTPResponse:

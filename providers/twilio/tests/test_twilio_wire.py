@@ -80,14 +80,11 @@ def test_no_status_callback_without_app_or_option(
 def test_status_callback_derived_from_public_url_when_bound(
     make_provider: MakeProvider, fake_twilio: FakeTwilio
 ) -> None:
-    class Settings:
+    class FakeHost:  # only public_url is read
         public_url = "https://shop.example/restock/"
 
-    class FakeApp:  # only settings are read at bind time
-        settings = Settings()
-
     provider = make_provider()
-    provider.bind(FakeApp(), "texts")
+    provider.bind(FakeHost(), "texts")  # type: ignore[arg-type]
     assert provider.status_callback_url == "https://shop.example/restock/texts/status"
     provider.send([sms(1)])
     assert fake_twilio.message_requests[0].form["StatusCallback"] == [
@@ -98,12 +95,11 @@ def test_status_callback_derived_from_public_url_when_bound(
 def test_empty_status_callback_sends_none(
     make_provider: MakeProvider, fake_twilio: FakeTwilio
 ) -> None:
-    class FakeApp:
-        class settings:  # noqa: N801
-            public_url = "https://shop.example"
+    class FakeHost:
+        public_url = "https://shop.example"
 
     provider = make_provider(status_callback="")
-    provider.bind(FakeApp(), "twilio")
+    provider.bind(FakeHost(), "twilio")  # type: ignore[arg-type]
     provider.send([sms(1)])
     assert "StatusCallback" not in fake_twilio.message_requests[0].form
 

@@ -1,0 +1,164 @@
+"""The store: every query restock makes lives in this package, grouped by aggregate.
+
+    store.subscriptions   sign-ups, reads, pages, unsubscribe, pending keys
+    store.stock           stored quantities; recording updates opens restocks
+    store.restocks        due waves, releasing subscribers into the outbox
+    store.outbox          claim / cancel / record deliveries; provider delivery events
+    store.suppressions    contacts that bounced or opted out
+    store.events          webhook replay protection
+    store.meta            installation-wide values (the generated signing secret)
+
+Values come back as attrs classes from :mod:`restock_core.models`, statuses as enums. Nothing
+here imports from the modules above it (app, worker, api, plugins)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from .. import db as tables
+from ..db import processed_events, suppressions, utcnow
+from ..models import Channel
+from ._base import MAX_ROW_ID, WAKE_CHANNEL, Db
+from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
+from .outbox import add_suppression as _add_suppression
+from .restocks import Cursor, RestockStore
+from .stock import Recorded, StockStore
+from .subscriptions import SubscriptionStore
+
+
+class SuppressionStore:
+    def __init__(self, db: Db):
+        self.db = db
+
+    def contains(self, channel: Channel, contact: str) -> bool:
+        with self.db.read_engine.connect() as conn:
+            found = conn.execute(
+                sa.select(sa.literal(1)).where(
+                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                )
+            ).first()
+        return found is not None
+
+    def remove(self, channel: Channel, contact: str) -> bool:
+        """True when `contact` was suppressed for `channel` (and no longer is)."""
+        with self.db.engine.begin() as conn:
+            result = conn.execute(
+                sa.delete(suppressions).where(
+                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                )
+            )
+        return bool(result.rowcount)
+
+    def add(self, channel: Channel, contact: str, reason: str) -> None:
+        with self.db.engine.begin() as conn:
+            _add_suppression(self.db, conn, str(channel), contact, reason)
+
+
+class EventStore:
+    def __init__(self, db: Db):
+        self.db = db
+
+    def seen(self, source: str, event_id: str) -> bool:
+        """Record a webhook/event id; True when it was handled before (a replay)."""
+        with self.db.engine.begin() as conn:
+            inserted = conn.execute(
+                self.db.insert(processed_events)
+                .values(source=source, event_id=event_id[:255], received_at=utcnow())
+                .on_conflict_do_nothing()
+                .returning(processed_events.c.event_id)
+            ).first()
+        return inserted is None
+
+
+class MetaStore:
+    def __init__(self, db: Db):
+        self.db = db
+
+    def get_or_create(
+        self, key: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)
+    ) -> str:
+        """The stored value of `key`; `make()` is stored the first time (concurrent first
+        calls agree on one value)."""
+        meta = tables.meta
+        with self.db.engine.begin() as conn:
+            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
+            if found:
+                return str(found)
+            conn.execute(
+                self.db.insert(meta)
+                .values(key=key, value=make())
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            return str(conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar_one())
+
+
+class Store(Db):
+    """All of restock's storage over one database (and, on SQLite, a read-only engine)."""
+
+    def __init__(self, engine: Engine, read_engine: Engine | None = None):
+        super().__init__(engine, read_engine or engine, tables.is_postgres(engine))
+        self.subscriptions = SubscriptionStore(self)
+        self.stock = StockStore(self)
+        self.restocks = RestockStore(self)
+        self.outbox = Outbox(self)
+        self.suppressions = SuppressionStore(self)
+        self.events = EventStore(self)
+        self.meta = MetaStore(self)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        engine = tables.create_engine(url)
+        read_engine = (
+            engine if tables.is_postgres(engine) else tables.create_engine(url, for_reads=True)
+        )
+        return cls(engine, read_engine)
+
+    def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+        with self.read_engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows by status of subscriptions and deliveries."""
+        out: dict[str, dict[str, int]] = {}
+        with self.read_engine.connect() as conn:
+            for name, table in (
+                ("subscriptions", tables.subscriptions),
+                ("deliveries", tables.deliveries),
+            ):
+                rows = conn.execute(
+                    sa.select(table.c.status, sa.func.count()).group_by(table.c.status)
+                )
+                out[name] = {status: count for status, count in rows}
+        return out
+
+    def next_due_at(self) -> list[datetime]:
+        """When the next queued delivery and the next restock wave are due (if any)."""
+        found = [self.outbox.next_attempt_at(), self.restocks.next_wave_at()]
+        return [t for t in found if t is not None]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+
+__all__ = [
+    "MAX_ROW_ID",
+    "WAKE_CHANNEL",
+    "Claim",
+    "ClaimedDelivery",
+    "Cursor",
+    "EventMatch",
+    "Failed",
+    "Recorded",
+    "Results",
+    "Retry",
+    "Sent",
+    "Store",
+]

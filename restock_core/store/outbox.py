@@ -1,0 +1,419 @@
+"""The delivery outbox, used by workers the way procrastinate's worker uses its job
+manager: `claim` a batch (PostgreSQL: `FOR UPDATE SKIP LOCKED`; leases so a dead worker's
+claims are taken over), `cancel` what no longer applies, `record` what providers said.
+Suppressions caused by a result are written in the transaction that records it."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db import UTCDateTime, deliveries, processed_events, subscriptions, suppressions, utcnow
+from ..models import Channel, DeliveryEvent, DeliveryStatus, Subscription, SubscriptionStatus
+from ._base import Db, chunks, subscription_from_row
+
+d = deliveries
+s = subscriptions
+PENDING = str(SubscriptionStatus.PENDING)
+
+
+@attrs.frozen
+class ClaimedDelivery:
+    delivery_id: int
+    attempts: int
+    provider: str | None
+    subscription: Subscription
+
+
+@attrs.frozen
+class Claim:
+    """A batch of deliveries leased to one worker; `token` identifies the lease."""
+
+    token: str
+    deliveries: tuple[ClaimedDelivery, ...]
+
+
+@attrs.frozen
+class Sent:
+    delivery_id: int
+    subscription_id: int
+    provider_message_id: str | None
+
+
+@attrs.frozen
+class Retry:
+    delivery_id: int
+    error: str
+    at: datetime
+
+
+@attrs.frozen
+class Failed:
+    delivery_id: int
+    subscription_id: int
+    error: str
+    #: block this contact for this channel (hard bounce, opted out)
+    suppress: tuple[Channel, str] | None = None
+
+
+@attrs.frozen
+class Results:
+    """What one provider call decided for its messages (see `dispatch.plan_results`)."""
+
+    sent: tuple[Sent, ...] = ()
+    retry: tuple[Retry, ...] = ()
+    failed: tuple[Failed, ...] = ()
+
+
+def add_suppression(db: Db, conn: Connection, channel: str, contact: str, reason: str) -> None:
+    conn.execute(
+        db.insert(suppressions)
+        .values(channel=channel, contact=contact, reason=reason[:1000], created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["channel", "contact"])
+    )
+
+
+class Outbox:
+    def __init__(self, db: Db):
+        self.db = db
+
+    def claim(self, batch_size: int, lease_seconds: float) -> Claim | None:
+        """Lease up to `batch_size` due deliveries (and ones whose lease ran out)."""
+        now = utcnow()
+        token = uuid.uuid4().hex
+        lease_until = now + timedelta(seconds=lease_seconds)
+        claimed = 0
+        with self.db.engine.begin() as conn:
+            for condition in (
+                sa.and_(d.c.status == str(DeliveryStatus.SENDING), d.c.lease_until < now),
+                sa.and_(d.c.status == str(DeliveryStatus.QUEUED), d.c.next_attempt_at <= now),
+            ):
+                due = sa.select(d.c.id).where(condition).order_by(d.c.id)
+                due = due.limit(batch_size - claimed)
+                if self.db.is_postgres:
+                    due = due.with_for_update(skip_locked=True)
+                result = conn.execute(
+                    sa.update(d)
+                    .where(d.c.id.in_(due.scalar_subquery()))
+                    .values(
+                        status=str(DeliveryStatus.SENDING),
+                        claim_token=token,
+                        lease_until=lease_until,
+                        attempts=d.c.attempts + 1,
+                    )
+                )
+                claimed += result.rowcount or 0
+                if claimed >= batch_size:
+                    break
+        if not claimed:
+            return None
+        return Claim(token, self._load(token))
+
+    def _load(self, token: str) -> tuple[ClaimedDelivery, ...]:
+        query = (
+            sa.select(
+                s,
+                d.c.id.label("delivery_id"),
+                d.c.attempts.label("delivery_attempts"),
+                d.c.provider.label("delivery_provider"),
+            )
+            .join(d, d.c.subscription_id == s.c.id)
+            .where(d.c.claim_token == token, d.c.status == str(DeliveryStatus.SENDING))
+            .order_by(d.c.id)
+        )
+        with self.db.read_engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return tuple(
+            ClaimedDelivery(
+                r.delivery_id, r.delivery_attempts, r.delivery_provider, subscription_from_row(r)
+            )
+            for r in rows
+        )
+
+    def cancel(self, token: str, delivery_ids: Sequence[int], reason: str) -> None:
+        if not delivery_ids:
+            return
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                sa.update(d)
+                .where(d.c.id.in_(list(delivery_ids)), d.c.claim_token == token)
+                .values(status=str(DeliveryStatus.CANCELLED), lease_until=None, last_error=reason)
+            )
+
+    def record(self, token: str, provider_id: str, results: Results) -> None:
+        """Write results of deliveries this claim still holds, and the subscription and
+        suppression changes they cause, in one transaction."""
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            if results.sent:
+                self._record_sent(conn, token, provider_id, results.sent, now)
+            mine = sa.and_(d.c.id == sa.bindparam("did"), d.c.claim_token == token)
+            if results.retry:
+                conn.execute(
+                    sa.update(d)
+                    .where(mine)
+                    .values(
+                        status=str(DeliveryStatus.QUEUED),
+                        next_attempt_at=sa.bindparam("at", type_=UTCDateTime),
+                        last_error=sa.bindparam("err"),
+                        lease_until=None,
+                    ),
+                    [{"did": r.delivery_id, "err": r.error, "at": r.at} for r in results.retry],
+                )
+            if results.failed:
+                conn.execute(
+                    sa.update(d)
+                    .where(mine)
+                    .values(
+                        status=str(DeliveryStatus.FAILED),
+                        last_error=sa.bindparam("err"),
+                        lease_until=None,
+                    ),
+                    [{"did": f.delivery_id, "err": f.error} for f in results.failed],
+                )
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.id == sa.bindparam("sid"), s.c.status == PENDING)
+                    .values(
+                        status=str(SubscriptionStatus.FAILED),
+                        failed_reason=sa.bindparam("err"),
+                        updated_at=now,
+                    ),
+                    [{"sid": f.subscription_id, "err": f.error} for f in results.failed],
+                )
+                for f in results.failed:
+                    if f.suppress is not None:
+                        add_suppression(self.db, conn, str(f.suppress[0]), f.suppress[1], f.error)
+
+    @staticmethod
+    def _record_sent(
+        conn: Connection, token: str, provider_id: str, sent: Sequence[Sent], now: datetime
+    ) -> None:
+        # set-based: one UPDATE per provider message id (SendGrid gives one per request),
+        # instead of one statement per message
+        by_pmid: dict[str | None, list[int]] = defaultdict(list)
+        for row in sent:
+            by_pmid[row.provider_message_id].append(row.delivery_id)
+        for pmid, ids in by_pmid.items():
+            for chunk in chunks(ids, 900):
+                conn.execute(
+                    sa.update(d)
+                    .where(d.c.id.in_(chunk), d.c.claim_token == token)
+                    .values(
+                        status=str(DeliveryStatus.SENT),
+                        provider=provider_id,
+                        provider_message_id=pmid,
+                        sent_at=now,
+                        lease_until=None,
+                    )
+                )
+        for chunk in chunks([row.subscription_id for row in sent], 900):
+            conn.execute(
+                sa.update(s)
+                .where(s.c.id.in_(chunk), s.c.status == PENDING)
+                .values(status=str(SubscriptionStatus.NOTIFIED), notified_at=now, updated_at=now)
+            )
+
+    def apply_event(self, event: DeliveryEvent, failure: str | None) -> EventMatch:
+        """Apply a provider's later report on a message. `reason` None means the event
+        changes nothing (a confirmation): only its replay record is written. Otherwise
+        (`failure` is the reason) the delivery and its subscription fail and, when
+        `event.suppress`, the contact is blocked for that channel. The replay record and the
+        change commit together, so a failed update is not mistaken for a replay."""
+        query = sa.select(d.c.id, d.c.subscription_id, s.c.channel, s.c.contact).join(
+            s, s.c.id == d.c.subscription_id
+        )
+        if event.delivery_id is not None:
+            query = query.where(d.c.id == event.delivery_id)
+        elif event.provider_message_id:
+            query = query.where(d.c.provider_message_id == event.provider_message_id)
+        else:
+            return EventMatch.UNKNOWN
+        with self.db.engine.begin() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                # unknown (yet): the event id is not recorded, so a re-post can still apply
+                return EventMatch.UNKNOWN
+            if event.event_id and not _first_time(
+                self.db, conn, f"{event.provider}:events", event.event_id
+            ):
+                return EventMatch.REPLAY
+            if event.recipient is not None and event.recipient.strip().lower() != row.contact:
+                return EventMatch.OTHER_RECIPIENT
+            if failure is None:
+                return EventMatch.MATCHED
+            reason = failure
+            conn.execute(
+                sa.update(s)
+                .where(s.c.id == row.subscription_id)
+                .values(
+                    status=str(SubscriptionStatus.FAILED),
+                    failed_reason=reason[:1000],
+                    updated_at=utcnow(),
+                )
+            )
+            # claim_token cleared: a report that arrives while the worker still holds the
+            # delivery (a Twilio callback 50 ms after the 201) is not overwritten by "sent"
+            conn.execute(
+                sa.update(d)
+                .where(d.c.id == row.id)
+                .values(
+                    status=str(DeliveryStatus.FAILED),
+                    last_error=reason[:1000],
+                    claim_token=None,
+                    lease_until=None,
+                    provider_message_id=sa.func.coalesce(
+                        d.c.provider_message_id, event.provider_message_id
+                    ),
+                )
+            )
+            if event.suppress:
+                add_suppression(self.db, conn, row.channel, row.contact, reason)
+        return EventMatch.MATCHED
+
+    def requeue(
+        self,
+        provider: str,
+        *,
+        delivery_id: int | None,
+        provider_message_id: str | None,
+        reason: str,
+        delay: float,
+        max_attempts: int,
+        event_id: str | None,
+    ) -> bool:
+        """Queue a sent (or being sent) delivery again `delay` seconds from now, its
+        subscription back to pending; past `max_attempts`, or when the person signed up again
+        since, fail it (without suppressing). False for a replayed `event_id`, an unknown
+        delivery or one no longer sent; the event id is recorded only for a known delivery."""
+        query = sa.select(
+            d.c.id,
+            d.c.status,
+            d.c.attempts,
+            d.c.subscription_id,
+            s.c.status.label("sub_status"),
+            s.c.variant_id,
+            s.c.scope,
+            s.c.channel,
+            s.c.contact,
+        ).join(s, s.c.id == d.c.subscription_id)
+        if delivery_id is not None:
+            query = query.where(d.c.id == delivery_id)
+        elif provider_message_id:
+            query = query.where(d.c.provider_message_id == provider_message_id)
+        else:
+            return False
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                return False
+            if event_id and not _first_time(self.db, conn, f"{provider}:events", event_id):
+                return False
+            if row.status not in (DeliveryStatus.SENT, DeliveryStatus.SENDING) or (
+                row.sub_status not in (PENDING, SubscriptionStatus.NOTIFIED)
+            ):
+                return False
+            # the person signed up again since: that pending sign-up will be notified, and the
+            # database allows one pending sign-up per contact and variant
+            signed_up_again = conn.execute(
+                sa.select(sa.literal(1)).where(
+                    s.c.variant_id == row.variant_id,
+                    s.c.scope == row.scope,
+                    s.c.channel == row.channel,
+                    s.c.contact == row.contact,
+                    s.c.status == PENDING,
+                    s.c.id != row.subscription_id,
+                )
+            ).first()
+            if row.attempts >= max_attempts or signed_up_again:
+                why = (
+                    reason
+                    if signed_up_again
+                    else f"gave up after {row.attempts} attempts: {reason}"
+                )
+                self._fail(conn, row.id, row.subscription_id, why[:1000], now)
+                return True
+            conn.execute(
+                sa.update(d)
+                .where(d.c.id == row.id)
+                .values(
+                    status=str(DeliveryStatus.QUEUED),
+                    next_attempt_at=now + timedelta(seconds=delay),
+                    last_error=reason[:1000],
+                    claim_token=None,
+                    lease_until=None,
+                    sent_at=None,
+                )
+            )
+            conn.execute(
+                sa.update(s)
+                .where(s.c.id == row.subscription_id)
+                .values(status=PENDING, notified_at=None, updated_at=now)
+            )
+            self.db.wake(conn)
+        return True
+
+    @staticmethod
+    def _fail(
+        conn: Connection, delivery_id: int, subscription_id: int, why: str, now: datetime
+    ) -> None:
+        conn.execute(
+            sa.update(d)
+            .where(d.c.id == delivery_id)
+            .values(
+                status=str(DeliveryStatus.FAILED),
+                last_error=why,
+                claim_token=None,
+                lease_until=None,
+            )
+        )
+        conn.execute(
+            sa.update(s)
+            .where(s.c.id == subscription_id)
+            .values(status=str(SubscriptionStatus.FAILED), failed_reason=why, updated_at=now)
+        )
+
+    def oldest_queued_at(self) -> datetime | None:
+        with self.db.read_engine.connect() as conn:
+            found: datetime | None = conn.execute(
+                sa.select(sa.func.min(d.c.created_at)).where(
+                    d.c.status == str(DeliveryStatus.QUEUED)
+                )
+            ).scalar()
+        return found
+
+    def next_attempt_at(self) -> datetime | None:
+        with self.db.read_engine.connect() as conn:
+            found: datetime | None = conn.execute(
+                sa.select(sa.func.min(d.c.next_attempt_at)).where(
+                    d.c.status == str(DeliveryStatus.QUEUED)
+                )
+            ).scalar()
+        return found
+
+
+class EventMatch(enum.Enum):
+    """How a delivery event matched the outbox."""
+
+    MATCHED = "matched"  # applied (or, for a confirmation, recorded)
+    REPLAY = "replay"  # its event id was handled before
+    UNKNOWN = "unknown"  # no delivery has that id / provider message id
+    OTHER_RECIPIENT = "other_recipient"  # names another address than the delivery's
+
+
+def _first_time(db: Db, conn: Connection, source: str, event_id: str) -> bool:
+    inserted = conn.execute(
+        db.insert(processed_events)
+        .values(source=source, event_id=event_id[:255], received_at=utcnow())
+        .on_conflict_do_nothing()
+        .returning(processed_events.c.event_id)
+    ).first()
+    return inserted is not None

@@ -1,0 +1,188 @@
+"""Subscriptions: sign-up inserts, reads, pages, unsubscribe."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..db import deliveries, subscriptions, utcnow
+from ..models import Channel, DeliveryStatus, StockKey, Subscription, SubscriptionStatus
+from ._base import Db, chunks, subscription_from_row
+
+s = subscriptions
+PENDING = str(SubscriptionStatus.PENDING)
+
+
+class SubscriptionStore:
+    def __init__(self, db: Db):
+        self.db = db
+
+    def insert_or_get(self, values: Mapping[str, Any]) -> tuple[Subscription, bool] | None:
+        """Insert a pending subscription, or return the pending one for the same (variant,
+        scope, channel, contact), filling a missing customer_id. None when a concurrent change
+        freed the slot between the two steps (the caller tries again)."""
+        now = utcnow()
+        row_values = {
+            **values,
+            "status": PENDING,
+            "attributes": dict(values.get("attributes") or {}),
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.db.engine.begin() as conn:
+            insert = (
+                self.db.insert(s)
+                .values(**row_values)
+                .on_conflict_do_nothing(
+                    index_elements=["variant_id", "scope", "channel", "contact"],
+                    index_where=sa.text("status = 'pending'"),
+                )
+                .returning(*s.c)
+            )
+            row = conn.execute(insert).first()
+            if row is not None:
+                return subscription_from_row(row), True
+            existing = conn.execute(
+                sa.select(s).where(
+                    s.c.variant_id == values["variant_id"],
+                    s.c.scope == values["scope"],
+                    s.c.channel == values["channel"],
+                    s.c.contact == values["contact"],
+                    s.c.status == PENDING,
+                )
+            ).first()
+            if existing is None:
+                return None
+            customer_id = values.get("customer_id")
+            if customer_id and not existing.customer_id:
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.id == existing.id)
+                    .values(customer_id=customer_id, updated_at=now)
+                )
+                existing = conn.execute(sa.select(s).where(s.c.id == existing.id)).one()
+            return subscription_from_row(existing), False
+
+    def get(self, subscription_id: int) -> Subscription | None:
+        with self.db.read_engine.connect() as conn:
+            row = conn.execute(sa.select(s).where(s.c.id == subscription_id)).first()
+        return None if row is None else subscription_from_row(row)
+
+    def by_ids(self, ids: Sequence[int]) -> list[Subscription]:
+        """The subscriptions `ids` names, oldest sign-up first."""
+        with self.db.read_engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(s).where(s.c.id.in_(list(ids))).order_by(s.c.created_at, s.c.id)
+            ).all()
+        return [subscription_from_row(r) for r in rows]
+
+    def page(
+        self,
+        *,
+        variant_id: str | None,
+        scope: str | None,
+        status: SubscriptionStatus | None,
+        contact: str | None,
+        limit: int,
+        after: int | None,
+    ) -> list[Subscription]:
+        """Up to `limit` subscriptions with id above `after`, by id."""
+        query = sa.select(s).order_by(s.c.id).limit(limit)
+        for column, value in (
+            (s.c.variant_id, variant_id),
+            (s.c.scope, scope),
+            (s.c.status, None if status is None else str(status)),
+            (s.c.contact, contact),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if after is not None:
+            query = query.where(s.c.id > after)
+        with self.db.read_engine.connect() as conn:
+            return [subscription_from_row(r) for r in conn.execute(query)]
+
+    def unsubscribe(self, subscription_id: int) -> None:
+        """Unsubscribe a pending subscription and cancel its queued delivery, together."""
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                sa.update(s)
+                .where(s.c.id == subscription_id, s.c.status == PENDING)
+                .values(status=str(SubscriptionStatus.UNSUBSCRIBED), updated_at=now)
+            )
+            conn.execute(
+                sa.update(deliveries)
+                .where(
+                    deliveries.c.subscription_id == subscription_id,
+                    deliveries.c.status == str(DeliveryStatus.QUEUED),
+                )
+                .values(status=str(DeliveryStatus.CANCELLED), last_error="unsubscribed")
+            )
+
+    def unsubscribe_contact(self, channel: Channel, contact: str, reason: str) -> int:
+        """Unsubscribe every pending subscription of `contact` on `channel` and cancel their
+        queued deliveries, in one transaction. Returns how many subscriptions it ended."""
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            ids = list(
+                conn.execute(
+                    sa.select(s.c.id).where(
+                        s.c.channel == str(channel), s.c.contact == contact, s.c.status == PENDING
+                    )
+                ).scalars()
+            )
+            for chunk in chunks(ids, 900):
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.id.in_(chunk), s.c.status == PENDING)
+                    .values(
+                        status=str(SubscriptionStatus.UNSUBSCRIBED),
+                        failed_reason=reason[:1000],
+                        updated_at=now,
+                    )
+                )
+                conn.execute(
+                    sa.update(deliveries)
+                    .where(
+                        deliveries.c.subscription_id.in_(chunk),
+                        deliveries.c.status == str(DeliveryStatus.QUEUED),
+                    )
+                    .values(status=str(DeliveryStatus.CANCELLED), last_error=reason[:1000])
+                )
+        return len(ids)
+
+    def pending_keys(self, source: str, variant_ids: Sequence[str]) -> list[StockKey]:
+        """The (variant, scope) pairs among `variant_ids` with pending subscribers at `source`."""
+        if not variant_ids:
+            return []
+        with self.db.read_engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(s.c.variant_id, s.c.scope)
+                .where(
+                    s.c.source == source,
+                    s.c.status == PENDING,
+                    s.c.variant_id.in_(list(variant_ids)),
+                )
+                .group_by(s.c.variant_id, s.c.scope)
+                .order_by(s.c.variant_id, s.c.scope)
+            )
+            return [StockKey(v, scope) for v, scope in rows]
+
+    def pending_key_page(self, source: str, after: StockKey | None, size: int) -> list[StockKey]:
+        """Every (variant, scope) with pending subscribers at `source`, a page at a time, in
+        key order (for reconciliation)."""
+        query = (
+            sa.select(s.c.variant_id, s.c.scope)
+            .where(s.c.source == source, s.c.status == PENDING)
+            .group_by(s.c.variant_id, s.c.scope)
+            .order_by(s.c.variant_id, s.c.scope)
+            .limit(size)
+        )
+        if after is not None:
+            query = query.where(
+                sa.tuple_(s.c.variant_id, s.c.scope) > sa.tuple_(after.variant_id, after.scope)
+            )
+        with self.db.read_engine.connect() as conn:
+            return [StockKey(v, sc) for v, sc in conn.execute(query)]
