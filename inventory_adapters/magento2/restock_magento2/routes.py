@@ -51,8 +51,9 @@ from restock_core import (
     SuppressedError,
     ValidationError,
     error_body,
+    normalize_email,
+    normalize_phone,
 )
-from restock_core.contacts import normalize_email, normalize_phone
 
 log = logging.getLogger("restock.magento2")
 

@@ -457,3 +457,18 @@ def test_client_api_suppressed_contact(client_for: Any):
     both = bis_body(channels=["EMAIL", "SMS"], phone="+14155550123")
     assert post_client(client, both).status_code == 202
     assert [str(s.channel) for s in app.list_subscriptions().items] == ["sms"]
+
+
+def test_client_api_channel_no_provider_sends(make_app: Any, m2_config: Any, tmp_path: Any):
+    """Only an email provider configured: SMS beside EMAIL is skipped, SMS alone is refused."""
+    config = m2_config()
+    config["plugins"][1]["options"]["channels"] = ["email"]
+    app = make_app(config)
+    client = TestClient(create_api(app))
+    both = bis_body(channels=["EMAIL", "SMS"], phone="+14155550123")
+    assert post_client(client, both).status_code == 202
+    assert [str(s.channel) for s in app.list_subscriptions().items] == ["email"]
+    sms = post_client(client, bis_body(channels=["SMS"], email=None, phone="+14155550124"))
+    assert sms.status_code == 400
+    assert klaviyo_error(sms)["source"] == {"pointer": "/data/attributes/channels"}
+    assert len(app.list_subscriptions().items) == 1
