@@ -59,6 +59,8 @@ class Settings:
     trigger_delay: int = attrs.field(default=0, validator=not_negative)
     inventory_required: int = attrs.field(default=1, validator=[positive, at_most(MAX_INT)])
     admin_api_key: Secret | None = None
+    #: server-to-server key (a shop's backend): may set message content; see docs/security.md
+    secret_api_key: Secret | None = None
     secret_key: Secret | None = None  # signs unsubscribe links; generated and stored if unset
     public_url: str = attrs.field(default="http://127.0.0.1:8000", validator=http_url)
     host: str = "127.0.0.1"
