@@ -267,16 +267,37 @@ def stock() -> None:
 @click.argument("quantity", type=click.IntRange(min=0))
 @click.option("--scope")
 @click.option("--source")
+@click.option("--product-title", help="Product title for messages")
+@click.option("--variant-title", help="Variant title for messages")
+@click.option("--url", help="Product page URL for messages (http/https)")
+@click.option("--image-url", help="Image URL for messages (http/https)")
 @pass_ctx
 @handle_errors
 def stock_set(
-    ctx: Context, variant_id: str, quantity: int, scope: str | None, source: str | None
+    ctx: Context,
+    variant_id: str,
+    quantity: int,
+    scope: str | None,
+    source: str | None,
+    product_title: str | None,
+    variant_title: str | None,
+    url: str | None,
+    image_url: str | None,
 ) -> None:
-    """Set a variant's available quantity; a restock is released by the running worker
-    (or by `restock worker --once`)."""
+    """Set a variant's available quantity (and optionally its titles, URL and image for
+    messages); a restock is released by the running worker (or by `restock worker --once`)."""
     app = ctx.app()
     _ensure_schema(app)
-    result = app.set_stock(variant_id, quantity, scope=scope, source=source)
+    result = app.set_stock(
+        variant_id,
+        quantity,
+        scope=scope,
+        source=source,
+        product_title=product_title,
+        variant_title=variant_title,
+        url=url,
+        image_url=image_url,
+    )
     note = f", restock #{result.restocks_opened[0]} opened" if result.restocks_opened else ""
     click.echo(f"{variant_id}@{scope or 'default'} = {quantity}{note}")
 

@@ -93,3 +93,24 @@ def test_check_runs_a_reconciliation_pass(run) -> None:
     result = run("check")
     assert result.exit_code == 0 and "checked 1 variant/scope pairs" in result.output
     assert run("check", "--source", "nowhere").exit_code == 1
+
+
+def test_stock_set_sets_message_content(run, tmp_path: Path) -> None:
+    assert run("subscribe", "v1", "--email", "ada@example.com").exit_code == 0
+    bad = run("stock", "set", "v1", "0", "--url", "javascript:alert(1)")
+    assert bad.exit_code == 1 and bad.output.startswith("error: url must be an http(s) URL")
+    out = run(
+        "stock",
+        "set",
+        "v1",
+        "2",
+        "--product-title",
+        "Linen Shirt",
+        "--url",
+        "https://shop.example/p/linen",
+    )
+    assert out.exit_code == 0, out.output
+    assert run("worker", "--once").exit_code == 0
+    (line,) = (tmp_path / "out.jsonl").read_text().splitlines()
+    message = json.loads(line)
+    assert "Linen Shirt" in message["subject"] and "https://shop.example/p/linen" in message["text"]

@@ -7,6 +7,7 @@
     store.suppressions    contacts that bounced or opted out
     store.events          webhook replay protection
     store.meta            installation-wide values (the generated signing secret)
+    store.catalog         message content set by trusted callers (the manual source)
 
 Values come back as attrs classes from :mod:`restock_core.models`, statuses as enums. Nothing
 here imports from the modules above it (app, worker, api, plugins)."""
@@ -24,6 +25,7 @@ from .. import db as tables
 from ..db import processed_events, suppressions, utcnow
 from ..models import Channel
 from ._base import MAX_ROW_ID, WAKE_CHANNEL, Db
+from .catalog import CatalogStore
 from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
 from .outbox import add_suppression as _add_suppression
 from .restocks import Cursor, RestockStore
@@ -109,6 +111,7 @@ class Store(Db):
         self.suppressions = SuppressionStore(self)
         self.events = EventStore(self)
         self.meta = MetaStore(self)
+        self.catalog = CatalogStore(self)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
