@@ -59,6 +59,7 @@ from .store import MAX_ROW_ID, EventMatch, Store
 from .tokens import Signer
 
 if TYPE_CHECKING:
+    from .base import PluginHost
     from .worker import Worker
 
 log = logging.getLogger("restock")
@@ -709,3 +710,9 @@ class App:
 
 
 __all__ = ["App", "Page", "SignUp", "StockResult", "load_config"]
+
+
+if TYPE_CHECKING:
+
+    def _app_is_a_plugin_host(app: App) -> PluginHost:
+        return app  # mypy checks that App implements everything PluginHost promises
