@@ -22,9 +22,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .app import App
 from .auth import Caller, CallerDep, require_admin
 from .clock import utcnow
-from .errors import RateLimitedError, RefusedError, RestockError, SuppressedError
+from .errors import (
+    NotFoundError,
+    RateLimitedError,
+    RefusedError,
+    RestockError,
+    SuppressedError,
+    ValidationError,
+)
 from .limits import client_ip
-from .models import Subscription, SubscriptionStatus
+from .models import Channel, Subscription, SubscriptionStatus
 from .signup import SignUpContext, check_text, max_length
 from .web import error_response
 
@@ -125,10 +132,10 @@ class SubscriptionIn(BaseModel):
     url: str | None = Field(default=None, max_length=max_length("url"))
     attributes: dict[str, Any] | None = None
     #: the built-in honeypot: a hidden field people leave empty
-    hp: str | None = Field(default=None, max_length=500)
+    hp: str | None = Field(default=None, max_length=max_length("honeypot"))
     #: what the form said the person agreed to, kept in the consent record
-    consent_text: str | None = Field(default=None, max_length=2000)
-    consent_version: str | None = Field(default=None, max_length=100)
+    consent_text: str | None = Field(default=None, max_length=max_length("consent_text"))
+    consent_version: str | None = Field(default=None, max_length=max_length("consent_version"))
 
 
 class StockIn(BaseModel):
@@ -352,6 +359,61 @@ def list_subscriptions(
 @admin.get("/subscriptions/{subscription_id}", tags=["admin"])
 def get_subscription(subscription_id: int, app: AppDep) -> dict[str, Any]:
     return subscription_json(app.get_subscription(subscription_id))
+
+
+class ContactIn(BaseModel):
+    """One person, by email address or phone number."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, max_length=max_length("email"))
+    phone: str | None = Field(default=None, max_length=max_length("phone"))
+
+
+@admin.get("/contacts/export", tags=["data rights"])
+def export_contact(
+    app: AppDep,
+    email: str | None = Query(None, max_length=max_length("email")),
+    phone: str | None = Query(None, max_length=max_length("phone")),
+) -> dict[str, Any]:
+    """Everything stored about one person: subscriptions, deliveries, consents, suppressions."""
+    return app.export_contact(email=email, phone=phone)
+
+
+@admin.post("/contacts/erase", tags=["data rights"])
+def erase_contact(body: ContactIn, app: AppDep) -> dict[str, Any]:
+    """Delete one person's subscriptions, deliveries and consent records; a suppression is
+    kept as a keyed hash so erasure does not re-enable mail."""
+    return app.erase_contact(email=body.email, phone=body.phone)
+
+
+@admin.get("/suppressions", tags=["data rights"])
+def list_suppressions(
+    app: AppDep,
+    channel: str | None = None,
+    after: str | None = Query(None, max_length=400),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """The suppression list, a page at a time (`next_after` feeds the next page)."""
+    items = app.list_suppressions(channel=channel, after=after, limit=limit)
+    last = items[-1] if len(items) == limit else None
+    return {"items": items, "next_after": f"{last['channel']}:{last['contact']}" if last else None}
+
+
+@admin.delete("/suppressions/{channel}/{contact:path}", tags=["data rights"])
+def lift_suppression(channel: str, contact: str, app: AppDep) -> dict[str, Any]:
+    """Lift a suppression (the person asked to hear from you again)."""
+    try:
+        chosen = Channel(channel)
+    except ValueError:
+        raise ValidationError(
+            f"unknown channel {channel!r}; use 'email' or 'sms'", field="channel"
+        ) from None
+    check_text(contact, "contact")
+    lifted = app.lift_suppression(chosen, contact)
+    if not lifted:
+        raise NotFoundError("no such suppression", field="contact")
+    return {"channel": str(chosen), "contact": contact, "lifted": True}
 
 
 @ops.get("/health", responses={503: {"description": "database unreachable"}})

@@ -4,6 +4,8 @@ all call. Everything that changes state goes through here."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -18,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import migrate
 from .clock import utcnow
 from .config import Config, ReleasePolicy, load_config, parse_config
-from .contacts import check_sms_number, resolve_contact
+from .contacts import check_sms_number, normalize_email, normalize_phone, resolve_contact
 from .errors import (
     AdapterError,
     ConfigError,
@@ -404,7 +406,14 @@ class App:
             raise ValidationError(str(exc), field="variant_id") from None
 
     def is_suppressed(self, channel: Channel, contact: str) -> bool:
-        return self.store.suppressions.contains(channel, contact)
+        return self.store.suppressions.contains(channel, contact, self.contact_hash(contact))
+
+    def contact_hash(self, contact: str) -> str:
+        """What an erased contact's suppression is kept as: a keyed hash (the signing
+        secret), so the list still blocks the person without naming them."""
+        key = self.settings.secret_key.value if self.settings.secret_key else self._stored_secret()
+        digest = hmac.new(key.encode(), contact.encode(), hashlib.sha256).hexdigest()
+        return f"sha256:{digest}"
 
     def suppress(self, channel: Channel, contact: str, reason: str) -> None:
         self.store.suppressions.add(channel, contact, reason)
@@ -419,7 +428,7 @@ class App:
     def lift_suppression(self, channel: Channel, contact: str) -> bool:
         """Remove `contact` from the suppression list of `channel` (the person opted in again,
         e.g. replied START). True when it was suppressed."""
-        return self.store.suppressions.remove(channel, contact)
+        return self.store.suppressions.remove(channel, contact, self.contact_hash(contact))
 
     def unsubscribe_contact(self, channel: Channel, contact: str, reason: str) -> int:
         """Unsubscribe every pending subscription of `contact` on `channel` (the person
@@ -699,6 +708,55 @@ class App:
             return False
         self.metrics.delivery_events.labels(provider=event.provider, event=event.event).inc()
         return event.outcome.is_known
+
+    # ------------------------------------------------------------------ data rights
+
+    def _contact(self, email: str | None, phone: str | None) -> str:
+        if (email is None) == (phone is None):
+            raise ValidationError("give exactly one of email or phone", field="email")
+        if email is not None:
+            return normalize_email(check_text(email, "email"))
+        return normalize_phone(check_text(str(phone), "phone"), self.phone_region())
+
+    def export_contact(
+        self, *, email: str | None = None, phone: str | None = None
+    ) -> dict[str, Any]:
+        """Everything stored about one person (GDPR/CCPA access): subscriptions, deliveries,
+        consent records and suppressions, as JSON values."""
+        contact = self._contact(email, phone)
+        return {
+            "contact": contact,
+            **self.store.contacts.export(contact, self.contact_hash(contact)),
+        }
+
+    def erase_contact(
+        self, *, email: str | None = None, phone: str | None = None
+    ) -> dict[str, Any]:
+        """Erase one person (GDPR/CCPA erasure): their subscriptions, deliveries and consent
+        records are deleted; a suppression (they opted out or bounced) is kept as a keyed
+        hash so erasure does not re-enable mail. Returns what was removed."""
+        contact = self._contact(email, phone)
+        erased = self.store.contacts.erase(contact, self.contact_hash(contact))
+        log.info("erased a contact: %s", erased)
+        return {"erased": erased}
+
+    def list_suppressions(
+        self, *, channel: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """A page of the suppression list; `after` is `channel:contact` of the last row."""
+        chosen = None
+        if channel is not None:
+            try:
+                chosen = Channel(channel)
+            except ValueError:
+                raise ValidationError(
+                    f"unknown channel {channel!r}; use 'email' or 'sms'", field="channel"
+                ) from None
+        if after is not None:
+            check_text(after, "after")
+        if not 1 <= limit <= 1000:
+            raise ValidationError("limit must be between 1 and 1000", field="limit")
+        return self.store.contacts.suppressions(chosen, after, limit)
 
     # ------------------------------------------------------------------ worker
 

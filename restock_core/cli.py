@@ -18,8 +18,9 @@ import sqlalchemy as sa
 
 from .app import App
 from .config import load_config
-from .errors import ConfigError, RestockError
+from .errors import ConfigError, NotFoundError, RestockError
 from .logs import setup_logging
+from .models import Channel
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -345,3 +346,75 @@ def subscriptions(
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig()
     main()
+
+
+def _contact_options(func: F) -> F:
+    func = click.option("--phone", help="E.164 phone number")(func)
+    return click.option("--email", help="email address")(func)  # type: ignore[return-value]
+
+
+@main.group()
+def contacts() -> None:
+    """Data rights: export or erase everything about one person."""
+
+
+@contacts.command("export")
+@_contact_options
+@pass_ctx
+@handle_errors
+def contacts_export(ctx: Context, email: str | None, phone: str | None) -> None:
+    """Print everything stored about one person as JSON (subscriptions, deliveries,
+    consents, suppressions)."""
+    app = ctx.app()
+    _ensure_schema(app)
+    click.echo(json.dumps(app.export_contact(email=email, phone=phone), indent=2))
+
+
+@contacts.command("erase")
+@_contact_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+@pass_ctx
+@handle_errors
+def contacts_erase(ctx: Context, email: str | None, phone: str | None, yes: bool) -> None:
+    """Delete one person's subscriptions, deliveries and consent records; a suppression is
+    kept as a keyed hash so erasure does not re-enable mail."""
+    app = ctx.app()
+    _ensure_schema(app)
+    if not yes:
+        click.confirm(f"Erase everything about {email or phone}?", abort=True)
+    click.echo(json.dumps(app.erase_contact(email=email, phone=phone)))
+
+
+@main.group()
+def suppressions() -> None:
+    """The suppression list: contacts that bounced or opted out."""
+
+
+@suppressions.command("list")
+@click.option("--channel", type=click.Choice(["email", "sms"]))
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--after", help="channel:contact of the last row shown (pagination)")
+@pass_ctx
+@handle_errors
+def suppressions_list(ctx: Context, channel: str | None, limit: int, after: str | None) -> None:
+    """List suppressed contacts."""
+    app = ctx.app()
+    _ensure_schema(app)
+    items = app.list_suppressions(channel=channel, after=after, limit=limit)
+    _table(items, ["channel", "contact", "reason", "created_at"])
+    if len(items) == limit:
+        click.echo(f"(more: --after {items[-1]['channel']}:{items[-1]['contact']})")
+
+
+@suppressions.command("lift")
+@click.argument("channel", type=click.Choice(["email", "sms"]))
+@click.argument("contact")
+@pass_ctx
+@handle_errors
+def suppressions_lift(ctx: Context, channel: str, contact: str) -> None:
+    """Lift a suppression (the person asked to hear from you again)."""
+    app = ctx.app()
+    _ensure_schema(app)
+    if not app.lift_suppression(Channel(channel), contact):
+        raise NotFoundError(f"{contact} is not suppressed for {channel}", field="contact")
+    click.echo(f"lifted: {channel} {contact}")

@@ -117,8 +117,12 @@ def check_message_url(url: str, field: str, allowed_hosts: Collection[str] = ())
 
 
 def max_length(name: str) -> int:
-    """The limit of a `SignUpRequest` field."""
-    limit: int = attrs.fields_dict(SignUpRequest)[name].metadata[MAX_LENGTH]
+    """The limit of a `SignUpRequest` field, or of a `SignUpContext` one (``consent_text``,
+    ``consent_version``, ``honeypot``)."""
+    fields = attrs.fields_dict(SignUpRequest)
+    if name not in fields:
+        fields = attrs.fields_dict(SignUpContext)
+    limit: int = fields[name].metadata[MAX_LENGTH]
     return limit
 
 
@@ -217,9 +221,9 @@ class SignUpContext:
     ip: str | None = None
     user_agent: str | None = None
     #: the built-in honeypot field (``hp``): people leave it empty, form-filling bots do not
-    honeypot: str | None = None
-    consent_text: str | None = None
-    consent_version: str | None = None
+    honeypot: str | None = attrs.field(default=None, metadata=_limit(500))
+    consent_text: str | None = attrs.field(default=None, metadata=_limit(2000))
+    consent_version: str | None = attrs.field(default=None, metadata=_limit(100))
     #: other form fields, for plugins (e.g. ``{"cf-turnstile-response": "..."}``)
     form: Mapping[str, Any] = attrs.field(factory=dict)
 

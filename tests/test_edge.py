@@ -449,3 +449,75 @@ def test_client_ip_believes_only_trusted_proxies() -> None:
     assert client_ip("10.1.2.3", "1.2.3.4", ()) == "10.1.2.3"
     with pytest.raises(ValueError, match="trusted_proxies"):
         parse_networks(["not-an-ip"])
+
+
+# ---------------------------------------------------------------- 8. data rights
+
+
+def test_export_and_erase_a_contact_keeps_opt_outs(edge) -> None:
+    client = edge()
+    app = client.restock
+    for variant in ("v1", "v2"):
+        client.post(
+            "/subscriptions",
+            json={"variant_id": variant, "email": "ada@example.com", "consent_text": "I agree"},
+        )
+    client.post("/subscriptions", json={"variant_id": "v1", "email": "bob@example.com"})
+    client.put("/stock/v1", json={"quantity": 5}, headers=ADMIN)
+    app.worker().drain()
+    from restock_core.models import Channel
+
+    app.suppress(Channel.EMAIL, "ada@example.com", "sendgrid unsubscribe: ada@example.com")
+    exported = client.get("/contacts/export", params={"email": "ADA@example.com"}, headers=ADMIN)
+    assert exported.status_code == 200
+    data = exported.json()
+    assert data["contact"] == "ada@example.com"
+    assert len(data["subscriptions"]) == 2 and len(data["deliveries"]) == 1
+    assert [c["text"] for c in data["consents"]] == ["I agree", "I agree"]
+    assert data["suppressions"][0]["channel"] == "email"
+    assert client.get("/contacts/export", headers=ADMIN).status_code == 422
+    assert client.get("/contacts/export", params={"email": "a@example.com"}).status_code == 401
+
+    erased = client.post("/contacts/erase", json={"email": "ada@example.com"}, headers=ADMIN)
+    assert erased.status_code == 200
+    assert erased.json()["erased"] == {
+        "subscriptions": 2,
+        "deliveries": 1,
+        "consents": 0,  # they went with the subscriptions
+        "suppressions_kept_hashed": 1,
+    }
+    after = app.export_contact(email="ada@example.com")
+    assert after["subscriptions"] == after["deliveries"] == after["consents"] == []
+    (kept,) = after["suppressions"]
+    assert kept["contact"].startswith("sha256:") and "ada@" not in kept["reason"]
+    # erasure does not re-enable mail: she still cannot be signed up
+    assert app.is_suppressed(Channel.EMAIL, "ada@example.com")
+    assert client.post(
+        "/subscriptions", json={"variant_id": "v3", "email": "ada@example.com"}
+    ).json() == {"status": "accepted"}
+    assert not app.list_subscriptions(contact="ada@example.com").items
+    # nobody else was touched
+    assert len(app.list_subscriptions(contact="bob@example.com").items) == 1
+
+
+def test_list_and_lift_suppressions(edge) -> None:
+    from restock_core.models import Channel
+
+    client = edge()
+    app = client.restock
+    for i in range(3):
+        app.suppress(Channel.EMAIL, f"s{i}@example.com", "bounce")
+    app.suppress(Channel.SMS, "+14155550100", "STOP")
+    page = client.get("/suppressions", params={"limit": 2}, headers=ADMIN).json()
+    assert [r["contact"] for r in page["items"]] == ["s0@example.com", "s1@example.com"]
+    rest = client.get(
+        "/suppressions", params={"limit": 2, "after": page["next_after"]}, headers=ADMIN
+    ).json()
+    assert [r["contact"] for r in rest["items"]] == ["s2@example.com", "+14155550100"]
+    sms = client.get("/suppressions", params={"channel": "sms"}, headers=ADMIN).json()
+    assert [r["contact"] for r in sms["items"]] == ["+14155550100"]
+    lifted = client.delete("/suppressions/email/s1@example.com", headers=ADMIN)
+    assert lifted.status_code == 200 and not app.is_suppressed(Channel.EMAIL, "s1@example.com")
+    assert client.delete("/suppressions/email/s1@example.com", headers=ADMIN).status_code == 404
+    assert client.delete("/suppressions/fax/x", headers=ADMIN).status_code == 422
+    assert client.get("/suppressions", params={"channel": "fax"}, headers=ADMIN).status_code == 422

@@ -8,6 +8,7 @@
     store.events          webhook replay protection
     store.meta            installation-wide values (the generated signing secret)
     store.catalog         message content set by trusted callers (the manual source)
+    store.contacts        data rights: export or erase one contact, the suppression list
 
 Values come back as attrs classes from :mod:`restock_core.models`, statuses as enums. Nothing
 here imports from the modules above it (app, worker, api, plugins)."""
@@ -29,6 +30,7 @@ from .catalog import CatalogStore
 from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
 from .outbox import add_suppression as _add_suppression
 from .restocks import Cursor, RestockStore
+from .rights import ContactStore
 from .stock import Recorded, StockStore
 from .subscriptions import SubscriptionStore
 
@@ -37,21 +39,25 @@ class SuppressionStore:
     def __init__(self, db: Db):
         self.db = db
 
-    def contains(self, channel: Channel, contact: str) -> bool:
+    def contains(self, channel: Channel, contact: str, hashed: str | None = None) -> bool:
+        """Whether `contact` (or, after an erasure, its `hashed` form) is suppressed."""
+        names = [contact] if hashed is None else [contact, hashed]
         with self.db.read_engine.connect() as conn:
             found = conn.execute(
                 sa.select(sa.literal(1)).where(
-                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                    suppressions.c.channel == str(channel), suppressions.c.contact.in_(names)
                 )
             ).first()
         return found is not None
 
-    def remove(self, channel: Channel, contact: str) -> bool:
-        """True when `contact` was suppressed for `channel` (and no longer is)."""
+    def remove(self, channel: Channel, contact: str, hashed: str | None = None) -> bool:
+        """True when `contact` (or its `hashed` form) was suppressed for `channel` (and no
+        longer is)."""
+        names = [contact] if hashed is None else [contact, hashed]
         with self.db.engine.begin() as conn:
             result = conn.execute(
                 sa.delete(suppressions).where(
-                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                    suppressions.c.channel == str(channel), suppressions.c.contact.in_(names)
                 )
             )
         return bool(result.rowcount)
@@ -112,6 +118,7 @@ class Store(Db):
         self.events = EventStore(self)
         self.meta = MetaStore(self)
         self.catalog = CatalogStore(self)
+        self.contacts = ContactStore(self)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
