@@ -130,7 +130,7 @@ class App:
                 'resolve = "logger")'
             )
         self.routing = channel_routing(self.settings, self.instances)
-        self.renderer = Renderer(os.environ.get("RESTOCK_TEMPLATES"))
+        self.renderer = Renderer(self.settings.templates or os.environ.get("RESTOCK_TEMPLATES"))
         self.metrics = Metrics()
         self._signer: Signer | None = None
         self._describe_cache: dict[tuple[str, str], tuple[float, VariantInfo | None]] = {}

@@ -9,6 +9,7 @@
     store.meta            installation-wide values (the generated signing secret)
     store.catalog         message content set by trusted callers (the manual source)
     store.contacts        data rights: export or erase one contact, the suppression list
+    store.dashboard       the merchant dashboard's reads (demand, subscribers, restocks ...)
 
 Values come back as attrs classes from :mod:`restock_core.models`, statuses as enums. Nothing
 here imports from the modules above it (app, worker, api, plugins)."""
@@ -27,6 +28,7 @@ from ..db import processed_events, suppressions, utcnow
 from ..models import Channel
 from ._base import MAX_ROW_ID, WAKE_CHANNEL, Db
 from .catalog import CatalogStore
+from .dashboard import DashboardStore
 from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
 from .outbox import add_suppression as _add_suppression
 from .restocks import Cursor, RestockStore
@@ -119,6 +121,7 @@ class Store(Db):
         self.meta = MetaStore(self)
         self.catalog = CatalogStore(self)
         self.contacts = ContactStore(self)
+        self.dashboard = DashboardStore(self)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
