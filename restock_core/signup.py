@@ -236,10 +236,6 @@ class SignUpContext:
         }
 
 
-#: the public caller with nothing known about it
-PUBLIC = SignUpContext(trusted=False)
-
-
 @attrs.frozen
 class Veto:
     """A ``before_subscribe`` refusal. `silent` answers like a success (honeypots)."""
