@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "DeliveryEvent": "models",
     "DeliveryOutcome": "models",
     "DeliveryStatus": "models",
+    "Hold": "models",
     "Message": "models",
     "Outcome": "models",
     "Restock": "models",
@@ -58,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     "SubscriptionStatus": "models",
     "VariantInfo": "models",
     "SignUpRequest": "signup",
+    # contacts: one spelling per person, as the core stores them
+    "normalize_email": "contacts",
+    "normalize_phone": "contacts",
     # helpers for HTTP-facing plugins
     "error_body": "web",
     "error_response": "web",
@@ -75,6 +79,7 @@ __all__ = [
     "DeliveryEvent",
     "DeliveryOutcome",
     "DeliveryStatus",
+    "Hold",
     "InStockError",
     "InventoryAdapter",
     "Message",
@@ -103,6 +108,8 @@ __all__ = [
     "error_response",
     "hookimpl",
     "http_url",
+    "normalize_email",
+    "normalize_phone",
     "not_negative",
     "parse_retry_after",
     "positive",
@@ -131,6 +138,7 @@ if TYPE_CHECKING:
     from .base import InventoryAdapter, PluginHost, Provider
     from .clock import utcnow
     from .config import Secret
+    from .contacts import normalize_email, normalize_phone
     from .errors import (
         AdapterError,
         ConfigError,
@@ -146,6 +154,7 @@ if TYPE_CHECKING:
         DeliveryEvent,
         DeliveryOutcome,
         DeliveryStatus,
+        Hold,
         Message,
         Outcome,
         Restock,

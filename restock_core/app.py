@@ -6,12 +6,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -43,6 +45,7 @@ from .models import (
     SubscriptionStatus,
     VariantInfo,
 )
+from .pacing import ProviderGate
 from .plugins import PluginInstance, PluginRegistry, channel_routing
 from .rendering import Renderer
 from .signup import (
@@ -58,6 +61,7 @@ from .signup import (
 )
 from .stock import MAX_QUANTITY
 from .store import MAX_ROW_ID, EventMatch, Store
+from .store.outbox import RetryFilter
 from .tokens import Signer
 
 if TYPE_CHECKING:
@@ -132,6 +136,11 @@ class App:
         self.routing = channel_routing(self.settings, self.instances)
         self.renderer = Renderer(self.settings.templates or os.environ.get("RESTOCK_TEMPLATES"))
         self.metrics = Metrics()
+        #: per provider instance, shared by every worker thread: pace, 429 pauses, outages
+        self.gates = {
+            pid: ProviderGate(pid, instance.obj.requests_per_second)
+            for pid, instance in self.providers.items()
+        }
         self._signer: Signer | None = None
         self._describe_cache: dict[tuple[str, str], tuple[float, VariantInfo | None]] = {}
         window = self.settings.limit_window
@@ -141,6 +150,8 @@ class App:
         self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
         for instance in self.instances:
             instance.obj.bind(self, instance.id)
+            if instance.id in self.gates:
+                instance.obj._gate = self.gates[instance.id]
             for number, observer in enumerate(instance.obj.observers()):
                 self.registry.register(observer, name=f"{instance.id}:observer:{number}")
 
@@ -526,6 +537,16 @@ class App:
         self.store.subscriptions.unsubscribe(subscription_id)
         return self.get_subscription(subscription_id)
 
+    def stop_all_messages(self, token: str) -> Subscription:
+        """The person behind a signed token wants no more back-in-stock messages at all: the
+        contact is suppressed for its channel and its pending sign-ups end (their queued
+        messages are cancelled). Idempotent."""
+        subscription = self.get_subscription(self.signer.verify(token))
+        reason = "asked to stop all back-in-stock messages (unsubscribe page)"
+        self.suppress(subscription.channel, subscription.contact, reason)
+        self.unsubscribe_contact(subscription.channel, subscription.contact, reason)
+        return self.get_subscription(subscription.id)
+
     # ------------------------------------------------------------------ stock
 
     def set_stock(
@@ -759,6 +780,67 @@ class App:
         return self.store.contacts.suppressions(chosen, after, limit)
 
     # ------------------------------------------------------------------ worker
+
+    # ------------------------------------------------------------------ provider outages
+
+    _OUTAGE_KEY = "provider_outage:"
+
+    def provider_outage_started(self, provider_id: str, reason: str) -> None:
+        """A provider refused restock's credentials: its sends are paused (deliveries stay
+        queued) until a probe succeeds. Loud on purpose: error log, metric, /health."""
+        log.error(
+            "provider %s refuses restock's credentials (%s): its messages stay queued and "
+            "are sent once the key works again; fix the API key in plugins.toml",
+            provider_id,
+            reason,
+        )
+        self.metrics.provider_down.labels(provider=provider_id).set(1)
+        self.store.meta.put(
+            self._OUTAGE_KEY + provider_id,
+            json.dumps({"reason": reason[:500], "since": utcnow().isoformat()}),
+        )
+
+    def provider_outage_ended(self, provider_id: str) -> None:
+        log.warning("provider %s accepts restock's credentials again; sending resumes", provider_id)
+        self.metrics.provider_down.labels(provider=provider_id).set(0)
+        self.store.meta.delete(self._OUTAGE_KEY + provider_id)
+
+    def provider_outages(self) -> dict[str, dict[str, str]]:
+        """Providers in an outage, as any process of this install recorded them."""
+        found: dict[str, dict[str, str]] = {}
+        for provider_id, value in self.store.meta.with_prefix(self._OUTAGE_KEY).items():
+            try:
+                found[provider_id] = dict(json.loads(value))
+            except ValueError:
+                found[provider_id] = {"reason": "unknown"}
+        return found
+
+    def retry_deliveries(
+        self,
+        *,
+        restock_id: int | None = None,
+        provider: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[int]:
+        """Queue failed deliveries again (after fixing a key, a template, an outage), by
+        restock, provider, a substring of the failure reason and/or creation time range.
+        Suppressed contacts and people who signed up again are left out. Returns the ids."""
+        if provider is not None and provider not in self.providers:
+            raise ValidationError(
+                f"unknown provider {provider!r}; configured: {', '.join(sorted(self.providers))}",
+                field="provider",
+            )
+        if since is not None and until is not None and since >= until:
+            raise ValidationError("since must be before until", field="since")
+        ids = self.store.outbox.retry_failed(
+            RetryFilter(restock_id, provider, reason or None, since, until)
+        )
+        if ids:
+            log.info("%s failed deliveries queued again", len(ids))
+            self.wake()
+        return ids
 
     def worker(self) -> Worker:
         """A worker for this app: `.run(stop_event)` loops, `.drain()` does what is due now."""

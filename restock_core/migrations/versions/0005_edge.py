@@ -1,7 +1,7 @@
 """edge: catalog content set by trusted callers; consent records
 
 Revision ID: 0005_edge
-Revises: 0003_faces
+Revises: 0004_delivery
 Create Date: 2026-12-02 15:25:00
 
 - `catalog` (source, variant_id): titles, product URL and image set by the admin for sources
@@ -17,7 +17,7 @@ import restock_core.db
 
 
 revision = '0005_edge'
-down_revision = '0003_faces'
+down_revision = '0004_delivery'
 branch_labels = None
 depends_on = None
 
