@@ -7,6 +7,8 @@
     store.suppressions    contacts that bounced or opted out
     store.events          webhook replay protection
     store.meta            installation-wide values (the generated signing secret)
+    store.catalog         message content set by trusted callers (the manual source)
+    store.contacts        data rights: export or erase one contact, the suppression list
     store.dashboard       the merchant dashboard's reads (demand, subscribers, restocks ...)
 
 Values come back as attrs classes from :mod:`restock_core.models`, statuses as enums. Nothing
@@ -25,10 +27,12 @@ from .. import db as tables
 from ..db import processed_events, suppressions, utcnow
 from ..models import Channel
 from ._base import MAX_ROW_ID, WAKE_CHANNEL, Db
+from .catalog import CatalogStore
 from .dashboard import DashboardStore
 from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
 from .outbox import add_suppression as _add_suppression
 from .restocks import Cursor, RestockStore
+from .rights import ContactStore
 from .stock import Recorded, StockStore
 from .subscriptions import SubscriptionStore
 
@@ -37,21 +41,25 @@ class SuppressionStore:
     def __init__(self, db: Db):
         self.db = db
 
-    def contains(self, channel: Channel, contact: str) -> bool:
+    def contains(self, channel: Channel, contact: str, hashed: str | None = None) -> bool:
+        """Whether `contact` (or, after an erasure, its `hashed` form) is suppressed."""
+        names = [contact] if hashed is None else [contact, hashed]
         with self.db.read_engine.connect() as conn:
             found = conn.execute(
                 sa.select(sa.literal(1)).where(
-                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                    suppressions.c.channel == str(channel), suppressions.c.contact.in_(names)
                 )
             ).first()
         return found is not None
 
-    def remove(self, channel: Channel, contact: str) -> bool:
-        """True when `contact` was suppressed for `channel` (and no longer is)."""
+    def remove(self, channel: Channel, contact: str, hashed: str | None = None) -> bool:
+        """True when `contact` (or its `hashed` form) was suppressed for `channel` (and no
+        longer is)."""
+        names = [contact] if hashed is None else [contact, hashed]
         with self.db.engine.begin() as conn:
             result = conn.execute(
                 sa.delete(suppressions).where(
-                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                    suppressions.c.channel == str(channel), suppressions.c.contact.in_(names)
                 )
             )
         return bool(result.rowcount)
@@ -130,6 +138,8 @@ class Store(Db):
         self.suppressions = SuppressionStore(self)
         self.events = EventStore(self)
         self.meta = MetaStore(self)
+        self.catalog = CatalogStore(self)
+        self.contacts = ContactStore(self)
         self.dashboard = DashboardStore(self)
 
     @classmethod
