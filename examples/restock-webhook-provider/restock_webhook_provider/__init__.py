@@ -83,8 +83,13 @@ class WebhookProvider(Provider):
                 for m in messages
             ]
         reason = f"HTTP {response.status_code}"
-        if response.status_code == 429 or response.status_code >= 500:
-            delay = parse_retry_after(response.headers.get("Retry-After"))
+        delay = parse_retry_after(response.headers.get("Retry-After"))
+        if response.status_code == 429:  # the core pauses this provider; no attempt is used
+            return [SendResult.rate_limited(m.delivery_id, reason, delay) for m in messages]
+        # a wrong or rotated secret is an outage, not a failure
+        if response.status_code in (401, 403):
+            return [SendResult.unauthorized(m.delivery_id, reason) for m in messages]
+        if response.status_code >= 500:
             return [SendResult.retry(m.delivery_id, reason, retry_after=delay) for m in messages]
         return [SendResult.failed(m.delivery_id, reason) for m in messages]
 
