@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "PluginHost": "base",
     "Provider": "base",
     "InventoryAdapter": "base",
+    "ObserverPlugin": "base",
     # hooks
     "hookimpl": "hookspecs",
     # options
@@ -44,6 +45,9 @@ _EXPORTS: dict[str, str] = {
     "ValidationError": "errors",
     # values
     "Channel": "models",
+    "Conversion": "models",
+    "Order": "models",
+    "OrderLine": "models",
     "DeliveryEvent": "models",
     "DeliveryOutcome": "models",
     "DeliveryStatus": "models",
@@ -72,6 +76,7 @@ __all__ = [
     "App",
     "Channel",
     "ConfigError",
+    "Conversion",
     "DeliveryEvent",
     "DeliveryOutcome",
     "DeliveryStatus",
@@ -79,6 +84,9 @@ __all__ = [
     "InventoryAdapter",
     "Message",
     "NotFoundError",
+    "ObserverPlugin",
+    "Order",
+    "OrderLine",
     "Outcome",
     "Page",
     "PluginHost",
@@ -128,7 +136,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .app import App, Page, SignUp, StockResult
-    from .base import InventoryAdapter, PluginHost, Provider
+    from .base import InventoryAdapter, ObserverPlugin, PluginHost, Provider
     from .clock import utcnow
     from .config import Secret
     from .errors import (
@@ -143,10 +151,13 @@ if TYPE_CHECKING:
     from .hookspecs import hookimpl
     from .models import (
         Channel,
+        Conversion,
         DeliveryEvent,
         DeliveryOutcome,
         DeliveryStatus,
         Message,
+        Order,
+        OrderLine,
         Outcome,
         Restock,
         RestockStatus,

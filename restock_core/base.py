@@ -17,6 +17,8 @@ from .models import Channel, DeliveryEvent, Message, SendResult, StockKey, Stock
 
 if TYPE_CHECKING:
     from .app import Page, SignUp, StockResult
+    from .models import Conversion, Order
+    from .store.webhooks import WebhookLog
 
 
 class PluginHost(Protocol):
@@ -122,6 +124,22 @@ class PluginHost(Protocol):
         suppressing). False for a replayed `event_id` or an unknown / no longer sent one."""
         ...
 
+    def record_orders(self, orders: Sequence[Order]) -> list[Conversion]:
+        """Record orders the platform reported (webhooks, polls) for revenue attribution;
+        an order already recorded (same source and id) changes nothing. Returns the
+        conversions made (docs/attribution.md)."""
+        ...
+
+    def cancel_order(self, source: str, order_id: str) -> list[Conversion]:
+        """The platform cancelled or refunded an order: take back its conversions."""
+        ...
+
+    @property
+    def webhook_log(self) -> WebhookLog:
+        """The outgoing-webhook delivery log (add, claim, delivered, attempt_failed,
+        recent), for plugins that post events durably like the built-in ``webhook``."""
+        ...
+
     @property
     def install_id(self) -> str:
         """A random id of this installation; tag messages with it so webhook events of
@@ -215,3 +233,9 @@ class InventoryAdapter(_PluginBase):
 
     def normalize_variant_id(self, variant_id: str) -> str:
         return variant_id
+
+
+class ObserverPlugin(_PluginBase):
+    """A plugin configured in plugins.toml that only watches (registered through
+    ``register_observers``): subclass it, set ``name`` and return the objects holding its
+    ``@hookimpl`` observer methods from ``observers()`` (often ``[self]``)."""

@@ -7,6 +7,9 @@
     store.suppressions    contacts that bounced or opted out
     store.events          webhook replay protection
     store.meta            installation-wide values (the generated signing secret)
+    store.catalog         the product upsert's variants (titles, URL, image)
+    store.orders          platform orders and the conversions they make (attribution)
+    store.webhooks        the outgoing-webhook delivery log
 
 Values come back as attrs classes from :mod:`restock_core.models`, statuses as enums. Nothing
 here imports from the modules above it (app, worker, api, plugins)."""
@@ -24,11 +27,14 @@ from .. import db as tables
 from ..db import processed_events, suppressions, utcnow
 from ..models import Channel
 from ._base import MAX_ROW_ID, WAKE_CHANNEL, Db
+from .catalog import CatalogStore
+from .orders import OrderStore
 from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
 from .outbox import add_suppression as _add_suppression
 from .restocks import Cursor, RestockStore
 from .stock import Recorded, StockStore
 from .subscriptions import SubscriptionStore
+from .webhooks import WebhookDelivery, WebhookLog
 
 
 class SuppressionStore:
@@ -109,6 +115,9 @@ class Store(Db):
         self.suppressions = SuppressionStore(self)
         self.events = EventStore(self)
         self.meta = MetaStore(self)
+        self.catalog = CatalogStore(self)
+        self.orders = OrderStore(self)
+        self.webhooks = WebhookLog(self)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -161,4 +170,6 @@ __all__ = [
     "Retry",
     "Sent",
     "Store",
+    "WebhookDelivery",
+    "WebhookLog",
 ]
