@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import migrate
 from .clock import utcnow
 from .config import Config, ReleasePolicy, load_config, parse_config
-from .contacts import normalize_email, normalize_phone, resolve_contact
+from .contacts import email_key, normalize_phone, resolve_contact
 from .errors import (
     AdapterError,
     ConfigError,
@@ -633,12 +633,8 @@ class App:
                 field="source",
             )
         adapter = self.adapters[order.source].obj
-        email = phone = None
-        if order.email:
-            try:
-                email = normalize_email(order.email)
-            except ValidationError:
-                email = None
+        email = email_key(order.email) if order.email else None
+        phone = None
         if order.phone:
             try:
                 phone = normalize_phone(order.phone, self.phone_region())
@@ -650,7 +646,9 @@ class App:
                 variant_id = adapter.normalize_variant_id(line.variant_id)
             except ValueError:
                 continue  # not a variant of this platform: it cannot match a sign-up
-            lines.append(attrs.evolve(line, variant_id=variant_id))
+            lines.append(
+                line if variant_id == line.variant_id else attrs.evolve(line, variant_id=variant_id)
+            )
         return attrs.evolve(order, email=email, phone=phone, lines=tuple(lines))
 
     # ------------------------------------------------------------------ worker

@@ -75,22 +75,25 @@ class OrderStore:
         """Insert the orders; return those that were not stored before."""
         new: list[Order] = []
         for part in chunks(batch, IN_CHUNK):
-            keys = {(o.source, o.order_id) for o in part}
             stored = {
                 (src, oid)
                 for src, oid in conn.execute(
                     sa.select(orders.c.source, orders.c.order_id).where(
-                        sa.tuple_(orders.c.source, orders.c.order_id).in_(list(keys))
+                        orders.c.source.in_(sorted({o.source for o in part})),
+                        orders.c.order_id.in_(sorted({o.order_id for o in part})),
                     )
                 )
             }
             fresh = [o for o in part if (o.source, o.order_id) not in stored]
             if not fresh:
                 continue
-            inserted = conn.execute(
-                self.db.insert(orders)
-                .on_conflict_do_nothing(index_elements=["source", "order_id"])
-                .returning(orders.c.source, orders.c.order_id),
+            # no RETURNING: a plain executemany is several times cheaper. An order a
+            # concurrent call stored in between is converted by both; the unique key on
+            # conversions.subscription_id keeps that to one conversion each.
+            conn.execute(
+                self.db.insert(orders).on_conflict_do_nothing(
+                    index_elements=["source", "order_id"]
+                ),
                 [
                     {
                         "source": o.source,
@@ -103,9 +106,8 @@ class OrderStore:
                     }
                     for o in fresh
                 ],
-            ).all()
-            won = {(src, oid) for src, oid in inserted}
-            new.extend(o for o in fresh if (o.source, o.order_id) in won)
+            )
+            new.extend(fresh)
         return new
 
     def _convert(
@@ -113,42 +115,56 @@ class OrderStore:
     ) -> list[Conversion]:
         contacts = sorted({x for o in part for x in contacts_of(o)})
         customers = sorted({o.customer_id for o in part if o.customer_id})
-        variants = sorted({line.variant_id for o in part for line in o.lines})
-        sources = sorted({o.source for o in part})
-        if not variants or not (contacts or customers):
+        wanted = {line.variant_id for o in part for line in o.lines}
+        sources = {o.source for o in part}
+        if not wanted or not (contacts or customers):
             return []
         earliest = min(o.placed_at for o in part) - window
         latest = max(o.placed_at for o in part)
-        person = []
-        if contacts:
-            person.append(s.c.contact.in_(contacts))
-        if customers:
-            person.append(s.c.customer_id.in_(customers))
-        query = (
-            sa.select(
-                s.c.id, s.c.source, s.c.variant_id, s.c.contact, s.c.customer_id, s.c.notified_at
+        seen: dict[int, Candidate] = {}
+        # one read per way of naming a person, each on its index; variant and source are
+        # checked by `match`, not here: as SQL terms they tempt SQLite (no statistics) into
+        # walking every notified row of each variant through ix_subscriptions_release
+        for column, values in ((s.c.contact, contacts), (s.c.customer_id, customers)):
+            if not values:
+                continue
+            query = (
+                sa.select(
+                    s.c.id,
+                    s.c.source,
+                    s.c.variant_id,
+                    s.c.contact,
+                    s.c.customer_id,
+                    s.c.notified_at,
+                )
+                .select_from(s.outerjoin(c, c.c.subscription_id == s.c.id))
+                .where(
+                    column.in_(values),
+                    s.c.status == NOTIFIED,
+                    s.c.notified_at >= earliest,
+                    s.c.notified_at <= latest,
+                    c.c.id.is_(None),
+                )
             )
-            .select_from(s.outerjoin(c, c.c.subscription_id == s.c.id))
-            .where(
-                sa.or_(*person),
-                s.c.variant_id.in_(variants),
-                s.c.source.in_(sources),
-                s.c.status == NOTIFIED,
-                s.c.notified_at >= earliest,
-                s.c.notified_at <= latest,
-                c.c.id.is_(None),
-            )
-        )
-        candidates = [
-            Candidate(sid, src, variant, contact, customer, notified)
-            for sid, src, variant, contact, customer, notified in conn.execute(query)
-        ]
+            for sid, src, variant, contact, customer, notified in conn.execute(query):
+                if variant in wanted and src in sources:
+                    seen[sid] = Candidate(sid, src, variant, contact, customer, notified)
+        candidates = list(seen.values())
         if not candidates:
             return []
+        by_person: dict[str, list[Candidate]] = {}
+        for candidate in candidates:
+            by_person.setdefault(candidate.contact, []).append(candidate)
+            if candidate.customer_id:
+                by_person.setdefault("customer:" + candidate.customer_id, []).append(candidate)
         taken: set[int] = set()
         found: list[Conversion] = []
         for order in sorted(part, key=lambda o: (o.placed_at, o.order_id)):
-            made = match(order, candidates, window, taken)
+            keys = [*contacts_of(order)]
+            if order.customer_id:
+                keys.append("customer:" + order.customer_id)
+            mine = {id(x): x for key in keys for x in by_person.get(key, ())}
+            made = match(order, mine.values(), window, taken)
             taken.update(x.subscription_id for x in made)
             found.extend(made)
         if not found:
