@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -614,6 +614,9 @@ class App:
             )
             self.notify_observers("conversion_recorded", conversion=conversion)
         return made
+
+    def latest_order_at(self, source: str) -> datetime | None:
+        return self.store.orders.latest_placed_at(source)
 
     def cancel_order(self, source: str, order_id: str) -> list[Conversion]:
         """The platform cancelled or refunded an order: take back its conversions."""

@@ -11,6 +11,7 @@ Everything here is exported from :mod:`restock_core`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .models import Channel, DeliveryEvent, Message, SendResult, StockKey, StockUpdate, VariantInfo
@@ -128,6 +129,11 @@ class PluginHost(Protocol):
         """Record orders the platform reported (webhooks, polls) for revenue attribution;
         an order already recorded (same source and id) changes nothing. Returns the
         conversions made (docs/attribution.md)."""
+        ...
+
+    def latest_order_at(self, source: str) -> datetime | None:
+        """When the newest recorded order of `source` was placed (where an order poll
+        resumes), or None."""
         ...
 
     def cancel_order(self, source: str, order_id: str) -> list[Conversion]:
