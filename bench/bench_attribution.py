@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--subscriptions", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--database", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
     url = args.database or f"sqlite:///{tempfile.mkdtemp()}/attribution.db"

@@ -652,6 +652,11 @@ class App:
             lines.append(
                 line if variant_id == line.variant_id else attrs.evolve(line, variant_id=variant_id)
             )
+        unchanged = len(lines) == len(order.lines) and all(
+            a is b for a, b in zip(lines, order.lines, strict=True)
+        )
+        if unchanged and email == order.email and phone == order.phone:
+            return order  # already normalised (most orders): no copy
         return attrs.evolve(order, email=email, phone=phone, lines=tuple(lines))
 
     # ------------------------------------------------------------------ worker

@@ -62,7 +62,8 @@ def parse_order(payload: Mapping[str, Any], source: str) -> Order:
     currency = payload.get("currency")
     if not isinstance(currency, str) or len(currency) != 3:
         raise NotAnOrder("currency must be an ISO 4217 code")
-    customer = payload.get("customer") if isinstance(payload.get("customer"), Mapping) else {}
+    found = payload.get("customer")
+    customer: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     lines = []
     for item in payload.get("line_items") or []:
         if not isinstance(item, Mapping):
