@@ -3,7 +3,6 @@ and the App underneath is synchronous, like the worker."""
 
 from __future__ import annotations
 
-import hmac
 import html
 import logging
 import threading
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App
+from .auth import require_admin
 from .clock import utcnow
 from .errors import RestockError
 from .models import Subscription, SubscriptionStatus
@@ -189,20 +189,6 @@ def get_app(request: Request) -> App:
 
 
 AppDep = Annotated[App, Depends(get_app)]
-
-
-def require_admin(request: Request, app: AppDep) -> None:
-    key = app.settings.admin_api_key
-    if key is None:
-        raise StarletteHTTPException(
-            403, "admin routes are disabled: set admin_api_key in [restock]"
-        )
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.value.encode()):
-        raise StarletteHTTPException(
-            401, "missing or wrong admin API key (Authorization: Bearer <key>)"
-        )
 
 
 #: no key: a shopper's browser

@@ -59,9 +59,9 @@ class Settings:
     trigger_delay: int = attrs.field(default=0, validator=not_negative)
     inventory_required: int = attrs.field(default=1, validator=[positive, at_most(MAX_INT)])
     admin_api_key: Secret | None = None
-    secret_key: Secret | None = None  # signs unsubscribe links; generated and stored if unset
-    #: a shop's backend: the Sequenzy-shaped commerce API, product upsert, orders (docs/api.md)
+    #: server-to-server key (a shop's backend): may set message content; see docs/security.md
     secret_api_key: Secret | None = None
+    secret_key: Secret | None = None  # signs unsubscribe links; generated and stored if unset
     #: days after a notification in which an order of the variant counts as a conversion
     attribution_window: float = attrs.field(default=7.0, validator=positive)
     public_url: str = attrs.field(default="http://127.0.0.1:8000", validator=http_url)
