@@ -386,5 +386,12 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
         api.include_router(router, prefix="/" + prefix.strip("/"))
 
     app.registry.pm.hook.register_routes(register=register, app=app)
+
+    # The faces: storefront widget (+ public CORS) and the merchant dashboard at /admin.
+    from . import dashboard, widget
+
+    widget.mount(api, app)
+    dashboard.mount(api, app)
+
     api.add_middleware(BodyLimit, limit=app.settings.max_body_bytes)
     return api

@@ -49,6 +49,7 @@ from .store import MAX_ROW_ID, EventMatch, Store, WebhookLog
 from .tokens import Signer
 
 if TYPE_CHECKING:
+    from .base import PluginHost
     from .worker import Worker
 
 log = logging.getLogger("restock")
@@ -117,7 +118,7 @@ class App:
                 'resolve = "logger")'
             )
         self.routing = channel_routing(self.settings, self.instances)
-        self.renderer = Renderer(os.environ.get("RESTOCK_TEMPLATES"))
+        self.renderer = Renderer(self.settings.templates or os.environ.get("RESTOCK_TEMPLATES"))
         self.metrics = Metrics()
         self._signer: Signer | None = None
         self._describe_cache: dict[tuple[str, str], tuple[float, VariantInfo | None]] = {}
@@ -669,3 +670,9 @@ class App:
 
 
 __all__ = ["App", "Page", "SignUp", "StockResult", "load_config"]
+
+
+if TYPE_CHECKING:
+
+    def _app_is_a_plugin_host(app: App) -> PluginHost:
+        return app  # mypy checks that App implements everything PluginHost promises

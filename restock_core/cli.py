@@ -321,6 +321,12 @@ def subscriptions(
         click.echo(f"(more: --after {page.next_after})")
 
 
+# `restock preview` lives in its own module (message previews with the dashboard's code)
+from .cli_preview import preview  # noqa: E402
+
+main.add_command(preview)
+
+
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig()
     main()

@@ -19,7 +19,7 @@ import attrs
 import cattrs
 
 from .errors import ConfigError
-from .validators import at_most, http_url, not_negative, positive
+from .validators import at_most, exact_origins, http_url, not_negative, positive
 
 MAX_INT = 2**31 - 1  # integer columns are 32 bits wide
 
@@ -86,6 +86,10 @@ class Settings:
     max_body_bytes: int = attrs.field(default=1_048_576, validator=positive)
     channels: dict[str, str] = attrs.field(factory=dict)  # channel -> provider instance id
     log_level: str = "INFO"
+    #: exact origins (scheme://host[:port]) whose pages may call the public routes (widget)
+    cors_origins: list[str] = attrs.field(factory=list, validator=exact_origins)
+    #: a directory of message templates overriding the shipped ones by file name
+    templates: str | None = None
 
     @property
     def release_policy(self) -> ReleasePolicy:
@@ -283,6 +287,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     if not isinstance(restock_table, Mapping):
         raise ConfigError("[restock] must be a table")
     settings = structure_options(Settings, restock_table, plugin=None)
+    settings = _resolved_templates(settings, path)
     raw_plugins = data.get("plugins")
     if raw_plugins is None:
         return Config(settings=settings, plugins=default_plugins(), path=path)
@@ -323,6 +328,19 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
             raise ConfigError("release must be a table", plugin=plugin_id)
         entries.append(PluginEntry(resolve, plugin_id, dict(options), release, position))
     return Config(settings=settings, plugins=tuple(entries), path=path)
+
+
+def _resolved_templates(settings: Settings, path: Path | None) -> Settings:
+    """`templates` must be an existing directory; a relative path is read from the config
+    file's folder."""
+    if settings.templates is None:
+        return settings
+    folder = Path(settings.templates).expanduser()
+    if not folder.is_absolute() and path is not None:
+        folder = path.parent / folder
+    if not folder.is_dir():
+        raise ConfigError(f"template directory {str(folder)!r} does not exist", option="templates")
+    return attrs.evolve(settings, templates=str(folder.resolve()))
 
 
 def load_config(

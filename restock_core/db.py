@@ -88,6 +88,20 @@ subscriptions = sa.Table(
     sa.Index("ix_subscriptions_customer", "customer_id", "variant_id"),
 )
 
+# Pending sign-ups per variant, kept by database triggers on `subscriptions` (migration
+# 0003_faces): the dashboard's demand page reads counts here instead of counting 1,000,000 rows.
+demand = sa.Table(
+    "demand",
+    metadata,
+    sa.Column("source", sa.String(100), primary_key=True),
+    sa.Column("variant_id", sa.String(255), primary_key=True),
+    sa.Column("scope", sa.String(255), primary_key=True),
+    sa.Column("pending", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("product_title", sa.String(500)),
+    sa.Column("variant_title", sa.String(500)),
+    sa.Index("ix_demand_pending", "pending"),
+)
+
 stock = sa.Table(
     "stock",
     metadata,
@@ -170,6 +184,7 @@ deliveries = sa.Table(
     ),
     sa.Index("ix_deliveries_subscription", "subscription_id", "status"),
     sa.Index("ix_deliveries_provider_message", "provider", "provider_message_id"),
+    sa.Index("ix_deliveries_restock", "restock_id", "status"),  # counts per restock (dashboard)
 )
 
 suppressions = sa.Table(

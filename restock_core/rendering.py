@@ -3,12 +3,16 @@ any of them by file name."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+import attrs
 import jinja2
 import jinja2.meta
 import markupsafe
 
+from .errors import ConfigError
 from .models import Channel, Message, Subscription, VariantInfo
 
 TEMPLATE_NAME = "restock"
@@ -16,52 +20,136 @@ TEMPLATE_NAME = "restock"
 # unsubscribe link differs, so it is rendered as this marker and swapped in afterwards.
 _LINK = "RESTOCKUNSUBSCRIBELINKf9d1c2"
 _CACHE_SIZE = 2048
+SUBJECT, TEXT, HTML, SMS = (
+    "restock_email_subject.txt",
+    "restock_email.txt",
+    "restock_email.html",
+    "restock_sms.txt",
+)
+TEMPLATE_FILES = (SUBJECT, TEXT, HTML, SMS)
+_TAG = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
+
+
+def locale_chain(locale: str | None) -> tuple[str, ...]:
+    """BCP 47 fallback, most specific first: "de-AT" -> ("de-AT", "de"); "zh-hant-tw" ->
+    ("zh-Hant-TW", "zh-Hant", "zh"). Anything that is not a tag gives () (the default)."""
+    if not locale or not _TAG.fullmatch(locale):
+        return ()
+    parts = locale.replace("_", "-").split("-")
+    tidy = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 4 and part.isalpha():
+            tidy.append(part.title())
+        elif len(part) == 2 and part.isalpha() or len(part) == 3 and part.isdigit():
+            tidy.append(part.upper())
+        else:
+            tidy.append(part.lower())
+    return tuple("-".join(tidy[:n]) for n in range(len(tidy), 0, -1))
+
+
+def localized_name(name: str, tag: str) -> str:
+    """restock_email.html + de -> restock_email.de.html"""
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}.{tag}{dot}{ext}"
+
+
+@attrs.frozen
+class TemplateSet:
+    """The four templates chosen for one locale, with the file names they came from."""
+
+    subject: jinja2.Template
+    text: jinja2.Template
+    html: jinja2.Template
+    sms: jinja2.Template
+    used: tuple[str, ...]  # variables the templates read (the render cache key)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(str(t.name) for t in (self.subject, self.text, self.html, self.sms))
 
 
 class Renderer:
+    """Jinja2 templates: a merchant's directory (`[restock] templates`, or the
+    RESTOCK_TEMPLATES variable) first, then the shipped ones. Each file may have per-locale
+    variants (`restock_email.de.html`) chosen by the subscription's locale with BCP 47
+    fallback (de-AT -> de -> default); for each name the merchant's file wins over ours."""
+
     def __init__(self, override_dir: str | None = None):
         loaders: list[jinja2.BaseLoader] = []
         if override_dir:
             loaders.append(jinja2.FileSystemLoader(override_dir))
         loaders.append(jinja2.PackageLoader("restock_core", "templates"))
+        self.override_dir = override_dir
         self.env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
             undefined=jinja2.ChainableUndefined,
             keep_trailing_newline=False,
         )
-        self._subject = self.env.get_template("restock_email_subject.txt")
-        self._text = self.env.get_template("restock_email.txt")
-        self._html = self.env.get_template("restock_email.html")
-        self._sms = self.env.get_template("restock_sms.txt")
+        if override_dir:
+            self._check_dir(override_dir)
+        self._sets: dict[tuple[str, ...], TemplateSet] = {}
         self._cache: dict[str, tuple[str, str | None, str | None]] = {}
-        # the cache key holds only what the templates actually use, so per-subscriber data
-        # a template ignores (customer_id, attributes) does not defeat the cache
-        used: set[str] = set()
-        for name in (
-            "restock_email_subject.txt",
-            "restock_email.txt",
-            "restock_email.html",
-            "restock_sms.txt",
-        ):
-            source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
-            used |= jinja2.meta.find_undeclared_variables(self.env.parse(source))
-        self._used = sorted(used - {"unsubscribe_url"})
+        self.templates(None)
+
+    def _check_dir(self, folder: str) -> None:
+        """Compile every template in the merchant's directory now, so a typo is a
+        configuration error at start and not a failed message at restock time."""
+        for path in sorted(Path(folder).glob("restock_*")):
+            if not path.is_file():
+                continue
+            try:
+                self.env.parse(path.read_text(encoding="utf-8"), path.name, str(path))
+            except jinja2.TemplateSyntaxError as exc:
+                raise ConfigError(
+                    f"template {path.name} line {exc.lineno}: {exc.message}", option="templates"
+                ) from None
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"template {path.name} is not UTF-8", option="templates"
+                ) from None
+
+    def templates(self, locale: str | None) -> TemplateSet:
+        """The templates used for `locale`, resolved once per locale chain."""
+        chain = locale_chain(locale)
+        found = self._sets.get(chain)
+        if found is None:
+            chosen = [
+                self.env.select_template([*(localized_name(n, t) for t in chain), n])
+                for n in TEMPLATE_FILES
+            ]
+            used: set[str] = set()
+            for template in chosen:
+                source = self.env.loader.get_source(self.env, str(template.name))[0]  # type: ignore[union-attr]
+                used |= jinja2.meta.find_undeclared_variables(self.env.parse(source))
+            subject, text, html, sms = chosen
+            found = TemplateSet(
+                subject, text, html, sms, used=tuple(sorted(used - {"unsubscribe_url"}))
+            )
+            if (
+                len(self._sets) > 256
+            ):  # tags are checked, but a flood of distinct ones is cheap to cap
+                self._sets.clear()
+            self._sets[chain] = found
+        return found
 
     def _rendered(
         self, channel: Channel, data: dict[str, Any]
     ) -> tuple[str, str | None, str | None]:
         """(text, subject, html) with the link marker in place of the unsubscribe URL."""
-        key = channel + repr([data.get(name) for name in self._used])
+        chosen = self.templates(data.get("locale"))
+        # the cache key holds only what the templates actually use, so per-subscriber data
+        # a template ignores (customer_id, attributes) does not defeat the cache
+        key = repr((str(channel), chosen.names, [data.get(name) for name in chosen.used]))
         found = self._cache.get(key)
         if found is None:
             if channel == Channel.SMS:
-                found = (self._sms.render(data).strip(), None, None)
+                found = (chosen.sms.render(data).strip(), None, None)
             else:
                 found = (
-                    self._text.render(data),
-                    " ".join(self._subject.render(data).split()),
-                    self._html.render(data),
+                    chosen.text.render(data),
+                    " ".join(chosen.subject.render(data).split()),
+                    chosen.html.render(data),
                 )
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()

@@ -27,6 +27,11 @@ class Signer:
         mac = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
         return f"{_b64(body)}.{_b64(mac)}"
 
+    def derive(self, purpose: str) -> bytes:
+        """A key for another purpose (the dashboard's session cookies), derived from the same
+        secret; knowing it reveals nothing about the unsubscribe key."""
+        return hmac.new(self._key, b"derive:" + purpose.encode(), hashlib.sha256).digest()
+
     def verify(self, token: str) -> int:
         try:
             body_text, mac_text = token.split(".", 1)

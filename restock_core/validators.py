@@ -3,6 +3,7 @@ attributes a validator's error to the option its message names)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
@@ -33,3 +34,16 @@ def at_most(limit: float) -> Any:
             raise ValueError(f"{attribute.name} must be at most {limit}, got {value!r}")
 
     return check
+
+
+_ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
+
+
+def exact_origins(instance: Any, attribute: attrs.Attribute, value: list[str]) -> None:
+    """A list of exact web origins: scheme://host[:port], no path, no wildcard (CORS)."""
+    for origin in value:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"{attribute.name} takes exact origins like 'https://shop.example' (scheme, "
+                f"host, optional port; no path, no wildcard), got {origin!r}"
+            )

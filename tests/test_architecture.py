@@ -266,3 +266,30 @@ def test_observer_only_plugins_are_listed() -> None:
     assert rows["marked"]["kind"] == "provider"
     observer = next(r for r in rows.values() if r["kind"] == "observer")
     assert observer["hooks"] == ["restocked"]
+
+
+class DuckProvider:  # has everything but does not subclass restock_core.Provider
+    name = "duck"
+    channels = frozenset({"email"})
+    max_batch_size = 1
+
+    def send(self, messages):  # type: ignore[no-untyped-def]
+        return []
+
+
+class DuckPlugin:
+    @hookimpl
+    def register_providers(self, register):  # type: ignore[no-untyped-def]
+        register("duck", DuckProvider)
+
+
+def test_a_factory_must_return_a_base_class_instance() -> None:
+    from restock_core.config import parse_config
+    from restock_core.errors import ConfigError
+
+    registry = PluginRegistry(plugins=[DuckPlugin()])
+    config = parse_config({"plugins": [{"resolve": "duck"}, {"resolve": "manual"}]})
+    with pytest.raises(ConfigError) as caught:
+        registry.build(config)
+    assert "plugin 'duck'" in str(caught.value)
+    assert "DuckProvider, which is not a restock_core.Provider" in str(caught.value)

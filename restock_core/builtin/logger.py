@@ -60,6 +60,8 @@ class LoggerProvider(Provider):
                             "variant_id": message.variant_id,
                             "subject": message.subject,
                             "text": message.text,
+                            "html": message.html,
+                            "locale": message.locale,
                             "unsubscribe_url": message.unsubscribe_url,
                         }
                     )

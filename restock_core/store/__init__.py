@@ -10,6 +10,7 @@
     store.catalog         the product upsert's variants (titles, URL, image)
     store.orders          platform orders and the conversions they make (attribution)
     store.webhooks        the outgoing-webhook delivery log
+    store.dashboard       the merchant dashboard's reads (demand, subscribers, restocks ...)
 
 Values come back as attrs classes from :mod:`restock_core.models`, statuses as enums. Nothing
 here imports from the modules above it (app, worker, api, plugins)."""
@@ -28,6 +29,7 @@ from ..db import processed_events, suppressions, utcnow
 from ..models import Channel
 from ._base import MAX_ROW_ID, WAKE_CHANNEL, Db
 from .catalog import CatalogStore
+from .dashboard import DashboardStore
 from .orders import OrderStore
 from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
 from .outbox import add_suppression as _add_suppression
@@ -118,6 +120,7 @@ class Store(Db):
         self.catalog = CatalogStore(self)
         self.orders = OrderStore(self)
         self.webhooks = WebhookLog(self)
+        self.dashboard = DashboardStore(self)
 
     @classmethod
     def from_url(cls, url: str) -> Store:

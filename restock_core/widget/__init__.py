@@ -1,0 +1,209 @@
+"""The storefront "Notify me" widget: `GET /widget.js`, the public availability route it asks,
+its sign-up route, and CORS for the exact origins in `[restock] cors_origins`.
+
+Everything here is public (no key): answers are small and cacheable, leak no stock counts
+(sold out: yes or no), and accept no content that could reach a message (titles and URLs
+come from the adapter, never from the shopper's browser)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import InStockError, RestockError, ValidationError
+from ..models import Channel, StockKey
+
+if TYPE_CHECKING:
+    from ..app import App
+
+STATIC = Path(__file__).parent / "static"
+#: paths a storefront page on another origin may call (everything else stays same-origin)
+PUBLIC_PATHS = ("/widget.js", "/widget/availability", "/widget/subscriptions")
+AVAILABILITY_TTL = 30.0  # seconds: the browser/CDN cache and our own per-variant cache
+_CACHE_LIMIT = 10_000
+_ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+
+
+class PublicCORS:
+    """CORS for the public widget paths only, for exactly the configured origins; credentials
+    are never allowed, so no cookie (the dashboard's) travels with a storefront request."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]):
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            allow_credentials=False,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") in PUBLIC_PATHS:
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+class _ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class _ErrorOut(BaseModel):
+    error: _ErrorDetail
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": _ErrorOut} for code in (*codes, 400, 413, 422)}
+
+
+class WidgetSignUp(BaseModel):
+    """What the widget posts. Deliberately narrow: no titles, URLs or attributes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant_id: str = Field(min_length=1, max_length=255)
+    scope: str | None = Field(default=None, min_length=1, max_length=255)
+    source: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    consent: bool = False
+    locale: str | None = Field(default=None, max_length=35)
+    #: the honeypot: a hidden field people never fill; bots that fill every input do
+    hp: str | None = Field(default=None, max_length=500)
+
+
+class Availability:
+    """Sold out or not, per (source, variant, scope), cached briefly so a busy product page
+    does not turn into one platform API call per shopper."""
+
+    def __init__(self, app: App):
+        self.app = app
+        self._cache: dict[tuple[str, str, str], tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def sold_out(self, source: str, variant_id: str, scope: str) -> bool:
+        """The same rule a sign-up uses: in stock means at least `inventory_required` known
+        units; unknown or untracked stock does not hide the form (the sign-up accepts it)."""
+        key = (source, variant_id, scope)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        stock_key = StockKey(variant_id, scope)
+        try:
+            quantity = self.app.adapters[source].obj.availability([stock_key]).get(stock_key)
+        except Exception:  # platform down: show the form; the sign-up re-checks
+            quantity = None
+        result = not (quantity is not None and quantity >= self.app.settings.inventory_required)
+        with self._lock:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = (now + AVAILABILITY_TTL, result)
+        return result
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def build_router(app: App) -> APIRouter:
+    router = APIRouter(tags=["widget"])
+    script = (STATIC / "widget.js").read_bytes()
+    etag = '"' + hashlib.sha256(script).hexdigest()[:20] + '"'
+    availability = Availability(app)
+
+    @router.get("/widget.js", include_in_schema=False)
+    def widget_js(request: Request) -> Response:
+        """The storefront script (dependency-free; see docs/widget.md)."""
+        headers = {"Cache-Control": "public, max-age=300", "ETag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(script, media_type="text/javascript; charset=utf-8", headers=headers)
+
+    @router.get("/widget/availability", responses=_documented())
+    def widget_availability(
+        variant: str = Query(min_length=1, max_length=255),
+        scope: str = Query("default", min_length=1, max_length=255),
+        source: str | None = Query(None, max_length=100),
+    ) -> JSONResponse:
+        """Whether a variant is sold out (no count), and which channels a sign-up may use."""
+        if not _ID.fullmatch(variant) or not _ID.fullmatch(scope):
+            return _error(422, "invalid", "variant and scope must be printable text", "variant")
+        try:
+            instance = app.adapter_instance(source)
+        except ValidationError as exc:
+            return _error(422, exc.code, exc.message, exc.field)
+        normalize = getattr(instance.obj, "normalize_variant_id", None)
+        if callable(normalize):
+            try:
+                variant = normalize(variant)
+            except ValueError as exc:
+                return _error(422, "invalid", str(exc), "variant")
+        sold_out = availability.sold_out(instance.id, variant, scope)
+        channels = [str(c) for c in (Channel.EMAIL, Channel.SMS) if c in app.routing]
+        return JSONResponse(
+            {"sold_out": sold_out, "channels": channels if sold_out else []},
+            headers={"Cache-Control": f"public, max-age={int(AVAILABILITY_TTL)}"},
+        )
+
+    @router.post(
+        "/widget/subscriptions",
+        status_code=201,
+        responses={200: {"description": "already signed up"}, **_documented(409, 503)},
+    )
+    def widget_subscribe(body: WidgetSignUp) -> JSONResponse:
+        """The widget's sign-up: consent required; a filled honeypot is answered like a
+        success and stores nothing. Rate limits and double opt-in: see issue 9."""
+        if body.hp:
+            return JSONResponse({"status": "subscribed", "confirm": False}, status_code=201)
+        if not body.consent:
+            return _error(422, "consent_required", "please confirm the consent box", "consent")
+        try:
+            result = app.subscribe(
+                body.variant_id,
+                email=body.email,
+                phone=body.phone,
+                scope=body.scope,
+                source=body.source,
+                locale=body.locale,
+                attributes={"form": "widget"},
+            )
+        except InStockError:
+            return _error(409, "in_stock", "this variant is in stock", "variant_id")
+        except RestockError as exc:
+            status = exc.status_code if 400 <= exc.status_code < 500 else 503
+            return _error(status, exc.code, exc.message, exc.field)
+        sub = result.subscription
+        return JSONResponse(
+            {"status": "subscribed", "channel": str(sub.channel), "confirm": False},
+            status_code=201 if result.created else 200,
+        )
+
+    return router
+
+
+def mount(api: FastAPI, app: App) -> None:
+    """Add the widget routes and the public CORS policy to the HTTP API."""
+    api.include_router(build_router(app))
+    api.add_middleware(PublicCORS, origins=list(app.settings.cors_origins))
+
+
+__all__ = ["PUBLIC_PATHS", "PublicCORS", "build_router", "mount"]

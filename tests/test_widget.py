@@ -1,0 +1,188 @@
+"""The widget's HTTP side (script, availability, sign-up, CORS) on SQLite and PostgreSQL.
+The widget itself runs in a real browser in tests/browser/."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from fastapi.testclient import TestClient
+
+from restock_core.api import create_api
+from restock_core.config import parse_config
+from restock_core.errors import ConfigError
+from restock_core.widget import STATIC
+
+SHOP = "https://shop.example"
+
+
+@pytest.fixture
+def client(make_app):
+    app = make_app({"restock": {"cors_origins": [SHOP, "http://127.0.0.1:8080"]}})
+    app.set_stock("sold", 0)
+    app.set_stock("plenty", 12)
+    with TestClient(create_api(app), raise_server_exceptions=False) as test_client:
+        test_client.restock = app
+        yield test_client
+
+
+def test_widget_script_is_small_and_cacheable(client) -> None:
+    raw = (STATIC / "widget.js").read_bytes()
+    size = len(gzip.compress(raw, 9))
+    print(f"widget.js: {len(raw)} bytes, {size} bytes gzipped")
+    assert size < 10 * 1024
+    answer = client.get("/widget.js")
+    assert answer.status_code == 200 and answer.content == raw
+    assert answer.headers["content-type"].startswith("text/javascript")
+    assert "public" in answer.headers["cache-control"]
+    again = client.get("/widget.js", headers={"if-none-match": answer.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_availability_says_sold_out_or_not_and_nothing_more(client) -> None:
+    sold = client.get("/widget/availability", params={"variant": "sold"})
+    assert sold.status_code == 200
+    assert sold.json() == {"sold_out": True, "channels": ["email", "sms"]}
+    assert sold.headers["cache-control"] == "public, max-age=30"
+    plenty = client.get("/widget/availability", params={"variant": "plenty"})
+    assert plenty.json() == {"sold_out": False, "channels": []}
+    assert "12" not in plenty.text  # no stock count leaks
+    # unknown stock: a sign-up would be accepted, so the form shows
+    unknown = client.get("/widget/availability", params={"variant": "never-seen"})
+    assert unknown.json()["sold_out"] is True
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({}, "variant"),
+        ({"variant": "x" * 256}, "variant"),
+        ({"variant": "a\nb"}, "variant"),
+        ({"variant": "v", "source": "nope"}, "source"),
+    ],
+)
+def test_availability_refuses_bad_input(client, params, field) -> None:
+    answer = client.get("/widget/availability", params=params)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["field"] == field
+
+
+def test_availability_is_cached_briefly(client) -> None:
+    assert client.get("/widget/availability", params={"variant": "sold"}).json()["sold_out"]
+    client.restock.set_stock("sold", 5)
+    # within the 30 s the browser may cache it too, the answer stands
+    assert client.get("/widget/availability", params={"variant": "sold"}).json()["sold_out"]
+
+
+def test_sign_up_needs_consent_and_drops_honeypot(client) -> None:
+    app = client.restock
+    no_consent = client.post(
+        "/widget/subscriptions", json={"variant_id": "sold", "email": "ada@example.com"}
+    )
+    assert no_consent.status_code == 422
+    assert no_consent.json()["error"]["field"] == "consent"
+    bot = client.post(
+        "/widget/subscriptions",
+        json={"variant_id": "sold", "email": "bot@example.com", "consent": True, "hp": "x"},
+    )
+    assert bot.status_code == 201 and bot.json()["status"] == "subscribed"
+    assert app.list_subscriptions().items == ()
+    ok = client.post(
+        "/widget/subscriptions",
+        json={"variant_id": "sold", "email": "Ada@Example.com", "consent": True, "locale": "de"},
+    )
+    assert ok.status_code == 201 and ok.json() == {
+        "status": "subscribed",
+        "channel": "email",
+        "confirm": False,
+    }
+    again = client.post(
+        "/widget/subscriptions",
+        json={"variant_id": "sold", "email": "ada@example.com", "consent": True},
+    )
+    assert again.status_code == 200
+    (sub,) = app.list_subscriptions().items
+    assert sub.contact == "ada@example.com" and sub.locale == "de"
+
+
+def test_sign_up_takes_no_message_content_from_the_browser(client) -> None:
+    answer = client.post(
+        "/widget/subscriptions",
+        json={
+            "variant_id": "sold",
+            "email": "a@example.com",
+            "consent": True,
+            "product_title": "<a>",
+        },
+    )
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "product_title"
+
+
+@pytest.mark.parametrize(
+    "body, status, field",
+    [
+        ({"variant_id": "plenty", "email": "a@example.com"}, 409, "variant_id"),
+        ({"variant_id": "sold", "email": "nope"}, 422, "email"),
+        ({"variant_id": "sold", "phone": "12"}, 422, "phone"),
+        ({"variant_id": "sold"}, 422, "email"),
+    ],
+)
+def test_sign_up_errors(client, body, status, field) -> None:
+    answer = client.post("/widget/subscriptions", json={**body, "consent": True})
+    assert answer.status_code == status
+    assert answer.json()["error"]["field"] == field
+
+
+def test_cors_only_for_configured_origins_and_public_paths(client) -> None:
+    preflight = client.options(
+        "/widget/subscriptions",
+        headers={
+            "origin": SHOP,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == SHOP
+    assert "access-control-allow-credentials" not in preflight.headers
+    got = client.get("/widget/availability", params={"variant": "sold"}, headers={"origin": SHOP})
+    assert got.headers["access-control-allow-origin"] == SHOP
+    other = client.get(
+        "/widget/availability",
+        params={"variant": "sold"},
+        headers={"origin": "https://evil.example"},
+    )
+    assert "access-control-allow-origin" not in other.headers
+    refused = client.options(
+        "/widget/subscriptions",
+        headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+    )
+    assert refused.status_code == 400
+    # admin and dashboard routes never answer cross-origin
+    admin = client.get("/subscriptions", headers={"origin": SHOP})
+    assert "access-control-allow-origin" not in admin.headers
+    login = client.get("/admin/login", headers={"origin": SHOP})
+    assert "access-control-allow-origin" not in login.headers
+
+
+def test_no_cors_by_default(make_app) -> None:
+    app = make_app()
+    with TestClient(create_api(app)) as client:
+        answer = client.get(
+            "/widget/availability", params={"variant": "v"}, headers={"origin": SHOP}
+        )
+    assert "access-control-allow-origin" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "origin", ["*", "https://shop.example/", "shop.example", "https://shop.example/path", "ftp://x"]
+)
+def test_cors_origins_must_be_exact_origins(origin) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"restock": {"cors_origins": [origin]}})
+    assert error.value.option == "cors_origins"
+
+
+def test_cors_origins_accepts_origins_with_ports() -> None:
+    config = parse_config({"restock": {"cors_origins": ["http://127.0.0.1:8080", SHOP]}})
+    assert config.settings.cors_origins == ["http://127.0.0.1:8080", SHOP]
