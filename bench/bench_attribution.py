@@ -104,13 +104,17 @@ def main() -> None:
     )
     batch, expected = orders(args.orders, args.subscriptions)
     started = time.perf_counter()
+    cpu = time.process_time()
     made = 0
     for i in range(0, len(batch), args.batch):
         made += len(app.record_orders(batch[i : i + args.batch]))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     print(
         f"attributed {args.orders:,} orders against {args.subscriptions:,} notified subscriptions "
-        f"in {elapsed:.2f} s ({args.orders / elapsed:,.0f} orders/s): {made:,} conversions"
+        f"in {elapsed:.2f} s wall, {cpu:.2f} s CPU of this process "
+        f"({args.orders / elapsed:,.0f} orders/s): {made:,} conversions; load average "
+        f"{os.getloadavg()[0]:.1f}"
     )
     assert made == expected, (made, expected)
     again = sum(

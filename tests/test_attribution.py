@@ -261,3 +261,21 @@ def test_orders_need_the_secret_key_and_valid_bodies(make_app: Any) -> None:
         == 422
     )
     assert client.get("/reports/conversions").status_code == 401
+
+
+def test_the_dashboard_shows_revenue(make_app: Any) -> None:
+    import re
+
+    app, client = notified_app(make_app, Conversions())
+    sign_up_and_notify(client, app, "ada@example.com", "v1")
+    post_order(client, "5001", "v1", "ada@example.com")
+    form = client.get("/admin/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    client.post(
+        "/admin/login",
+        data={"csrf": token, "key": ADMIN, "next": "/admin/revenue"},
+        follow_redirects=False,
+    )
+    page = client.get("/admin/revenue")
+    assert page.status_code == 200
+    assert "Revenue USD" in page.text and "59.98" in page.text and "100.0 %" in page.text
