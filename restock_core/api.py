@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -213,6 +214,21 @@ def create_subscription(body: SubscriptionIn, app: AppDep) -> JSONResponse:
     )
 
 
+def _item_name(sub: Subscription) -> str:
+    name = " - ".join(t for t in (sub.product_title, sub.variant_title) if t)
+    return html.escape(name) if name else "this item"
+
+
+def _button(action: str, label: str) -> str:
+    return (
+        f"<form method='post' action='{html.escape(action, quote=True)}'>"
+        f"<button type='submit'>{html.escape(label)}</button></form>"
+    )
+
+
+STOP_ALL = "Stop all back-in-stock messages to this address"
+
+
 @public.get(
     "/unsubscribe/{token}",
     response_class=HTMLResponse,
@@ -220,26 +236,67 @@ def create_subscription(body: SubscriptionIn, app: AppDep) -> JSONResponse:
     responses=UNSUBSCRIBE_ERRORS,
 )
 def unsubscribe_page(token: str, app: AppDep) -> HTMLResponse:
-    """Confirmation page: link scanners that GET every URL must not unsubscribe anyone."""
+    """Confirmation page (the email footer and the SMS "Stop" link open it): link scanners
+    that GET every URL must not unsubscribe anyone. Its forms post under ``public_url``, so
+    it works behind a path prefix. It says what is true for this sign-up and always offers
+    to stop every back-in-stock message to the address (a suppression)."""
     sub = app.get_subscription(app.signer.verify(token))
-    if sub.status != SubscriptionStatus.PENDING:
-        return _page("Unsubscribed", "<p>You will not receive more messages about this item.</p>")
-    return _page(
-        "Unsubscribe",
-        "<p>Stop the back-in-stock message for this item?</p>"
-        f"<form method='post' action='/unsubscribe/{html.escape(token)}'>"
-        "<button type='submit'>Unsubscribe</button></form>",
-    )
+    action = f"{app.settings.public_url.rstrip('/')}/unsubscribe/{token}"
+    stop_all = _button(f"{action}?all=1", STOP_ALL)
+    item = _item_name(sub)
+    if app.is_suppressed(sub.channel, sub.contact):
+        return _page(
+            "Unsubscribed",
+            "<p>This address gets no back-in-stock messages from us any more.</p>",
+        )
+    if sub.status == SubscriptionStatus.PENDING:
+        return _page(
+            "Unsubscribe",
+            f"<p>You asked to hear when {item} is back in stock. Stop that message?</p>"
+            + _button(action, "Stop the message about this item")
+            + stop_all,
+        )
+    if sub.status == SubscriptionStatus.NOTIFIED:
+        said = f"<p>We already told you that {item} is back in stock; nothing more about it "
+        said += "will be sent. Other items you signed up for are not affected.</p>"
+    elif sub.status == SubscriptionStatus.UNSUBSCRIBED:
+        said = f"<p>You are unsubscribed from the message about {item}.</p>"
+    else:
+        said = f"<p>There is nothing more to send you about {item}.</p>"
+    return _page("Unsubscribe", said + stop_all)
 
 
 @public.post("/unsubscribe/{token}", tags=["unsubscribe"], responses=UNSUBSCRIBE_ERRORS)
-def unsubscribe(token: str, request: Request, app: AppDep) -> Response:
-    """One-click unsubscribe (RFC 8058 `List-Unsubscribe=One-Click`) and the form above."""
-    sub = app.unsubscribe(token)
+def unsubscribe(
+    token: str,
+    request: Request,
+    app: AppDep,
+    stop_all: Annotated[bool, Query(alias="all")] = False,
+) -> Response:
+    """One-click unsubscribe (RFC 8058 `List-Unsubscribe=One-Click`) and the forms above.
+    ``?all=1`` stops every back-in-stock message to the address: it is suppressed for the
+    channel and its pending sign-ups end. One-click after the message was sent (nothing is
+    left to stop for this sign-up) does the same, since that is what the click asks for."""
+    sub = app.get_subscription(app.signer.verify(token))
+    if stop_all or sub.status == SubscriptionStatus.NOTIFIED:
+        sub = app.stop_all_messages(token)
+        everything = True
+    else:
+        sub = app.unsubscribe(token)
+        everything = False
     if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse({"id": sub.id, "status": str(sub.status)})
+        return JSONResponse(
+            {"id": sub.id, "status": str(sub.status), "all_messages_stopped": everything}
+        )
+    if everything:
+        return _page(
+            "Unsubscribed",
+            "<p>Done: this address will get no more back-in-stock messages from us.</p>",
+        )
     return _page(
-        "Unsubscribed", "<p>You are unsubscribed. You will not hear from us about this item.</p>"
+        "Unsubscribed",
+        f"<p>You are unsubscribed: you will not get the message about {_item_name(sub)}. "
+        "Other items you signed up for are not affected.</p>",
     )
 
 
@@ -254,6 +311,39 @@ def put_stock(variant_id: str, body: StockIn, app: AppDep) -> dict[str, Any]:
         "applied": result.applied == 1,
         "restocks_opened": list(result.restocks_opened),
     }
+
+
+class DeliveryRetryIn(BaseModel):
+    """Which failed deliveries to queue again; every given filter must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    restock_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    provider: str | None = Field(None, min_length=1, max_length=100)
+    reason: str | None = Field(None, min_length=1, max_length=200)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@admin.post("/deliveries/retry", tags=["admin"])
+def retry_deliveries(body: DeliveryRetryIn, app: AppDep) -> dict[str, Any]:
+    """Queue failed deliveries again (after fixing a key or a template), by restock,
+    provider, failure reason (substring) or creation time range. Suppressed contacts and
+    people who signed up again are left out."""
+    ids = app.retry_deliveries(
+        restock_id=body.restock_id,
+        provider=body.provider,
+        reason=body.reason,
+        since=_aware(body.since),
+        until=_aware(body.until),
+    )
+    return {"requeued": len(ids), "delivery_ids": ids[:1000]}
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 @admin.get("/subscriptions", tags=["admin"])
@@ -290,6 +380,18 @@ def health(app: AppDep) -> JSONResponse:
         app.store.ping()
     except Exception as exc:
         return JSONResponse({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
+    outages = app.provider_outages()
+    if outages:
+        # still 200: sign-ups and unsubscribes work; messages wait until the key is fixed
+        return JSONResponse(
+            {
+                "status": "degraded",
+                "providers": {
+                    pid: {"status": "unauthorized", **details}
+                    for pid, details in sorted(outages.items())
+                },
+            }
+        )
     return JSONResponse({"status": "ok"})
 
 

@@ -4,6 +4,7 @@ all call. Everything that changes state goes through here."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import secrets
@@ -41,11 +42,13 @@ from .models import (
     SubscriptionStatus,
     VariantInfo,
 )
+from .pacing import ProviderGate
 from .plugins import PluginInstance, PluginRegistry, channel_routing
 from .rendering import Renderer
 from .signup import SignUpRequest, check_id
 from .stock import MAX_QUANTITY
 from .store import MAX_ROW_ID, EventMatch, Store, WebhookLog
+from .store.outbox import RetryFilter
 from .tokens import Signer
 
 if TYPE_CHECKING:
@@ -120,10 +123,17 @@ class App:
         self.routing = channel_routing(self.settings, self.instances)
         self.renderer = Renderer(self.settings.templates or os.environ.get("RESTOCK_TEMPLATES"))
         self.metrics = Metrics()
+        #: per provider instance, shared by every worker thread: pace, 429 pauses, outages
+        self.gates = {
+            pid: ProviderGate(pid, instance.obj.requests_per_second)
+            for pid, instance in self.providers.items()
+        }
         self._signer: Signer | None = None
         self._describe_cache: dict[tuple[str, str], tuple[float, VariantInfo | None]] = {}
         for instance in self.instances:
             instance.obj.bind(self, instance.id)
+            if instance.id in self.gates:
+                instance.obj._gate = self.gates[instance.id]
             for number, observer in enumerate(instance.obj.observers()):
                 self.registry.register(observer, name=f"{instance.id}:observer:{number}")
 
@@ -440,6 +450,16 @@ class App:
         self.store.subscriptions.unsubscribe(subscription_id)
         return self.get_subscription(subscription_id)
 
+    def stop_all_messages(self, token: str) -> Subscription:
+        """The person behind a signed token wants no more back-in-stock messages at all: the
+        contact is suppressed for its channel and its pending sign-ups end (their queued
+        messages are cancelled). Idempotent."""
+        subscription = self.get_subscription(self.signer.verify(token))
+        reason = "asked to stop all back-in-stock messages (unsubscribe page)"
+        self.suppress(subscription.channel, subscription.contact, reason)
+        self.unsubscribe_contact(subscription.channel, subscription.contact, reason)
+        return self.get_subscription(subscription.id)
+
     # ------------------------------------------------------------------ stock
 
     def set_stock(
@@ -661,6 +681,67 @@ class App:
         return attrs.evolve(order, email=email, phone=phone, lines=tuple(lines))
 
     # ------------------------------------------------------------------ worker
+
+    # ------------------------------------------------------------------ provider outages
+
+    _OUTAGE_KEY = "provider_outage:"
+
+    def provider_outage_started(self, provider_id: str, reason: str) -> None:
+        """A provider refused restock's credentials: its sends are paused (deliveries stay
+        queued) until a probe succeeds. Loud on purpose: error log, metric, /health."""
+        log.error(
+            "provider %s refuses restock's credentials (%s): its messages stay queued and "
+            "are sent once the key works again; fix the API key in plugins.toml",
+            provider_id,
+            reason,
+        )
+        self.metrics.provider_down.labels(provider=provider_id).set(1)
+        self.store.meta.put(
+            self._OUTAGE_KEY + provider_id,
+            json.dumps({"reason": reason[:500], "since": utcnow().isoformat()}),
+        )
+
+    def provider_outage_ended(self, provider_id: str) -> None:
+        log.warning("provider %s accepts restock's credentials again; sending resumes", provider_id)
+        self.metrics.provider_down.labels(provider=provider_id).set(0)
+        self.store.meta.delete(self._OUTAGE_KEY + provider_id)
+
+    def provider_outages(self) -> dict[str, dict[str, str]]:
+        """Providers in an outage, as any process of this install recorded them."""
+        found: dict[str, dict[str, str]] = {}
+        for provider_id, value in self.store.meta.with_prefix(self._OUTAGE_KEY).items():
+            try:
+                found[provider_id] = dict(json.loads(value))
+            except ValueError:
+                found[provider_id] = {"reason": "unknown"}
+        return found
+
+    def retry_deliveries(
+        self,
+        *,
+        restock_id: int | None = None,
+        provider: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[int]:
+        """Queue failed deliveries again (after fixing a key, a template, an outage), by
+        restock, provider, a substring of the failure reason and/or creation time range.
+        Suppressed contacts and people who signed up again are left out. Returns the ids."""
+        if provider is not None and provider not in self.providers:
+            raise ValidationError(
+                f"unknown provider {provider!r}; configured: {', '.join(sorted(self.providers))}",
+                field="provider",
+            )
+        if since is not None and until is not None and since >= until:
+            raise ValidationError("since must be before until", field="since")
+        ids = self.store.outbox.retry_failed(
+            RetryFilter(restock_id, provider, reason or None, since, until)
+        )
+        if ids:
+            log.info("%s failed deliveries queued again", len(ids))
+            self.wake()
+        return ids
 
     def worker(self) -> Worker:
         """A worker for this app: `.run(stop_event)` loops, `.drain()` does what is due now."""

@@ -10,7 +10,8 @@ Everything here is exported from :mod:`restock_core`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,6 +20,7 @@ from .models import Channel, DeliveryEvent, Message, SendResult, StockKey, Stock
 if TYPE_CHECKING:
     from .app import Page, SignUp, StockResult
     from .models import Conversion, Order
+    from .pacing import ProviderGate
     from .store.webhooks import WebhookLog
 
 
@@ -202,12 +204,44 @@ class Provider(_PluginBase):
 
     channels: frozenset[Channel] = frozenset()
     max_batch_size: int = 1
+    #: the most requests per second this instance sends (None: unpaced). Shared by every
+    #: worker thread of the process; set it from a ``requests_per_second`` option whose
+    #: default is the vendor's documented limit
+    requests_per_second: float | None = None
+    #: True when ``send`` calls :meth:`pace` before each HTTP request itself (a provider
+    #: making several requests per ``send``); otherwise the core paces each ``send`` call
+    paces_requests: bool = False
+    #: True when every ``send`` call is one provider request whose membership the core
+    #: must keep stable across retries: the core stores which deliveries went into it and
+    #: a key before the first attempt, re-sends exactly those together (ordered by
+    #: delivery id) and passes the key as :attr:`Message.request_key` (Resend batches)
+    stable_requests: bool = False
+    _gate: ProviderGate | None = None
     #: SMS providers: the region (ISO 3166 alpha-2) national numbers given at sign-up are
     #: read in; None reads only international (+...) numbers
     default_region: str | None = None
 
     def send(self, messages: Sequence[Message]) -> Sequence[SendResult]:
         raise NotImplementedError(f"{type(self).__name__} does not implement send()")
+
+    def pace(self) -> None:
+        """Wait for the next request's turn: at most ``requests_per_second`` across every
+        worker thread of the process, and nothing while the provider is paused after a 429
+        (see :meth:`SendResult.rate_limited`). Call it before each HTTP request when
+        ``paces_requests`` is True; a no-op before the core bound the instance."""
+        if self._gate is not None:
+            self._gate.acquire()
+
+    @contextmanager
+    def paced(self) -> Iterator[None]:
+        """``with self.paced(): <one HTTP request>``: :meth:`pace`, and also records when the
+        request finished, so a request that reached the provider late cannot squeeze the
+        next ones into one of its rate-limit windows. Prefer it to :meth:`pace`."""
+        if self._gate is None:
+            yield
+            return
+        with self._gate.request():
+            yield
 
 
 class InventoryAdapter(_PluginBase):

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -319,6 +320,53 @@ def subscriptions(
     _table(rows, ["id", "variant", "scope", "channel", "contact", "status", "created", "notified"])
     if page.next_after:
         click.echo(f"(more: --after {page.next_after})")
+
+
+@main.group()
+def deliveries() -> None:
+    """Operate on the delivery outbox."""
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-12-01T09:00:00Z)", param_hint=option
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@deliveries.command("retry")
+@click.option("--restock", "restock_id", type=click.IntRange(1), help="Only this restock's")
+@click.option("--provider", help="Only deliveries through this provider instance")
+@click.option("--reason", help="Only failures whose reason contains this text")
+@click.option("--since", help="Only deliveries created at or after this time (ISO 8601)")
+@click.option("--until", help="Only deliveries created before this time (ISO 8601)")
+@pass_ctx
+@handle_errors
+def deliveries_retry(
+    ctx: Context,
+    restock_id: int | None,
+    provider: str | None,
+    reason: str | None,
+    since: str | None,
+    until: str | None,
+) -> None:
+    """Queue failed deliveries again (after fixing an API key or a template). Suppressed
+    contacts and people who signed up again since are left out."""
+    app = ctx.app()
+    _ensure_schema(app)
+    ids = app.retry_deliveries(
+        restock_id=restock_id,
+        provider=provider,
+        reason=reason,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+    )
+    click.echo(f"{len(ids)} failed deliveries queued again")
 
 
 # `restock preview` lives in its own module (message previews with the dashboard's code)

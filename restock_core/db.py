@@ -187,6 +187,39 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_restock", "restock_id", "status"),  # counts per restock (dashboard)
 )
 
+# Provider requests whose membership must not change between attempts (Resend batches under
+# one Idempotency-Key): written before the first attempt, so a retry re-sends exactly these
+# deliveries under the same key and with the same variant details, whatever changed since.
+provider_requests = sa.Table(
+    "provider_requests",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("provider", sa.String(100), nullable=False),
+    sa.Column("request_key", sa.String(100), nullable=False, unique=True),
+    # {"<source>\t<variant id>": {title, product_title, url, image_url}}: what was rendered
+    sa.Column("variant_info", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_provider_requests_created", "created_at"),
+)
+
+provider_request_members = sa.Table(
+    "provider_request_members",
+    metadata,
+    sa.Column(
+        "delivery_id",
+        BigId,
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "request_id",
+        BigId,
+        sa.ForeignKey("provider_requests.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Index("ix_provider_request_members_request", "request_id"),
+)
+
 suppressions = sa.Table(
     "suppressions",
     metadata,

@@ -3,7 +3,7 @@ never collide; /metrics exposes it together with live queue figures from the dat
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -42,6 +42,24 @@ class Metrics:
             "restock_delivery_events",
             "Provider status webhooks applied",
             ["provider", "event"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "restock_provider_rate_limited",
+            "Provider send calls answered 429 (the provider is paused until Retry-After)",
+            ["provider"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "restock_provider_auth_failures",
+            "Provider send calls refused for the credentials (401/403)",
+            ["provider"],
+            registry=r,
+        )
+        self.provider_down = Gauge(
+            "restock_provider_outage",
+            "1 while the provider refuses restock's credentials (sends paused), else 0",
+            ["provider"],
             registry=r,
         )
         self.observer_errors = Counter(

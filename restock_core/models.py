@@ -146,10 +146,22 @@ class Message:
     locale: str | None = None
     subscription_id: int | None = None
     attempt: int = 1
+    #: for providers with ``stable_requests``: the key of the stored provider request this
+    #: message belongs to (the same on every retry of that request)
+    request_key: str | None = None
 
     @property
     def idempotency_key(self) -> str:
         return f"restock-delivery-{self.delivery_id}"
+
+
+class Hold(enum.StrEnum):
+    """Why a provider cannot take messages right now. A result carrying a hold is retried
+    without counting toward ``max_attempts`` and pauses the provider: until ``retry_after``
+    for a rate limit, until the key works again for an auth failure."""
+
+    RATE_LIMITED = "rate_limited"  # 429: the provider's request rate or concurrency limit
+    UNAUTHORIZED = "unauthorized"  # 401/403: the API key is wrong, revoked or lacks a scope
 
 
 @attrs.frozen
@@ -167,6 +179,7 @@ class SendResult:
     reason: str | None = None
     retry_after: float | None = None
     suppress: bool = False
+    hold: Hold | None = None
 
     @classmethod
     def sent(cls, delivery_id: int, provider_message_id: str | None = None) -> SendResult:
@@ -179,6 +192,26 @@ class SendResult:
     @classmethod
     def failed(cls, delivery_id: int, reason: str, *, suppress: bool = False) -> SendResult:
         return cls(delivery_id, Outcome.FAILED, reason=reason, suppress=suppress)
+
+    @classmethod
+    def rate_limited(
+        cls, delivery_id: int, reason: str, retry_after: float | None = None
+    ) -> SendResult:
+        """The provider answered 429: the provider pauses until `retry_after` (1 s when
+        unknown) and the message is retried then, without using up an attempt."""
+        return cls(
+            delivery_id,
+            Outcome.RETRY,
+            reason=reason,
+            retry_after=retry_after,
+            hold=Hold.RATE_LIMITED,
+        )
+
+    @classmethod
+    def unauthorized(cls, delivery_id: int, reason: str) -> SendResult:
+        """The provider refused the credentials (401/403): a provider outage. The message
+        stays queued (no attempt used) and the provider is paused until a probe succeeds."""
+        return cls(delivery_id, Outcome.RETRY, reason=reason, hold=Hold.UNAUTHORIZED)
 
 
 class DeliveryOutcome(enum.StrEnum):

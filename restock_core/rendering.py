@@ -3,6 +3,7 @@ any of them by file name."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ def localized_name(name: str, tag: str) -> str:
     return f"{stem}.{tag}{dot}{ext}"
 
 
+class RenderError(Exception):
+    """A template failed for one message (an undefined attribute, a failing filter): that
+    message fails with this reason; the others are sent."""
+
+
 @attrs.frozen
 class TemplateSet:
     """The four templates chosen for one locale, with the file names they came from."""
@@ -76,6 +82,13 @@ class Renderer:
 
     def __init__(self, override_dir: str | None = None):
         loaders: list[jinja2.BaseLoader] = []
+        if override_dir is not None and not os.path.isdir(override_dir):
+            # `[restock] templates` is checked when the config is read; RESTOCK_TEMPLATES here
+            raise ConfigError(
+                f"templates directory {override_dir!r} (RESTOCK_TEMPLATES) does not exist or is "
+                "not a directory",
+                option="templates",
+            )
         if override_dir:
             loaders.append(jinja2.FileSystemLoader(override_dir))
         loaders.append(jinja2.PackageLoader("restock_core", "templates"))
@@ -143,14 +156,17 @@ class Renderer:
         key = repr((str(channel), chosen.names, [data.get(name) for name in chosen.used]))
         found = self._cache.get(key)
         if found is None:
-            if channel == Channel.SMS:
-                found = (chosen.sms.render(data).strip(), None, None)
-            else:
-                found = (
-                    chosen.text.render(data),
-                    " ".join(chosen.subject.render(data).split()),
-                    chosen.html.render(data),
-                )
+            try:
+                if channel == Channel.SMS:
+                    found = (chosen.sms.render(data).strip(), None, None)
+                else:
+                    found = (
+                        chosen.text.render(data),
+                        " ".join(chosen.subject.render(data).split()),
+                        chosen.html.render(data),
+                    )
+            except Exception as exc:  # any template runtime error fails this message only
+                raise RenderError(f"template error: {type(exc).__name__}: {exc}"[:500]) from exc
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = found

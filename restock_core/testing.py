@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 
 from .errors import AdapterError
-from .models import Channel, Message, Outcome, StockKey
+from .models import Channel, Hold, Message, Outcome, StockKey
 
 # --------------------------------------------------------------------------- fake server
 
@@ -276,6 +276,8 @@ class ProviderContract:
         assert len(results) == 2
         assert {r.outcome for r in results} == {Outcome.RETRY}
         assert all(r.retry_after is not None and 6 <= r.retry_after <= 8 for r in results), results
+        # reported as a rate limit: the core pauses the provider and keeps the attempts
+        assert {r.hold for r in results} == {Hold.RATE_LIMITED}
 
     def test_server_error_is_retried(
         self, provider: Any, provider_fake: Any, contract_channel: Channel

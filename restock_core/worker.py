@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from .clock import utcnow
 from .errors import AdapterError
 from .models import (
     Channel,
+    Hold,
     Message,
     Outcome,
     Restock,
@@ -29,8 +30,11 @@ from .models import (
     StockUpdate,
     Subscription,
     SubscriptionStatus,
+    VariantInfo,
 )
+from .rendering import RenderError
 from .store import Claim, Failed, Results, Retry, Sent
+from .store.outbox import StoredRequest
 
 if TYPE_CHECKING:
     from .app import App
@@ -67,15 +71,23 @@ def plan_results(
     max_attempts: int,
     delay: Callable[[int, float | None], float],
     now: datetime,
+    hold_delay: Callable[[SendResult], float] | None = None,
 ) -> Results:
     """Decide, without touching the database, what each provider result does to its delivery:
     sent, queued again `delay(attempts, retry_after)` seconds from `now`, or failed for good
-    (with the contact suppressed when the provider says so)."""
+    (with the contact suppressed when the provider says so). A result with a `hold` (429,
+    auth outage) is queued again `hold_delay(result)` seconds from now whatever its attempts,
+    and gives its attempt back."""
     sent: list[Sent] = []
     retry: list[Retry] = []
     failed: list[Failed] = []
     for sub, attempts, result in outcomes:
-        if result.outcome == Outcome.SENT:
+        if result.outcome == Outcome.RETRY and result.hold is not None:
+            wait = hold_delay(result) if hold_delay else (result.retry_after or 1.0)
+            at = now + timedelta(seconds=wait)
+            reason = (result.reason or str(result.hold))[:1000]
+            retry.append(Retry(result.delivery_id, reason, at, counts=False))
+        elif result.outcome == Outcome.SENT:
             sent.append(Sent(result.delivery_id, sub.id, result.provider_message_id))
         elif result.outcome == Outcome.RETRY and attempts < max_attempts:
             at = now + timedelta(seconds=delay(attempts, result.retry_after))
@@ -213,8 +225,10 @@ class Worker:
     # ------------------------------------------------------------------ dispatch
 
     def _claim(self) -> Claim | None:
-        """Claim due deliveries (and ones whose worker's lease ran out) for this worker."""
-        return self.store.outbox.claim(self.settings.batch_size, self.settings.lease)
+        """Claim due deliveries (and ones whose worker's lease ran out) for this worker,
+        except those of providers in an outage waiting for their next probe."""
+        held = [pid for pid, gate in self.app.gates.items() if gate.held_back()]
+        return self.store.outbox.claim(self.settings.batch_size, self.settings.lease, held)
 
     def _claim_token(self) -> str | None:
         claim = self._claim()
@@ -243,10 +257,60 @@ class Worker:
                 by_provider[instance.id].append((item.delivery_id, item.attempts, sub))
         for provider_id, items in by_provider.items():
             instance = self.app.providers[provider_id]
+            if instance.obj.stable_requests:
+                self._send_stable(claim.token, instance, items)
+                continue
             size = max(1, int(instance.obj.max_batch_size))
             for start in range(0, len(items), size):
                 self._send_chunk(claim.token, instance, items[start : start + size])
         return len(claim.deliveries)
+
+    def _send_stable(
+        self, token: str, instance: PluginInstance, items: Sequence[tuple[int, int, Subscription]]
+    ) -> None:
+        """Providers with `stable_requests`: a delivery already in a stored request is sent
+        again in exactly that request (same members, key and variant details, even members
+        this claim does not hold, whose results are left alone); the rest go into new
+        requests, stored before their first attempt."""
+        outbox = self.store.outbox
+        stored = outbox.stored_requests([i[0] for i in items])
+        fresh = [i for i in items if i[0] not in stored]
+        size = max(1, int(instance.obj.max_batch_size))
+        requests: list[tuple[StoredRequest, list[tuple[int, int, Subscription]]]] = []
+        for start in range(0, len(fresh), size):
+            chunk = list(fresh[start : start + size])
+            info = self._variant_info([sub for _, _, sub in chunk])
+            request = outbox.store_request(instance.id, [i[0] for i in chunk], info)
+            requests.append((request, chunk))
+        by_key: dict[str, tuple[StoredRequest, list[tuple[int, int, Subscription]]]] = {}
+        for item in items:
+            known = stored.get(item[0])
+            if known is not None:
+                by_key.setdefault(known.key, (known, []))[1].append(item)
+        requests.extend(by_key.values())
+        for request, claimed in requests:
+            have = {i[0] for i in claimed}
+            others = [i for i in request.delivery_ids if i not in have]
+            extra = outbox.delivery_members(others) if others else []
+            self._send_chunk(token, instance, claimed, request=request, extra=extra)
+
+    def _variant_info(self, subs: Sequence[Subscription]) -> dict[str, dict[str, str | None]]:
+        """What the adapters say about these subscriptions' variants, as stored with a
+        request so every attempt renders the same text."""
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for sub in subs:
+            wanted[sub.source].add(sub.variant_id)
+        found: dict[str, dict[str, str | None]] = {}
+        for source, ids in wanted.items():
+            for vid, info in self.app.describe(source, sorted(ids)).items():
+                if info is not None:
+                    found[f"{source}\t{vid}"] = {
+                        "title": info.title,
+                        "product_title": info.product_title,
+                        "url": info.url,
+                        "image_url": info.image_url,
+                    }
+        return found
 
     def _provider_for(self, provider_id: str | None, channel: Channel) -> PluginInstance | None:
         instance = self.app.providers.get(provider_id or "")
@@ -254,39 +318,94 @@ class Worker:
             return instance
         return self.app.routing.get(channel)
 
-    def _messages(self, items: Sequence[tuple[int, int, Subscription]]) -> list[Message]:
+    def _messages(
+        self,
+        items: Sequence[tuple[int, int, Subscription]],
+        request: StoredRequest | None = None,
+    ) -> tuple[list[Message], dict[int, str]]:
+        """The rendered messages, and the reason for each delivery whose message failed to
+        render (that delivery fails; the others go out). With a stored `request`, variant
+        details come from it and each message carries its key."""
         app = self.app
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for _, _, sub in items:
-            wanted[sub.source].add(sub.variant_id)
-        infos = {
-            (source, vid): info
-            for source, ids in wanted.items()
-            for vid, info in app.describe(source, sorted(ids)).items()
-        }
+        infos: dict[tuple[str, str], VariantInfo | None]
+        if request is not None:
+            infos = {}
+            for joined, values in request.variant_info.items():
+                source, _, vid = joined.partition("\t")
+                infos[(source, vid)] = VariantInfo(**values)
+        else:
+            wanted: dict[str, set[str]] = defaultdict(set)
+            for _, _, sub in items:
+                wanted[sub.source].add(sub.variant_id)
+            infos = {
+                (source, vid): info
+                for source, ids in wanted.items()
+                for vid, info in app.describe(source, sorted(ids)).items()
+            }
         messages = []
+        broken: dict[int, str] = {}
         for delivery_id, attempts, sub in items:
             token = app.signer.sign(sub.id)
             base = app.settings.public_url.rstrip("/")
-            messages.append(
-                app.renderer.render(
-                    delivery_id=delivery_id,
-                    attempt=attempts,
-                    subscription=sub,
-                    info=infos.get((sub.source, sub.variant_id)),
-                    unsubscribe_url=f"{base}/unsubscribe/{token}",
-                    unsubscribe_post_url=f"{base}/unsubscribe/{token}",
+            try:
+                messages.append(
+                    app.renderer.render(
+                        delivery_id=delivery_id,
+                        attempt=attempts,
+                        subscription=sub,
+                        info=infos.get((sub.source, sub.variant_id)),
+                        unsubscribe_url=f"{base}/unsubscribe/{token}",
+                        unsubscribe_post_url=f"{base}/unsubscribe/{token}",
+                    )
                 )
-            )
-        return messages
+            except RenderError as exc:
+                log.error("delivery %s: %s", delivery_id, exc)
+                broken[delivery_id] = str(exc)
+        if request is not None:
+            messages = [attrs.evolve(m, request_key=request.key) for m in messages]
+        return messages, broken
 
     def _send_chunk(
-        self, token: str, instance: PluginInstance, items: Sequence[tuple[int, int, Subscription]]
+        self,
+        token: str,
+        instance: PluginInstance,
+        items: Sequence[tuple[int, int, Subscription]],
+        *,
+        request: StoredRequest | None = None,
+        extra: Sequence[tuple[int, int, Subscription]] = (),
     ) -> None:
-        messages = self._messages(items)
+        """Send `items` (plus `extra`, members of a stored request this claim does not hold;
+        only `items`' results are recorded) in one provider call and record the results."""
+        gate = self.app.gates[instance.id]
+        if gate.held_back():
+            # the provider refused our key and waits for its next probe: keep these queued
+            outage = gate.outage
+            why = outage.reason if outage else "provider paused"
+            self._record(
+                token,
+                instance.id,
+                [(sub, n, SendResult.unauthorized(d, why)) for d, n, sub in items],
+            )
+            return
+        everything = sorted([*items, *extra], key=lambda i: i[0])
+        messages, broken = self._messages(everything, request)
+        if request is not None and broken:
+            # a stored request must go out as it was first sent: a render failure now (the
+            # template changed since) fails the request's claimed members instead
+            reason = next(iter(broken.values()))
+            self._record(
+                token, instance.id, [(sub, n, SendResult.failed(d, reason)) for d, n, sub in items]
+            )
+            return
         started = time.perf_counter()
+        results = [SendResult.failed(d, reason) for d, reason in broken.items()]
         try:
-            results = list(instance.obj.send(messages))
+            if messages:
+                if instance.obj.paces_requests:
+                    results += list(instance.obj.send(messages))
+                else:
+                    with gate.request():
+                        results += list(instance.obj.send(messages))
         except Exception as exc:  # the contract: anything raised is transient for the batch
             log.warning(
                 "provider %s raised %s; %s messages will be retried",
@@ -295,7 +414,7 @@ class Worker:
                 len(messages),
             )
             reason = f"{type(exc).__name__}: {exc}"
-            results = [SendResult.retry(m.delivery_id, reason) for m in messages]
+            results += [SendResult.retry(m.delivery_id, reason) for m in messages]
         self.app.metrics.send_seconds.labels(provider=instance.id).observe(
             time.perf_counter() - started
         )
@@ -303,13 +422,55 @@ class Worker:
         for result in results:
             if isinstance(result, SendResult):
                 by_id.setdefault(result.delivery_id, result)
+        self._observe_gate(instance.id, by_id.values())
         outcomes = []
         for delivery_id, attempts, sub in items:
-            result = by_id.get(delivery_id)
-            if result is None:
-                result = SendResult.retry(delivery_id, f"provider {instance.id} returned no result")
-            outcomes.append((sub, attempts, result))
+            found = by_id.get(delivery_id)
+            if found is None:
+                found = SendResult.retry(delivery_id, f"provider {instance.id} returned no result")
+            outcomes.append((sub, attempts, found))
         self._record(token, instance.id, outcomes)
+
+    def _observe_gate(self, provider_id: str, results: Iterable[SendResult]) -> None:
+        """Pause the provider after a 429; start or end an auth outage."""
+        app = self.app
+        gate = app.gates[provider_id]
+        unauthorized: SendResult | None = None
+        working = limited = False
+        for result in results:
+            if result.hold == Hold.RATE_LIMITED:
+                wait = result.retry_after if result.retry_after is not None else 1.0
+                gate.hold(wait)
+                limited = True
+            elif result.hold == Hold.UNAUTHORIZED:
+                unauthorized = result
+            else:
+                working = True
+        if limited:
+            app.metrics.rate_limited.labels(provider=provider_id).inc()
+        if unauthorized is not None and not working:
+            reason = unauthorized.reason or "the provider refused the credentials"
+            app.metrics.auth_failures.labels(provider=provider_id).inc()
+            if gate.auth_failed(reason):
+                app.provider_outage_started(provider_id, reason)
+            else:
+                outage = gate.outage
+                log.error(
+                    "provider %s still refuses the credentials (%s); next try in %.0f s",
+                    provider_id,
+                    reason,
+                    outage.next_probe_in if outage else 0.0,
+                )
+        elif working and gate.working():
+            app.provider_outage_ended(provider_id)
+
+    def _hold_delay(self, provider_id: str, result: SendResult, jitter: float) -> float:
+        gate = self.app.gates.get(provider_id)
+        wait = gate.paused_for() if gate is not None else 0.0
+        if result.hold == Hold.RATE_LIMITED and result.retry_after is not None:
+            wait = max(wait, result.retry_after)
+        # spread a big paused backlog a little so it does not all come due at one instant
+        return wait + jitter * 0.5
 
     def _record(
         self, token: str, provider_id: str, outcomes: Sequence[tuple[Subscription, int, SendResult]]
@@ -323,6 +484,7 @@ class Worker:
                 attempts, retry_after, jitter, base=settings.retry_base, cap=settings.retry_max
             ),
             now=utcnow(),
+            hold_delay=lambda result: self._hold_delay(provider_id, result, jitter),
         )
         self.store.outbox.record(token, provider_id, results)
         self._count(provider_id, results)

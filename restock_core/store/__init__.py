@@ -104,6 +104,25 @@ class MetaStore:
             )
             return str(conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar_one())
 
+    def put(self, key: str, value: str) -> None:
+        meta = tables.meta
+        with self.db.engine.begin() as conn:
+            conn.execute(sa.delete(meta).where(meta.c.key == key))
+            conn.execute(sa.insert(meta).values(key=key, value=value))
+
+    def delete(self, key: str) -> None:
+        meta = tables.meta
+        with self.db.engine.begin() as conn:
+            conn.execute(sa.delete(meta).where(meta.c.key == key))
+
+    def with_prefix(self, prefix: str) -> dict[str, str]:
+        meta = tables.meta
+        with self.db.read_engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(meta.c.key, meta.c.value).where(meta.c.key.startswith(prefix))
+            ).all()
+        return {row.key[len(prefix) :]: row.value for row in rows}
+
 
 class Store(Db):
     """All of restock's storage over one database (and, on SQLite, a read-only engine)."""

@@ -15,7 +15,16 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import UTCDateTime, deliveries, processed_events, subscriptions, suppressions, utcnow
+from ..db import (
+    UTCDateTime,
+    deliveries,
+    processed_events,
+    provider_request_members,
+    provider_requests,
+    subscriptions,
+    suppressions,
+    utcnow,
+)
 from ..models import Channel, DeliveryEvent, DeliveryStatus, Subscription, SubscriptionStatus
 from ._base import Db, chunks, subscription_from_row
 
@@ -52,6 +61,8 @@ class Retry:
     delivery_id: int
     error: str
     at: datetime
+    #: False for a provider pause (429, auth outage): the attempt is given back
+    counts: bool = True
 
 
 @attrs.frozen
@@ -61,6 +72,26 @@ class Failed:
     error: str
     #: block this contact for this channel (hard bounce, opted out)
     suppress: tuple[Channel, str] | None = None
+
+
+@attrs.frozen
+class StoredRequest:
+    """A provider request whose membership is fixed (see `Provider.stable_requests`)."""
+
+    key: str
+    delivery_ids: tuple[int, ...]
+    variant_info: dict[str, dict[str, str | None]]
+
+
+@attrs.frozen
+class RetryFilter:
+    """Which failed deliveries `Outbox.retry_failed` queues again (all given ones must match)."""
+
+    restock_id: int | None = None
+    provider: str | None = None
+    reason: str | None = None  # a substring of the delivery's last error
+    since: datetime | None = None  # failed deliveries created at or after
+    until: datetime | None = None  # ... and before
 
 
 @attrs.frozen
@@ -84,9 +115,17 @@ class Outbox:
     def __init__(self, db: Db):
         self.db = db
 
-    def claim(self, batch_size: int, lease_seconds: float) -> Claim | None:
-        """Lease up to `batch_size` due deliveries (and ones whose lease ran out)."""
+    def claim(
+        self, batch_size: int, lease_seconds: float, skip_providers: Sequence[str] = ()
+    ) -> Claim | None:
+        """Lease up to `batch_size` due deliveries (and ones whose lease ran out), leaving
+        out those of `skip_providers` (providers paused by an outage)."""
         now = utcnow()
+        skip = (
+            sa.or_(d.c.provider.is_(None), d.c.provider.notin_(list(skip_providers)))
+            if skip_providers
+            else sa.true()
+        )
         token = uuid.uuid4().hex
         lease_until = now + timedelta(seconds=lease_seconds)
         claimed = 0
@@ -95,7 +134,7 @@ class Outbox:
                 sa.and_(d.c.status == str(DeliveryStatus.SENDING), d.c.lease_until < now),
                 sa.and_(d.c.status == str(DeliveryStatus.QUEUED), d.c.next_attempt_at <= now),
             ):
-                due = sa.select(d.c.id).where(condition).order_by(d.c.id)
+                due = sa.select(d.c.id).where(condition, skip).order_by(d.c.id)
                 due = due.limit(batch_size - claimed)
                 if self.db.is_postgres:
                     due = due.with_for_update(skip_locked=True)
@@ -155,7 +194,10 @@ class Outbox:
             if results.sent:
                 self._record_sent(conn, token, provider_id, results.sent, now)
             mine = sa.and_(d.c.id == sa.bindparam("did"), d.c.claim_token == token)
-            if results.retry:
+            for counts in (True, False):
+                retry = [r for r in results.retry if r.counts == counts]
+                if not retry:
+                    continue
                 conn.execute(
                     sa.update(d)
                     .where(mine)
@@ -164,8 +206,10 @@ class Outbox:
                         next_attempt_at=sa.bindparam("at", type_=UTCDateTime),
                         last_error=sa.bindparam("err"),
                         lease_until=None,
+                        # a pause (429, auth outage) gives the claim's attempt back
+                        attempts=d.c.attempts if counts else d.c.attempts - 1,
                     ),
-                    [{"did": r.delivery_id, "err": r.error, "at": r.at} for r in results.retry],
+                    [{"did": r.delivery_id, "err": r.error, "at": r.at} for r in retry],
                 )
             if results.failed:
                 conn.execute(
@@ -358,8 +402,174 @@ class Outbox:
                 .where(s.c.id == row.subscription_id)
                 .values(status=PENDING, notified_at=None, updated_at=now)
             )
+            # the provider accepted the earlier request: re-sending it under its key would
+            # only replay that answer, so the new attempt goes into a new request
+            self._leave_requests(conn, [row.id])
             self.db.wake(conn)
         return True
+
+    # ------------------------------------------------------------------ stable requests
+
+    @staticmethod
+    def _leave_requests(conn: Connection, delivery_ids: Sequence[int]) -> None:
+        m = provider_request_members
+        for chunk in chunks(list(delivery_ids), 900):
+            conn.execute(sa.delete(m).where(m.c.delivery_id.in_(chunk)))
+
+    def stored_requests(self, delivery_ids: Sequence[int]) -> dict[int, StoredRequest]:
+        """The stored request each of `delivery_ids` belongs to (those in none are absent),
+        with every member of that request, in delivery id order."""
+        m, r = provider_request_members, provider_requests
+        found: dict[int, StoredRequest] = {}
+        with self.db.read_engine.connect() as conn:
+            request_ids: set[int] = set()
+            for chunk in chunks(list(delivery_ids), 900):
+                request_ids.update(
+                    conn.execute(
+                        sa.select(m.c.request_id).where(m.c.delivery_id.in_(chunk))
+                    ).scalars()
+                )
+            if not request_ids:
+                return found
+            rows = conn.execute(
+                sa.select(r.c.id, r.c.request_key, r.c.variant_info, m.c.delivery_id)
+                .join(m, m.c.request_id == r.c.id)
+                .where(r.c.id.in_(sorted(request_ids)))
+                .order_by(r.c.id, m.c.delivery_id)
+            ).all()
+        members: dict[int, list[int]] = defaultdict(list)
+        info: dict[int, tuple[str, dict[str, dict[str, str | None]]]] = {}
+        for row in rows:
+            members[row.id].append(row.delivery_id)
+            info[row.id] = (row.request_key, dict(row.variant_info or {}))
+        wanted = set(delivery_ids)
+        for request_id, ids in members.items():
+            key, variant_info = info[request_id]
+            request = StoredRequest(key, tuple(ids), variant_info)
+            for delivery_id in ids:
+                if delivery_id in wanted:
+                    found[delivery_id] = request
+        return found
+
+    def store_request(
+        self,
+        provider: str,
+        delivery_ids: Sequence[int],
+        variant_info: dict[str, dict[str, str | None]],
+    ) -> StoredRequest:
+        """Fix a new request's membership and key before its first attempt."""
+        key = f"restock-req-{uuid.uuid4().hex}"
+        r, m = provider_requests, provider_request_members
+        with self.db.engine.begin() as conn:
+            request_id = conn.execute(
+                sa.insert(r)
+                .values(
+                    provider=provider,
+                    request_key=key,
+                    variant_info=variant_info,
+                    created_at=utcnow(),
+                )
+                .returning(r.c.id)
+            ).scalar_one()
+            conn.execute(
+                sa.insert(m), [{"delivery_id": i, "request_id": request_id} for i in delivery_ids]
+            )
+        return StoredRequest(key, tuple(sorted(delivery_ids)), variant_info)
+
+    def delivery_members(self, delivery_ids: Sequence[int]) -> list[tuple[int, int, Subscription]]:
+        """(delivery id, attempts, subscription) of deliveries this worker did not claim but
+        whose stored request it re-sends (their results are not recorded here)."""
+        query = (
+            sa.select(s, d.c.id.label("delivery_id"), d.c.attempts.label("delivery_attempts"))
+            .join(d, d.c.subscription_id == s.c.id)
+            .where(d.c.id.in_(list(delivery_ids)))
+            .order_by(d.c.id)
+        )
+        with self.db.read_engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(r.delivery_id, r.delivery_attempts, subscription_from_row(r)) for r in rows]
+
+    def prune_requests(self, older_than: timedelta) -> int:
+        """Forget stored requests older than `older_than` (past the provider's key lifetime)."""
+        r, m = provider_requests, provider_request_members
+        cutoff = utcnow() - older_than
+        with self.db.engine.begin() as conn:
+            old = sa.select(r.c.id).where(r.c.created_at < cutoff)
+            conn.execute(sa.delete(m).where(m.c.request_id.in_(old)))
+            return conn.execute(sa.delete(r).where(r.c.created_at < cutoff)).rowcount or 0
+
+    # ------------------------------------------------------------------ operator retries
+
+    def retry_failed(self, where: RetryFilter, *, limit: int | None = None) -> list[int]:
+        """Queue failed deliveries matching `where` again, now, with their attempts reset
+        and their subscriptions back to pending. Skipped: contacts suppressed since, and
+        people who signed up again for the same item (that sign-up will be notified).
+        Returns the ids queued again. Each goes into a new provider request."""
+        query = (
+            sa.select(d.c.id, d.c.subscription_id)
+            .join(s, s.c.id == d.c.subscription_id)
+            .where(d.c.status == str(DeliveryStatus.FAILED))
+            .where(
+                ~sa.exists().where(
+                    suppressions.c.channel == s.c.channel, suppressions.c.contact == s.c.contact
+                )
+            )
+            .order_by(d.c.id)
+        )
+        if where.restock_id is not None:
+            query = query.where(d.c.restock_id == where.restock_id)
+        if where.provider is not None:
+            query = query.where(d.c.provider == where.provider)
+        if where.reason:
+            query = query.where(d.c.last_error.contains(where.reason, autoescape=True))
+        if where.since is not None:
+            query = query.where(d.c.created_at >= where.since)
+        if where.until is not None:
+            query = query.where(d.c.created_at < where.until)
+        if limit is not None:
+            query = query.limit(limit)
+        other = s.alias("other")
+        now = utcnow()
+        queued: list[int] = []
+        with self.db.engine.begin() as conn:
+            for row in conn.execute(query).all():
+                sub = conn.execute(sa.select(s).where(s.c.id == row.subscription_id)).one()
+                if sub.status not in (str(SubscriptionStatus.FAILED), PENDING):
+                    continue  # unsubscribed or notified by another delivery since
+                if sub.status != PENDING:
+                    again = conn.execute(
+                        sa.select(sa.literal(1)).where(
+                            other.c.variant_id == sub.variant_id,
+                            other.c.scope == sub.scope,
+                            other.c.channel == sub.channel,
+                            other.c.contact == sub.contact,
+                            other.c.status == PENDING,
+                        )
+                    ).first()
+                    if again:
+                        continue
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.id == row.subscription_id)
+                    .values(status=PENDING, failed_reason=None, updated_at=now)
+                )
+                conn.execute(
+                    sa.update(d)
+                    .where(d.c.id == row.id, d.c.status == str(DeliveryStatus.FAILED))
+                    .values(
+                        status=str(DeliveryStatus.QUEUED),
+                        attempts=0,
+                        next_attempt_at=now,
+                        claim_token=None,
+                        lease_until=None,
+                        last_error=None,
+                    )
+                )
+                queued.append(row.id)
+            if queued:
+                self._leave_requests(conn, queued)
+                self.db.wake(conn)
+        return queued
 
     @staticmethod
     def _fail(

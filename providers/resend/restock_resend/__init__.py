@@ -1,8 +1,11 @@
 """The Resend provider: email through the official `resend` SDK.
 
-Batches go to ``POST /emails/batch`` (up to 100) with an ``Idempotency-Key`` derived from the
-deliveries in the batch, so a batch retried after a lost response is not sent twice: Resend
-answers the first result again. Delivery webhooks are verified with Svix.
+Batches go to ``POST /emails/batch`` (up to 100) with an ``Idempotency-Key``. The core stores
+each batch's membership and key before its first attempt (``stable_requests``), so a batch
+retried after a lost response is byte-identical and Resend answers the first result again
+instead of sending twice. Requests are paced to ``requests_per_second`` (Resend's default
+team limit, 2/s); a 429 pauses the instance until ``retry-after``; a refused key (401/403)
+pauses it as an outage. Delivery webhooks are verified with Svix.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ log = logging.getLogger("restock.resend")
 
 MAX_BATCH = 100
 DEFAULT_URL = "https://api.resend.com"
+# "The default maximum rate limit is 2 requests per second" per team, shared by all its API
+# keys (https://resend.com/docs/api-reference/rate-limit); a batch counts as one request.
+DEFAULT_REQUESTS_PER_SECOND = 2.0
 
 # The SDK keeps its key, URL and HTTP client in module globals; every call sets them under
 # this lock, so two provider instances (two Resend accounts) never mix them up.
@@ -72,6 +78,9 @@ class ResendOptions:
     base_url: str = attrs.field(default=DEFAULT_URL, validator=http_url)
     timeout: float = attrs.field(default=10.0, validator=positive)
     batch_size: int = attrs.field(default=MAX_BATCH, validator=_check_batch)
+    requests_per_second: float = attrs.field(
+        default=DEFAULT_REQUESTS_PER_SECOND, validator=positive
+    )
     use_batch: bool = True
     webhook_secret: Secret | None = attrs.field(default=None, validator=_svix_secret)
 
@@ -87,6 +96,15 @@ def batch_key(messages: Sequence[Message]) -> str:
     """Same deliveries, same key: a retried batch reuses it (Resend keeps keys for 24 h)."""
     ids = ",".join(str(d) for d in sorted(m.delivery_id for m in messages))
     return "restock-batch-" + hashlib.sha256(ids.encode()).hexdigest()[:40]
+
+
+def _request_key(messages: Sequence[Message]) -> str:
+    """The key the core stored for this request before its first attempt, so every retry
+    carries it whatever changed since; the hash of the ids when sent outside the core."""
+    keys = {m.request_key for m in messages}
+    if len(keys) == 1 and None not in keys:
+        return str(keys.pop())
+    return batch_key(messages)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -105,10 +123,12 @@ def classify(exc: Exception, message_ids: Sequence[int]) -> list[SendResult]:
     if exc.error_type == "HttpClientError" or code.startswith("5"):
         return [SendResult.retry(d, reason) for d in message_ids]
     if code == "429":
+        # the team's rate limit (or quota) is shared by every message: pause the provider
+        # until retry-after; the messages keep their attempts
         wait = _retry_after(exc.headers)
         if exc.error_type in ("daily_quota_exceeded", "monthly_quota_exceeded"):
             wait = max(wait or 0.0, 3600.0)  # a quota does not come back in seconds
-        return [SendResult.retry(d, reason, retry_after=wait) for d in message_ids]
+        return [SendResult.rate_limited(d, reason, retry_after=wait) for d in message_ids]
     if code == "409" and exc.error_type == "concurrent_idempotent_requests":
         # the first request with this key is still running; its answer will be replayed
         wait = _retry_after(exc.headers) or 5.0
@@ -121,17 +141,24 @@ def classify(exc: Exception, message_ids: Sequence[int]) -> list[SendResult]:
             "not sent again to avoid a duplicate)"
         )[:500]
     if code in ("401", "403"):
+        # a missing, wrong or revoked key fails every message alike: a provider outage, not
+        # the recipients' fault; the core keeps them queued until the key works
         reason = f"resend refused the API key ({code} {exc.error_type})"
+        return [SendResult.unauthorized(d, reason) for d in message_ids]
     return [SendResult.failed(d, reason) for d in message_ids]
 
 
 class ResendProvider(Provider):
     name = "resend"
     channels = frozenset({Channel.EMAIL})
+    paces_requests = True
 
     def __init__(self, options: ResendOptions):
         self.options = options
         self.max_batch_size = options.batch_size if options.use_batch else 1
+        self.requests_per_second = options.requests_per_second
+        # one batch per send call: the core keeps its membership and key across retries
+        self.stable_requests = options.use_batch
         self._client = _Client(options.timeout)
         self.id = "resend"
 
@@ -158,7 +185,8 @@ class ResendProvider(Provider):
         return params
 
     def _call(self, function: Any, params: Any, options: dict[str, Any]) -> Any:
-        with _SDK_LOCK:
+        # every HTTP request waits for its turn (shared by all worker threads)
+        with self.paced(), _SDK_LOCK:
             resend.api_key = self.options.api_key.value
             resend.api_url = self.options.base_url.rstrip("/")
             resend.default_http_client = self._client
@@ -178,7 +206,7 @@ class ResendProvider(Provider):
             response = self._call(
                 resend.Batch.send,
                 [self._params(m) for m in messages],
-                {"idempotency_key": batch_key(messages), "batch_validation": "permissive"},
+                {"idempotency_key": _request_key(messages), "batch_validation": "permissive"},
             )
         except Exception as exc:  # the SDK raises for the whole request
             return classify(exc, ids)
@@ -210,7 +238,7 @@ class ResendProvider(Provider):
             response = self._call(
                 resend.Emails.send,
                 self._params(message),
-                {"idempotency_key": message.idempotency_key},
+                {"idempotency_key": message.request_key or message.idempotency_key},
             )
         except Exception as exc:
             return classify(exc, [message.delivery_id])[0]

@@ -1,12 +1,21 @@
 """A fake Resend API for tests and benchmarks: `POST /emails` and `POST /emails/batch` with
 Bearer auth, Resend's error bodies, permissive batch validation and Idempotency-Key replay
 (the same key answers the first response again and sends nothing; the same key with another
-payload answers 409 `invalid_idempotent_request`)."""
+payload answers 409 `invalid_idempotent_request`).
+
+With `requests_per_second` set (Resend's default is 2 per team, shared by all API keys:
+https://resend.com/docs/api-reference/rate-limit, https://resend.com/changelog/api-rate-limit)
+it enforces that limit over any one-second window: a request beyond it gets 429
+`rate_limit_exceeded` with `ratelimit-limit`, `ratelimit-remaining: 0`, `ratelimit-reset` and
+`retry-after` (whole seconds), and every answer carries the `ratelimit-*` headers."""
 
 from __future__ import annotations
 
+import collections
 import itertools
+import math
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,8 +29,14 @@ def _error(status: int, name: str, message: str, headers: dict[str, str] | None 
 
 
 class FakeResend:
-    def __init__(self, api_key: str = "re_test_key"):
+    def __init__(self, api_key: str = "re_test_key", *, requests_per_second: int | None = None):
         self.api_key = api_key
+        self.requests_per_second = requests_per_second
+        self._window: collections.deque[float] = collections.deque()
+        self.rate_limited = 0  # requests answered 429 for the rate limit
+        #: consumed one per processed request: True processes it (remembering its key) and
+        #: answers 500, as when Resend accepted a batch but its answer was lost
+        self.lose_answers: list[bool] = []
         self.server = FakeHTTPServer(self._handle)
         self.mode: Reply | None = None
         self.slow_once = 0.0  # accept the next request, then answer this late
@@ -74,8 +89,54 @@ class FakeResend:
 
     # the API
     def _handle(self, request: RecordedRequest) -> Reply:
-        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+        auth = request.headers.get("authorization")
+        if not auth:
+            return _error(401, "missing_api_key", "Missing API key in the authorization header.")
+        if auth != f"Bearer {self.api_key}":
             return _error(403, "invalid_api_key", "API key is invalid")
+        limit = self._limit()
+        if limit is not None and limit.status == 429:
+            return limit
+        reply = self._answer(request)
+        if limit is not None:
+            reply = Reply(reply.status, reply.body, {**reply.headers, **limit.headers}, reply.delay)
+        return reply
+
+    def _limit(self) -> Reply | None:
+        """Resend's rate limit over a sliding one-second window; None when unlimited."""
+        rate = self.requests_per_second
+        if not rate:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            while self._window and now - self._window[0] >= 1.0:
+                self._window.popleft()
+            if len(self._window) >= rate:
+                reset = max(1, math.ceil(1.0 - (now - self._window[0])))
+                self.rate_limited += 1
+                headers = {
+                    "ratelimit-limit": str(rate),
+                    "ratelimit-remaining": "0",
+                    "ratelimit-reset": str(reset),
+                    "retry-after": str(reset),
+                }
+                return _error(
+                    429,
+                    "rate_limit_exceeded",
+                    f"Too many requests. You can only make {rate} requests per second. See "
+                    "rate limit response headers for more information. Or contact support to "
+                    "increase rate limit.",
+                    headers,
+                )
+            self._window.append(now)
+            headers = {
+                "ratelimit-limit": str(rate),
+                "ratelimit-remaining": str(rate - len(self._window)),
+                "ratelimit-reset": "1",
+            }
+        return Reply(200, None, headers)
+
+    def _answer(self, request: RecordedRequest) -> Reply:
         if self.mode is not None:
             return self.mode
         key = request.headers.get("idempotency-key")
@@ -97,6 +158,9 @@ class FakeResend:
                 return _error(404, "not_found", "not found")
             if key and reply.status == 200:
                 self.keys[key] = (request.body, reply)
+            if self.lose_answers and self.lose_answers.pop(0):
+                # processed (and remembered under its key), but the answer never arrives
+                return _error(500, "application_error", "Internal server error")
         if self.slow_once:
             delay, self.slow_once = self.slow_once, 0.0
             return Reply(reply.status, reply.body, delay=delay)

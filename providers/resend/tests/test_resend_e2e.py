@@ -64,7 +64,7 @@ def test_each_subscriber_once_and_notified(app, fake) -> None:
     [request] = fake.requests
     assert request.path == "/emails/batch"
     assert request.headers["authorization"] == f"Bearer {KEY}"
-    assert request.headers["idempotency-key"].startswith("restock-batch-")
+    assert request.headers["idempotency-key"].startswith("restock-req-")
     body = request.json
     assert sorted(e["to"][0] for e in body) == sorted(emails)
     for email in body:

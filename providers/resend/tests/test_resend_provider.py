@@ -13,7 +13,7 @@ from restock_resend.testing import FakeResend
 
 from restock_core.config import Secret, structure_options
 from restock_core.errors import ConfigError
-from restock_core.models import Channel, Outcome
+from restock_core.models import Channel, Hold, Outcome
 from restock_core.testing import ProviderContract, Reply, make_message
 
 KEY = "re_test_key_93hf"
@@ -106,16 +106,18 @@ def test_rate_limit_and_quota(provider, provider_fake) -> None:
     )
     results = provider.send([make_message(3)])
     assert results[0].outcome == Outcome.RETRY and results[0].retry_after >= 3600
+    assert results[0].hold == Hold.RATE_LIMITED
 
 
-def test_auth_and_validation_fail_for_good(provider_fake) -> None:
+def test_a_refused_key_is_an_outage_and_validation_fails_for_good(provider_fake) -> None:
     wrong = ResendProvider(
         ResendOptions(
             api_key=Secret("re_wrong"), from_email="a@example.com", base_url=provider_fake.url
         )
     )
     results = wrong.send([make_message(1), make_message(2)])
-    assert {r.outcome for r in results} == {Outcome.FAILED}
+    # 403 invalid_api_key: the core keeps these queued and pauses the provider
+    assert {(r.outcome, r.hold) for r in results} == {(Outcome.RETRY, Hold.UNAUTHORIZED)}
     assert "API key" in (results[0].reason or "") and "re_wrong" not in (results[0].reason or "")
     provider_fake.mode = Reply(
         422, {"statusCode": 422, "name": "validation_error", "message": "Invalid `from`"}

@@ -70,6 +70,13 @@ class SendGridOptions:
     timeout: float = attrs.field(default=10.0, validator=positive)  # seconds per request
     batch_size: int = attrs.field(default=MAX_PERSONALIZATIONS)  # recipients per request, ≤ 1000
     sandbox_mode: bool = False
+    #: most Mail Send requests per second from this process (all worker threads); None:
+    #: unpaced. SendGrid publishes no numeric limit for /v3/mail/send (its v3 rate-limit
+    #: page gives per-endpoint limits through X-RateLimit-* headers only, and the 600/min
+    #: limit of 2019 excludes mail/send: https://www.twilio.com/docs/sendgrid/api-reference/
+    #: how-to-use-the-sendgrid-v3-api/rate-limits, https://www.twilio.com/en-us/changelog/
+    #: imposing-rate-limits-on-some-sendgrid-v2-api-endpoints); a 429 still pauses sends
+    requests_per_second: float | None = attrs.field(default=None)
     #: the Signed Event Webhook verification key; without it the events route refuses requests
     webhook_public_key: str | None = attrs.field(default=None)
 
@@ -97,6 +104,11 @@ class SendGridOptions:
                     f"categories: each must be 1 to {MAX_CATEGORY_LENGTH} characters, "
                     f"got {category!r}"
                 )
+
+    @requests_per_second.validator
+    def _check_rate(self, attribute: Any, value: float | None) -> None:
+        if value is not None and (isinstance(value, bool) or not value > 0):
+            raise ValueError(f"requests_per_second must be a positive number, got {value!r}")
 
     @batch_size.validator
     def _check_batch_size(self, attribute: Any, value: int) -> None:

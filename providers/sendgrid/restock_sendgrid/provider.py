@@ -30,6 +30,7 @@ from sendgrid import SendGridAPIClient
 
 from restock_core import (
     Channel,
+    Hold,
     Message,
     Outcome,
     PluginHost,
@@ -248,10 +249,15 @@ class _Stop:
     outcome: Outcome
     reason: str
     retry_after: float | None = None
+    hold: Hold | None = None
 
     def result(self, delivery_id: int) -> SendResult:
         if self.outcome == Outcome.FAILED:
             return SendResult.failed(delivery_id, self.reason)
+        if self.hold == Hold.RATE_LIMITED:
+            return SendResult.rate_limited(delivery_id, self.reason, self.retry_after)
+        if self.hold == Hold.UNAUTHORIZED:
+            return SendResult.unauthorized(delivery_id, self.reason)
         return SendResult.retry(delivery_id, self.reason, self.retry_after)
 
 
@@ -263,9 +269,11 @@ class SendGridProvider(Provider):
 
     name = "sendgrid"
     channels = frozenset({Channel.EMAIL})
+    paces_requests = True
 
     def __init__(self, options: SendGridOptions):
         self.options = options
+        self.requests_per_second = options.requests_per_second
         self.max_batch_size = min(options.batch_size, MAX_PERSONALIZATIONS)
         self.instance_id = "sendgrid"
         self.public_key: ec.EllipticCurvePublicKey | None = (
@@ -388,9 +396,10 @@ class SendGridProvider(Provider):
 
     def _request(self, body: dict[str, Any]) -> _Reply:
         try:
-            response = self._client.client.mail.send.post(
-                request_body=body, timeout=self.options.timeout
-            )
+            with self.paced():
+                response = self._client.client.mail.send.post(
+                    request_body=body, timeout=self.options.timeout
+                )
         except http_errors.HTTPError as exc:
             return _Reply(int(exc.status_code), exc.headers, exc.body or b"")
         except (OSError, http.client.HTTPException) as exc:  # URLError, TimeoutError, resets
@@ -475,16 +484,19 @@ class SendGridProvider(Provider):
             return _Stop(Outcome.RETRY, f"SendGrid unreachable: {reply.error}")
         if status in (401, 403):
             word = "unauthorized" if status == 401 else "forbidden"
+            # a provider outage, not the recipients' fault: the core keeps them queued
             return _Stop(
-                Outcome.FAILED,
+                Outcome.RETRY,
                 f"SendGrid refused the API key ({status} {word}; auth error: check api_key and "
                 f"its Mail Send permission): {_describe(_errors(reply.body), reply.body)}",
+                hold=Hold.UNAUTHORIZED,
             )
         if status == 429:
             return _Stop(
                 Outcome.RETRY,
                 "rate limited by SendGrid (429)",
                 retry_after_seconds(reply.headers),
+                hold=Hold.RATE_LIMITED,
             )
         if status >= 500:
             return _Stop(Outcome.RETRY, f"SendGrid server error ({status})")

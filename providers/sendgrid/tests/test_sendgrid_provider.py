@@ -17,7 +17,7 @@ from restock_sendgrid.testing import SendGridFake
 
 from restock_core.config import Secret, parse_config
 from restock_core.errors import ConfigError
-from restock_core.models import Channel, Outcome
+from restock_core.models import Channel, Hold, Outcome
 from restock_core.plugins import PluginRegistry
 from restock_core.testing import ProviderContract, Reply, make_message
 
@@ -242,7 +242,7 @@ def test_from_name_and_sender(make_provider: Any, sendgrid_fake: SendGridFake) -
 def test_429_with_retry_after(make_provider: Any, sendgrid_fake: SendGridFake) -> None:
     sendgrid_fake.rate_limit(retry_after=30)
     results = make_provider().send([make_message(1), make_message(2)])
-    assert {r.outcome for r in results} == {Outcome.RETRY}
+    assert {(r.outcome, r.hold) for r in results} == {(Outcome.RETRY, Hold.RATE_LIMITED)}
     assert all(r.retry_after == 30 for r in results)
     assert "429" in (results[0].reason or "")
 
@@ -386,7 +386,7 @@ def test_400_for_the_whole_request_fails_the_batch(
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_auth_errors_fail_for_good(
+def test_auth_errors_are_a_provider_outage(
     make_provider: Any, sendgrid_fake: SendGridFake, status: int
 ) -> None:
     provider = make_provider(batch_size=1)
@@ -397,7 +397,8 @@ def test_auth_errors_fail_for_good(
             Reply(403, {"errors": [{"field": None, "message": "access forbidden"}]})
         )
     results = provider.send([make_message(1), make_message(2)])
-    assert {r.outcome for r in results} == {Outcome.FAILED}
+    # not the recipients' fault: the core keeps them queued and pauses the provider
+    assert {(r.outcome, r.hold) for r in results} == {(Outcome.RETRY, Hold.UNAUTHORIZED)}
     assert "auth" in (results[0].reason or "").lower()
     assert "SG.wrong-key" not in (results[0].reason or "")
     assert len(sendgrid_fake.requests) == 1  # the second message did not try again

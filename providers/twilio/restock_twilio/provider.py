@@ -153,6 +153,13 @@ class TwilioOptions:
     timeout: float = attrs.field(default=10.0, validator=positive)
     concurrency: int = attrs.field(default=8)
     batch_size: int = attrs.field(default=100)
+    #: most Messages API requests per second from this process (all worker threads); None:
+    #: unpaced. Twilio's REST limit is account concurrency with no published number (429
+    #: 20429, https://www.twilio.com/docs/api/errors/20429) and it queues what exceeds a
+    #: sender's throughput itself (a US long code sends 1 segment/s:
+    #: https://www.twilio.com/docs/api/errors/30001); set it to the sender's rate to keep
+    #: a big fan-out from overflowing that queue
+    requests_per_second: float | None = attrs.field(default=None)
     #: ISO 3166 alpha-2 region for national numbers given at sign-up ("GB": 07700 900123)
     default_region: str | None = attrs.field(default=None)
     #: replace typographic punctuation (’ “ – …) with GSM-7 look-alikes before sending
@@ -163,6 +170,11 @@ class TwilioOptions:
     segment_warning: int = attrs.field(default=3)
     #: the answer to HELP/INFO on the inbound-message webhook
     help_text: str = attrs.field(default=DEFAULT_HELP_TEXT)
+
+    @requests_per_second.validator
+    def _check_rate(self, attribute: Any, value: float | None) -> None:
+        if value is not None and (isinstance(value, bool) or not value > 0):
+            raise ValueError(f"requests_per_second must be a positive number, got {value!r}")
 
     @account_sid.validator
     def _check_account_sid(self, attribute: Any, value: str) -> None:
@@ -318,9 +330,11 @@ class TwilioProvider(Provider):
 
     name = "twilio"
     channels = frozenset({Channel.SMS})
+    paces_requests = True
 
     def __init__(self, options: TwilioOptions):
         self.options = options
+        self.requests_per_second = options.requests_per_second
         self.max_batch_size = options.batch_size
         #: read by the core: the region of national numbers given at sign-up
         self.default_region = options.default_region
@@ -480,7 +494,8 @@ class TwilioProvider(Provider):
         http: RestockTwilioHttpClient | None = None
         try:
             client, http = self._client()
-            created = client.messages.create(**params)
+            with self.paced():
+                created = client.messages.create(**params)
         except (TwilioRestException, TwilioServiceException) as exc:
             headers = http.last_headers if http is not None else {}
             return self._classify(did, exc, headers)
@@ -541,7 +556,11 @@ class TwilioProvider(Provider):
         if status and code != status:
             reason += f" (HTTP {status})"
         if status == 429 or code == TOO_MANY_REQUESTS:
-            return SendResult.retry(did, reason, parse_retry_after(_header(headers, "Retry-After")))
+            # "never processed and always safe to retry"; the account is over its limit, so
+            # the provider pauses (https://www.twilio.com/docs/api/errors/20429)
+            return SendResult.rate_limited(
+                did, reason, parse_retry_after(_header(headers, "Retry-After"))
+            )
         if status >= 500:
             return SendResult.retry(did, reason, parse_retry_after(_header(headers, "Retry-After")))
         if code is not None and str(code) in SUPPRESSING_CODES:
@@ -556,7 +575,8 @@ class TwilioProvider(Provider):
                 self.options.account_sid,
                 status or code,
             )
-            return SendResult.failed(did, f"authentication failed: {reason}")
+            # a provider outage: the core keeps the messages queued until the key works
+            return SendResult.unauthorized(did, f"authentication failed: {reason}")
         if 400 <= status < 500:
             return SendResult.failed(did, reason)
         return SendResult.retry(did, reason)

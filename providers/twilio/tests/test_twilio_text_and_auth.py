@@ -18,7 +18,7 @@ from restock_twilio.testing import FakeTwilio
 
 from restock_core.config import structure_options
 from restock_core.errors import ConfigError
-from restock_core.models import Channel, Outcome
+from restock_core.models import Channel, Hold, Outcome
 from restock_core.testing import make_message
 
 MakeProvider = Callable[..., TwilioProvider]
@@ -133,10 +133,10 @@ def test_api_key_and_secret_authenticate_instead_of_the_auth_token(
         assert request.path == f"/2010-04-01/Accounts/{creds.account_sid}/Messages.json"
         expected = base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()
         assert request.headers["authorization"] == f"Basic {expected}"
-        # a revoked key: failed, and the secret is nowhere
+        # a revoked key: a provider outage (kept queued by the core), the secret nowhere
         fake_twilio.api_keys[API_KEY] = "rotated"
         (result,) = provider.send([sms(2)])
-        assert result.outcome == Outcome.FAILED and "authentication" in (result.reason or "")
+        assert result.hold == Hold.UNAUTHORIZED and "authentication" in (result.reason or "")
     finally:
         provider.close()
     assert API_SECRET not in caplog.text

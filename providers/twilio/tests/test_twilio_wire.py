@@ -14,7 +14,7 @@ from restock_twilio import TwilioOptions, TwilioProvider
 from restock_twilio.provider import parse_retry_after
 from restock_twilio.testing import FakeTwilio, twilio_error
 
-from restock_core.models import Channel, Outcome
+from restock_core.models import Channel, Hold, Outcome
 from restock_core.testing import Reply, make_message
 
 MakeProvider = Callable[..., TwilioProvider]
@@ -263,7 +263,7 @@ def test_bad_credentials_fail_for_good_without_leaking_the_token(
         (result,) = provider.send([sms(1)])
     finally:
         provider.close()
-    assert result.outcome == Outcome.FAILED
+    assert (result.outcome, result.hold) == (Outcome.RETRY, Hold.UNAUTHORIZED)  # an outage
     assert "20003" in result.reason and "authentication" in result.reason
     assert wrong not in result.reason
     assert wrong not in caplog.text

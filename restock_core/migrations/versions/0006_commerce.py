@@ -1,7 +1,7 @@
 """commerce: catalog, orders, conversions, webhook deliveries
 
 Revision ID: 0006_commerce
-Revises: 0003_faces
+Revises: 0004_delivery
 Create Date: 2026-12-02 15:19:16.181629
 """
 
@@ -11,7 +11,7 @@ import restock_core.db
 
 
 revision = '0006_commerce'
-down_revision = '0003_faces'
+down_revision = '0004_delivery'
 branch_labels = None
 depends_on = None
 
