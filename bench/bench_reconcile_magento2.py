@@ -1,7 +1,7 @@
 """One Magento 2 reconciliation pass over 10,000 (SKU, scope) pairs with pending subscribers.
 
     .venv/bin/python bench/bench_reconcile_magento2.py [--pairs 10000] [--scopes 2]
-        [--salable] [--batch 100] [--restocked 0.1]
+        [--physical] [--batch 100] [--restocked 0.1]
         [--database postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Starts the fake Magento (restock_magento2.fake) in its own process on 127.0.0.1, stores one
@@ -62,7 +62,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=10_000)
     parser.add_argument("--scopes", type=int, default=2, choices=(1, 2))
-    parser.add_argument("--salable", action="store_true", help="salable_check = true")
+    parser.add_argument(
+        "--physical",
+        action="store_true",
+        help="salable_check = false (source-item quantities; the default reads salable ones)",
+    )
     parser.add_argument("--batch", type=int, default=100, help="max_batch_size")
     parser.add_argument("--restocked", type=float, default=0.1, help="share of SKUs set to 3")
     parser.add_argument(
@@ -96,7 +100,7 @@ def main() -> None:
                                 "options": {
                                     "base_url": url,
                                     "access_token": TOKEN,
-                                    "salable_check": args.salable,
+                                    "salable_check": not args.physical,
                                     "max_batch_size": args.batch,
                                     "stocks": {
                                         "na": {"stock_id": 2, "sources": ["central", "east"]}
@@ -147,7 +151,7 @@ def main() -> None:
         fake.wait(10)
     print(
         f"pairs: {result.keys}  scopes: {len(scopes)}  batch: {args.batch}  "
-        f"salable_check: {args.salable}"
+        f"salable_check: {not args.physical}"
     )
     print(
         f"requests to Magento: {requests}  seconds: {elapsed:.2f}  pairs/s: {result.keys / elapsed:.0f}"

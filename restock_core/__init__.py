@@ -63,6 +63,9 @@ _EXPORTS: dict[str, str] = {
     "SubscriptionStatus": "models",
     "VariantInfo": "models",
     "SignUpRequest": "signup",
+    # contacts: one spelling per person, as the core stores them
+    "normalize_email": "contacts",
+    "normalize_phone": "contacts",
     # helpers for HTTP-facing plugins
     "error_body": "web",
     "error_response": "web",
@@ -113,6 +116,8 @@ __all__ = [
     "error_response",
     "hookimpl",
     "http_url",
+    "normalize_email",
+    "normalize_phone",
     "not_negative",
     "parse_retry_after",
     "positive",
@@ -141,6 +146,7 @@ if TYPE_CHECKING:
     from .base import InventoryAdapter, ObserverPlugin, PluginHost, Provider
     from .clock import utcnow
     from .config import Secret
+    from .contacts import normalize_email, normalize_phone
     from .errors import (
         AdapterError,
         ConfigError,

@@ -1,33 +1,61 @@
 """The `restock` command line. Bad input gets one clear line on stderr and a non-zero exit,
-never a traceback."""
+never a traceback.
+
+Start-up is kept fast: this module imports only click and the standard library at import
+time. SQLAlchemy, Alembic, FastAPI, uvicorn, Jinja2, httpx and prometheus_client are imported
+inside the commands that need them, so `restock --help`, `restock init` and `restock plugins`
+do not pay for them (see bench/bench_cli_startup.py).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
+import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import sqlalchemy as sa
 
-from .app import App
-from .config import load_config
 from .errors import ConfigError, RestockError
-from .logs import setup_logging
+
+if TYPE_CHECKING:
+    from .app import App
+    from .config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+VERSION = "0.1.0"
+
+#: what runs when no config file is found (kept in step with config.default_plugins)
+DEFAULTS_NOTE = "SQLite restock.db, the logger provider, manual stock"
 
 
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _database_error(exc: Exception) -> tuple[str, int] | None:
+    """SQLAlchemy's errors, recognised without importing SQLAlchemy when nothing did yet."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None:
+        return None
+    if isinstance(exc, sa_exc.ArgumentError):  # includes NoSuchModuleError: a bad URL
+        return f"configuration: option 'database': {exc}", 2
+    if isinstance(exc, sa_exc.OperationalError):
+        return f"database: {str(exc.orig or exc).splitlines()[0]}", 1
+    if isinstance(exc, sa_exc.ProgrammingError):
+        first = str(exc.orig or exc).splitlines()[0]
+        return f"database: {first} (did you run 'restock db upgrade'?)", 1
+    return None
 
 
 def handle_errors(func: F) -> F:
@@ -39,64 +67,215 @@ def handle_errors(func: F) -> F:
             _fail(f"configuration: {exc.message}", 2)
         except RestockError as exc:
             _fail(exc.message, 1)
-        except sa.exc.OperationalError as exc:
-            _fail(f"database: {str(exc.orig or exc).splitlines()[0]}", 1)
-        except sa.exc.ProgrammingError as exc:
-            _fail(
-                f"database: {str(exc.orig or exc).splitlines()[0]} (did you run 'restock db upgrade'?)",
-                1,
-            )
+        except Exception as exc:
+            known = _database_error(exc)
+            if known is None:
+                raise
+            _fail(*known)
 
     return wrapper  # type: ignore[return-value]
 
 
-class Context:
-    def __init__(self, config_path: str | None, database: str | None):
-        self.config_path = config_path
-        self.database = database
+class State:
+    """What the global options said, wherever on the command line they were given."""
+
+    def __init__(self) -> None:
+        self.config_path: str | None = None
+        self.database: str | None = None
+        self._config: Config | None = None
         self._app: App | None = None
 
-    def app(self) -> App:
-        if self._app is None:
+    def config(self) -> Config:
+        if self._config is None:
+            from .config import load_config
+
             overrides = {"database": self.database} if self.database else None
-            config = load_config(self.config_path, overrides=overrides)
+            self._config = load_config(self.config_path, overrides=overrides)
+        return self._config
+
+    def config_source(self) -> str:
+        """One line saying which config file was loaded, or that none was found."""
+        config = self.config()
+        if config.path is None:
+            line = (
+                "no config file found (no --config, no RESTOCK_CONFIG, no ./plugins.toml): "
+                f"using built-in defaults ({DEFAULTS_NOTE}); `restock init` writes one"
+            )
+        else:
+            if self.config_path:
+                how = "--config"
+            elif os.environ.get("RESTOCK_CONFIG"):
+                how = "RESTOCK_CONFIG"
+            else:
+                how = "the current directory"
+            line = f"config {config.path.resolve()} (from {how})"
+        if self.database:
+            line += "; database from --database"
+        return line
+
+    def app(self, *, announce: bool = False) -> App:
+        if self._app is None:
+            from .app import App
+            from .logs import setup_logging
+
+            config = self.config()
+            if announce:
+                click.echo(f"restock: {self.config_source()}", err=True)
             setup_logging(config.settings.log_level)
             self._app = App(config)
         return self._app
 
 
-pass_ctx = click.make_pass_decorator(Context)
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and param.name is not None:
+        setattr(ctx.ensure_object(State), param.name, value)
+    return value
+
+
+def _global_options() -> list[click.Option]:
+    """`--config` and `--database`, accepted on the group and on every subcommand, so that
+    `restock --config x serve` and `restock serve --config x` mean the same."""
+    return [
+        click.Option(
+            ["--config", "config_path"],
+            metavar="PATH",
+            expose_value=False,
+            callback=_remember,
+            help="plugins.toml to use (default: $RESTOCK_CONFIG, then ./plugins.toml).",
+        ),
+        click.Option(
+            ["--database"],
+            metavar="URL",
+            expose_value=False,
+            callback=_remember,
+            help="Database URL (overrides [restock] database).",
+        ),
+    ]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="RESTOCK_CONFIG", help="plugins.toml to use")
-@click.option("--database", help="Database URL (overrides [restock] database)")
-@click.version_option("0.1.0", prog_name="restock")
+@click.version_option(VERSION, prog_name="restock")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, database: str | None) -> None:
-    """restock: back-in-stock notifications."""
-    ctx.obj = Context(config_path, database)
+def main(ctx: click.Context) -> None:
+    """restock: back-in-stock notifications.
+
+    Start with `restock init`, check the result with `restock config check`, then
+    `restock serve`.
+    """
+    ctx.ensure_object(State)
+
+
+# ---------------------------------------------------------------------- init and config
+
+
+@main.command()
+@click.option(
+    "--plugins",
+    "plugin_names",
+    metavar="NAMES",
+    help="Comma-separated plugins to configure, e.g. sendgrid,shopify "
+    "(default: logger,manual). A missing provider or stock source is filled with "
+    "logger or manual.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@pass_state
+@handle_errors
+def init(state: State, plugin_names: str | None, force: bool) -> None:
+    """Write a commented plugins.toml (to --config PATH, else ./plugins.toml)."""
+    from .cli_init import render_config, resolve_choices
+
+    target = Path(state.config_path or "plugins.toml")
+    if target.exists() and not force:
+        _fail(f"{target} already exists; use --force to overwrite it", 1)
+    names = [n.strip() for n in (plugin_names or "").split(",") if n.strip()]
+    chosen = resolve_choices(names)
+    text, env_vars = render_config(chosen, database=state.database)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target} ({', '.join(f.name for f in chosen)})")
+    if env_vars:
+        click.echo("set these environment variables: " + ", ".join(env_vars))
+    check = "restock config check"
+    if state.config_path:
+        check += f" --config {state.config_path}"
+    click.echo(f"then run: {check}")
+
+
+@main.group("config")
+def config_group() -> None:
+    """The configuration file."""
+
+
+@config_group.command("check")
+@pass_state
+@handle_errors
+def config_check(state: State) -> None:
+    """Validate the config and every plugin's options, with the messages `serve` gives.
+
+    Builds every configured plugin exactly as `serve` does, without touching the database.
+    """
+    app = state.app(announce=True)
+    try:
+        url = app.engine.url.render_as_string(hide_password=True)
+        click.echo(f"database: {url}")
+        for instance in app.instances:
+            channels = getattr(instance.obj, "channels", None)
+            served = f": {', '.join(sorted(str(c) for c in channels))}" if channels else ""
+            click.echo(
+                f"{instance.kind.replace('_', ' ')} {instance.id!r} "
+                f"({instance.factory.name}){served}"
+            )
+        routing = ", ".join(f"{ch} -> {inst.id}" for ch, inst in sorted(app.routing.items()))
+        click.echo(f"channels: {routing}")
+        click.echo("ok: the configuration is valid")
+    finally:
+        app.close()
+
+
+# ---------------------------------------------------------------------- running
 
 
 @main.command()
 @click.option("--host", help="Interface to bind (default from [restock] host)")
 @click.option("--port", type=int, help="Port (default from [restock] port)")
 @click.option("--no-worker", is_flag=True, help="API only; run `restock worker` separately")
-@pass_ctx
+@click.option(
+    "--root-path",
+    metavar="PREFIX",
+    help="Path prefix a reverse proxy strips before forwarding (default: the path of "
+    '[restock] public_url, e.g. /restock; "" for none).',
+)
+@pass_state
 @handle_errors
-def serve(ctx: Context, host: str | None, port: int | None, no_worker: bool) -> None:
+def serve(
+    state: State, host: str | None, port: int | None, no_worker: bool, root_path: str | None
+) -> None:
     """Run the HTTP API with the worker and pollers in one process (the embedded default)."""
+    app = state.app(announce=True)
     import uvicorn
 
     from .api import create_api
 
-    app = ctx.app()
     _ensure_schema(app)
     api = create_api(app, run_worker=not no_worker)
     host = host or app.settings.host
     port = port or app.settings.port
-    click.echo(f"restock serving on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+    if root_path is None:
+        from urllib.parse import urlsplit
+
+        root_path = urlsplit(app.settings.public_url).path
+    root_path = "/" + root_path.strip("/") if root_path.strip("/") else ""
+    click.echo(
+        f"restock serving on http://{host}:{port} (docs at {root_path}/docs"
+        f"{f', behind a proxy at {root_path}' if root_path else ''})",
+        err=True,
+    )
+    uvicorn.run(
+        api, host=host, port=port, root_path=root_path, log_level="warning", access_log=False
+    )
 
 
 def _ensure_schema(app: App) -> None:
@@ -120,11 +299,11 @@ def _ensure_schema(app: App) -> None:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Do what is due now, then exit")
-@pass_ctx
+@pass_state
 @handle_errors
-def worker(ctx: Context, once: bool) -> None:
+def worker(state: State, once: bool) -> None:
     """Release restocks and send notifications (run several against PostgreSQL to scale)."""
-    app = ctx.app()
+    app = state.app(announce=True)
     _ensure_schema(app)
     w = app.worker()
     if once:
@@ -142,20 +321,51 @@ def worker(ctx: Context, once: bool) -> None:
     w.run(stop)
 
 
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _no_items() -> Iterator[int]:
+    yield from ()
+
+
+@contextmanager
+def progress(label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for long work whose total is not known up front; nothing at
+    all when stderr is not a terminal (cron, pipes, logs)."""
+    if not _stderr_is_tty():
+        yield lambda n: None
+        return
+    # a generator has no length hint, so click draws an open-ended bar with a count and rate
+    nothing: Iterator[int] = iter(_no_items())
+    with click.progressbar(
+        nothing,
+        label=label,
+        file=sys.stderr,
+        show_pos=True,
+        show_eta=False,
+        item_show_func=None,
+    ) as bar:
+        yield bar.update
+
+
 @main.command()
 @click.option("--source", help="Only this inventory source (plugin id)")
-@pass_ctx
+@pass_state
 @handle_errors
-def check(ctx: Context, source: str | None) -> None:
+def check(state: State, source: str | None) -> None:
     """One reconciliation pass: re-read stock for every variant with pending subscribers."""
-    app = ctx.app()
+    app = state.app()
     _ensure_schema(app)
     if source is not None:
         app.adapter_instance(source)
     w = app.worker()
     started = time.monotonic()
-    with click.progressbar(length=0, label="checking stock", file=sys.stderr) as bar:
-        result = w.reconcile(source, progress=bar.update)
+    with progress("checking stock (variant/scope pairs)") as advance:
+        result = w.reconcile(source, progress=advance)
     done = w.drain(max_seconds=600) if result.restocks_opened else 0
     click.echo(
         f"checked {result.keys} variant/scope pairs in {time.monotonic() - started:.1f}s: "
@@ -171,27 +381,36 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@pass_ctx
+@pass_state
 @handle_errors
-def db_upgrade(ctx: Context) -> None:
+def db_upgrade(state: State) -> None:
     """Apply migrations (Alembic) up to the latest schema."""
-    app = ctx.app()
+    app = state.app()
     app.migrate()
     click.echo(f"database at {app.engine.url.render_as_string(hide_password=True)} is up to date")
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON")
-@pass_ctx
+@click.option(
+    "--entry-points",
+    is_flag=True,
+    help="Only read installed entry points, importing no plugin code (fast; shows no kinds "
+    "and cannot tell a broken plugin).",
+)
+@pass_state
 @handle_errors
-def plugins(ctx: Context, as_json: bool) -> None:
+def plugins(state: State, as_json: bool, entry_points: bool) -> None:
     """List installed plugins: what each registers, its distribution and version, the hooks
-    it implements and the instances configured from it; broken plugins too. Exits 1 when
+    it implements and the instances configured from it; broken plugins too. Exits 2 when
     the configuration names a plugin that is not installed (or failed to load)."""
+    config = state.config()
+    if entry_points:
+        _entry_point_rows(config, as_json)
+        return
     from .plugins import PluginRegistry
 
     registry = PluginRegistry()
-    config = load_config(ctx.config_path)
     rows = registry.describe(config)
     problems = registry.check(config)
     if as_json:
@@ -210,7 +429,35 @@ def plugins(ctx: Context, as_json: bool) -> None:
     for problem in problems:
         click.echo(f"error: configuration: {problem.message}", err=True)
     if problems:
-        raise SystemExit(1)
+        sys.exit(2)
+
+
+def _entry_point_rows(config: Config, as_json: bool) -> None:
+    """`restock plugins --entry-points`: what is installed, from package metadata alone."""
+    import importlib.metadata
+
+    configured: dict[str, list[str]] = {}
+    for entry in config.plugins:
+        configured.setdefault(entry.resolve, []).append(entry.id)
+    rows: list[dict[str, Any]] = []
+    for ep in importlib.metadata.entry_points(group="restock"):
+        dist = ep.dist
+        rows.append(
+            {
+                "name": ep.name,
+                "module": ep.value,
+                "distribution": dist.metadata["Name"] if dist else None,
+                "version": dist.version if dist else None,
+                "configured": configured.get(ep.name, []),
+                "description": dist.metadata["Summary"] if dist else None,
+            }
+        )
+    rows.sort(key=lambda r: str(r["name"]))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    shown = [{**r, "configured as": ", ".join(r["configured"]) or None} for r in rows]
+    _table(shown, ["name", "module", "distribution", "version", "configured as"])
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -229,10 +476,10 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 @click.option("--scope")
 @click.option("--source", help="Inventory source (plugin id) when several are configured")
 @click.option("--customer-id")
-@pass_ctx
+@pass_state
 @handle_errors
 def subscribe(
-    ctx: Context,
+    state: State,
     variant_id: str,
     email: str | None,
     phone: str | None,
@@ -242,7 +489,7 @@ def subscribe(
     customer_id: str | None,
 ) -> None:
     """Sign someone up for a sold-out variant."""
-    app = ctx.app()
+    app = state.app()
     _ensure_schema(app)
     result = app.subscribe(
         variant_id,
@@ -268,14 +515,14 @@ def stock() -> None:
 @click.argument("quantity", type=click.IntRange(min=0))
 @click.option("--scope")
 @click.option("--source")
-@pass_ctx
+@pass_state
 @handle_errors
 def stock_set(
-    ctx: Context, variant_id: str, quantity: int, scope: str | None, source: str | None
+    state: State, variant_id: str, quantity: int, scope: str | None, source: str | None
 ) -> None:
     """Set a variant's available quantity; a restock is released by the running worker
     (or by `restock worker --once`)."""
-    app = ctx.app()
+    app = state.app()
     _ensure_schema(app)
     result = app.set_stock(variant_id, quantity, scope=scope, source=source)
     note = f", restock #{result.restocks_opened[0]} opened" if result.restocks_opened else ""
@@ -288,10 +535,10 @@ def stock_set(
 @click.option("--status", type=click.Choice(["pending", "notified", "failed", "unsubscribed"]))
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--after", type=int, help="Show ids after this one (pagination)")
-@pass_ctx
+@pass_state
 @handle_errors
 def subscriptions(
-    ctx: Context,
+    state: State,
     variant_id: str | None,
     scope: str | None,
     status: str | None,
@@ -299,7 +546,7 @@ def subscriptions(
     after: int | None,
 ) -> None:
     """List subscriptions as a table."""
-    app = ctx.app()
+    app = state.app()
     _ensure_schema(app)
     page = app.list_subscriptions(
         variant_id=variant_id, scope=scope, status=status, limit=limit, after=after
@@ -345,10 +592,10 @@ def _when(value: str | None, option: str) -> datetime | None:
 @click.option("--reason", help="Only failures whose reason contains this text")
 @click.option("--since", help="Only deliveries created at or after this time (ISO 8601)")
 @click.option("--until", help="Only deliveries created before this time (ISO 8601)")
-@pass_ctx
+@pass_state
 @handle_errors
 def deliveries_retry(
-    ctx: Context,
+    state: State,
     restock_id: int | None,
     provider: str | None,
     reason: str | None,
@@ -357,7 +604,7 @@ def deliveries_retry(
 ) -> None:
     """Queue failed deliveries again (after fixing an API key or a template). Suppressed
     contacts and people who signed up again since are left out."""
-    app = ctx.app()
+    app = state.app()
     _ensure_schema(app)
     ids = app.retry_deliveries(
         restock_id=restock_id,
@@ -375,6 +622,17 @@ from .cli_preview import preview  # noqa: E402
 main.add_command(preview)
 
 
+def _add_global_options(command: click.Command) -> None:
+    """Give the group and every command below it `--config` and `--database`."""
+    names = {p.name for p in command.params}
+    command.params.extend(o for o in _global_options() if o.name not in names)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_global_options(sub)
+
+
+_add_global_options(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    logging.basicConfig()
     main()

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 import click
-import sqlalchemy as sa
 
 from .errors import ConfigError, RestockError
 from .preview import preview_message, sms_info
@@ -32,6 +31,8 @@ def preview(
     as_json: bool,
 ) -> None:
     """Print the rendered notification for a variant (subject, headers, text, HTML or SMS)."""
+    import sqlalchemy as sa  # here, not at the top: `restock --help` must not load it
+
     try:
         from .cli import _ensure_schema  # here: cli.py imports this module
 

@@ -6,6 +6,7 @@ The same tables run on SQLite (WAL, the embedded default) and PostgreSQL (psycop
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -379,3 +380,43 @@ def create_engine(url: str, *, for_reads: bool = False, **kwargs: Any) -> Engine
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+# ---------------------------------------------------------------------- test databases
+# Database-level administration for the shipped pytest plugin (a fresh PostgreSQL schema per
+# test); application queries live in the store.
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def ping(url: str) -> None:
+    """Connect to `url` and run one query; raises when the database cannot be used."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def create_schema(admin_url: str, schema: str) -> None:
+    _schema_ddl(admin_url, f"CREATE SCHEMA {_checked_schema(schema)}")
+
+
+def drop_schema(admin_url: str, schema: str) -> None:
+    _schema_ddl(admin_url, f"DROP SCHEMA {_checked_schema(schema)} CASCADE")
+
+
+def _checked_schema(schema: str) -> str:
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"not a plain schema name: {schema!r}")
+    return schema
+
+
+def _schema_ddl(admin_url: str, statement: str) -> None:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()

@@ -76,7 +76,9 @@ def test_a_template_that_does_not_compile_stops_start_with_one_line(
     config = _cli_config(tmp_path, database_url)
     result = CliRunner().invoke(main, ["--config", str(config), command])
     assert result.exit_code == 2
-    lines = result.output.strip().splitlines()
+    # serve and worker first say which config they loaded (issue 8), then one error line
+    announced, *lines = result.output.strip().splitlines()
+    assert announced.startswith(f"restock: config {config}")
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "restock_email.txt line 4" in lines[0]
     assert "Traceback" not in result.output
@@ -87,7 +89,9 @@ def test_a_missing_templates_directory_is_an_error(tmp_path, database_url, monke
     config = _cli_config(tmp_path, database_url)
     result = CliRunner().invoke(main, ["--config", str(config), "worker", "--once"])
     assert result.exit_code == 2
-    assert result.output.startswith("error: configuration: ")
+    announced, error = result.output.strip().splitlines()
+    assert announced.startswith(f"restock: config {config}")
+    assert error.startswith("error: configuration: ")
     assert "templates directory" in result.output and "does not exist" in result.output
     assert "nowhere" in result.output
 

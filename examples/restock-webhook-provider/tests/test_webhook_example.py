@@ -164,3 +164,22 @@ def test_installed_plugin_is_listed_and_delivers(
         assert "notified" in table
     finally:
         fake.server.stop()
+
+
+def test_a_restock_reaches_the_webhook(make_app, provider_fake) -> None:
+    """The end-to-end test from docs/writing-a-provider.md, with the shipped fixtures."""
+    import restock_webhook_provider
+
+    app = make_app(
+        {
+            "plugins": [
+                {"resolve": "webhook", "options": {"url": provider_fake.server.url + "/hook"}},
+                {"resolve": "manual"},
+            ]
+        },
+        plugins=[restock_webhook_provider],  # not needed once the package is installed
+    )
+    app.subscribe("v1", email="ada@example.com")
+    app.set_stock("v1", 2)
+    app.worker().drain()
+    assert provider_fake.received() == ["ada@example.com"]

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ log = logging.getLogger("restock.magento2")
 
 SOURCE_ITEMS = "/V1/inventory/source-items"
 ARE_SALABLE = "/V1/inventory/are-products-salable"
+SALABLE_QTY = "/V1/inventory/get-product-salable-quantity/{sku}/{stock_id}"
 PRODUCTS = "/V1/products"
 STOCK_RESOLVER = "/V1/inventory/stock-resolver/website/{code}"
 STOCK_SOURCE_LINKS = "/V1/inventory/stock-source-links"
@@ -178,9 +180,11 @@ class Magento2Adapter(InventoryAdapter):
     # ------------------------------------------------------------------ availability
 
     def availability(self, keys: Sequence[StockKey]) -> dict[StockKey, int | None]:
-        """Quantities for a batch: source-item quantities with status 1 summed over the scope's
-        sources (one search per scope and batch), 0 when salable_check says not salable,
-        None for SKUs Magento does not know (or has no source item for in those sources)."""
+        """Quantities for a batch, None for SKUs Magento does not know (or has no source item
+        for in the scope's sources). One source-item search per scope and batch sums the
+        in-stock source items over the scope's sources. With `salable_check` (the default)
+        the quantity recorded is Magento's *salable* quantity instead: what is left after
+        reservations (orders placed, not yet shipped) and the out-of-stock threshold."""
         result: dict[StockKey, int | None] = {}
         by_scope: dict[str, list[StockKey]] = defaultdict(list)
         for key in keys:
@@ -222,12 +226,30 @@ class Magento2Adapter(InventoryAdapter):
             total = totals.get(sku.lower())
             found[sku.lower()] = None if total is None else int(total)
         if self.options.salable_check:
-            known = [s for s in unique if found.get(s.lower()) is not None]
-            salable = self._salable(known, stock.stock_id)
-            for sku in known:
+            # Reservations only ever lower the physical quantity, so a SKU with nothing in
+            # stock is 0 without asking. For the rest: are-products-salable (a batch, from
+            # the stock index) for the edge, then the salable quantity of each salable SKU:
+            # Magento has no batch salable-quantity endpoint (reference §4.4).
+            stocked = [s for s in unique if (found.get(s.lower()) or 0) > 0]
+            salable = self._salable(stocked, stock.stock_id) if stocked else {}
+            asked = []
+            for sku in stocked:
                 if salable.get(sku.lower()) is False:
                     found[sku.lower()] = 0
+                else:
+                    asked.append(sku)
+            quantities = self._salable_quantities(asked, stock.stock_id)
+            for sku, quantity in zip(asked, quantities, strict=True):
+                found[sku.lower()] = quantity
         return found
+
+    def _salable_quantities(self, skus: Sequence[str], stock_id: int) -> list[int | None]:
+        """`_salable_qty` for each SKU, `salable_concurrency` requests at a time."""
+        workers = min(self.options.salable_concurrency, len(skus))
+        if workers <= 1:
+            return [self._salable_qty(sku, stock_id) for sku in skus]
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.id}-salable") as pool:
+            return list(pool.map(lambda sku: self._salable_qty(sku, stock_id), skus))
 
     def _source_items(
         self, skus: Sequence[str], sources: Sequence[str]
@@ -259,6 +281,35 @@ class Magento2Adapter(InventoryAdapter):
                 if isinstance(row, Mapping) and isinstance(row.get("sku"), str):
                     out[row["sku"].lower()] = row.get("salable") is True
         return out
+
+    def _salable_qty(self, sku: str, stock_id: int) -> int | None:
+        """`GET /V1/inventory/get-product-salable-quantity/{sku}/{stockId}`: a bare number,
+        the stock's quantity plus its reservations (negative for orders not yet shipped)
+        minus the out-of-stock threshold, or 0 when the stock index says not salable
+        (Magento_InventorySales GetProductSalableQty; Adobe's "Check salable quantities"
+        page, https://developer.adobe.com/commerce/webapi/rest/inventory/check-salable-quantity/).
+        None when Magento no longer knows the SKU (404 NoSuchEntity) or cannot count it (400,
+        a product type without source items)."""
+        path = SALABLE_QTY.format(sku=quote(sku, safe=""), stock_id=stock_id)
+        try:
+            body = self.client.get(path)
+        except MagentoHTTPError as exc:
+            if exc.status == 404 and not exc.no_route:
+                return None
+            if exc.status == 400:
+                log.warning("%s: salable quantity of %r: %s", self.id, sku, exc)
+                return None
+            raise
+        if isinstance(body, str):
+            try:
+                body = float(body)
+            except ValueError:
+                body = None
+        if isinstance(body, bool) or not isinstance(body, int | float):
+            raise AdapterError(
+                f"{self.id}: get-product-salable-quantity answered {str(body)[:50]!r}, not a number"
+            )
+        return max(0, int(body))
 
     # ------------------------------------------------------------------ describe
 

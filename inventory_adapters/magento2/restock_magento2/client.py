@@ -24,12 +24,18 @@ USER_AGENT = "restock-magento2/0.1.0"
 Filter = tuple[str, str, str]
 
 
-class MagentoHTTPError(AdapterError):
-    """Magento answered with an error status (`status`: 401, 404, 429, 500 ...)."""
+NO_ROUTE_MESSAGE = "Request does not match any route."
 
-    def __init__(self, message: str, *, status: int | None = None):
+
+class MagentoHTTPError(AdapterError):
+    """Magento answered with an error status (`status`: 401, 404, 429, 500 ...).
+    `no_route` is true for Magento's 404 "Request does not match any route." (the endpoint
+    does not exist here, e.g. MSI disabled), as opposed to a 404 for a missing entity."""
+
+    def __init__(self, message: str, *, status: int | None = None, no_route: bool = False):
         super().__init__(message)
         self.status = status
+        self.no_route = no_route
 
 
 def search_criteria(
@@ -113,8 +119,10 @@ class MagentoClient:
     def close(self) -> None:
         self.http.close()
 
-    def _fail(self, message: str, status: int | None = None) -> MagentoHTTPError:
-        return MagentoHTTPError(f"{self.name}: {message}", status=status)
+    def _fail(
+        self, message: str, status: int | None = None, *, no_route: bool = False
+    ) -> MagentoHTTPError:
+        return MagentoHTTPError(f"{self.name}: {message}", status=status, no_route=no_route)
 
     def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
         """GET `path` (e.g. "/V1/inventory/source-items") and return the decoded JSON.
@@ -156,6 +164,7 @@ class MagentoClient:
                         f"404 Not Found from GET {path}{detail}: check base_url and store_code, "
                         "and that Magento's Inventory (MSI) modules are enabled",
                         status,
+                        no_route=NO_ROUTE_MESSAGE in detail,
                     )
                 if status != 429 and status < 500:
                     raise self._fail(f"{status} from GET {path}{detail}", status)

@@ -5,8 +5,24 @@ It speaks the wire format of reference/shopify-magento.md §4 and samples/magent
 Magento's `{"message", "parameters"}` body otherwise), searchCriteria filter groups (filters
 OR'ed inside a group, groups AND'ed; eq, neq, in, nin, like), sortOrders, pageSize and
 currentPage (a page past the end answers the last page again, as Magento's collections do),
-`total_count`, `are-products-salable` (skus[i] or skus=a,b), the website stock resolver,
-stock-source links and a product search. 404 for unknown routes.
+`total_count`, `are-products-salable` (skus[i] or skus=a,b), `get-product-salable-quantity`
+(reservations and the out-of-stock threshold), the website stock resolver, stock-source links
+and a product search. 404 for unknown routes.
+
+Salable quantities follow Magento's MSI (Adobe, "Check salable quantities",
+https://developer.adobe.com/commerce/webapi/rest/inventory/check-salable-quantity/, and
+"Reservations", https://developer.adobe.com/commerce/php/development/components/inventory-management/reservations/;
+source: magento/inventory InventorySales/Model/GetProductSalableQty.php):
+
+- placing an order appends a *negative* reservation for (SKU, stock); shipping or cancelling
+  appends the compensating positive one. Source-item quantities change only at shipment;
+- `get-product-salable-quantity/{sku}/{stockId}` answers a bare number: 0 when the stock index
+  says not salable, else the stock's quantity (in-stock source items summed) + reservations -
+  the out-of-stock threshold (`min_qty`); 404 NoSuchEntity for an unknown SKU, 400 for a
+  product type without source items (configurable, bundle, ...);
+- `are-products-salable` reads the stock *index* (`is_salable`), which Magento refreshes from
+  source items; reservations reach it only when the reservations consumer reindexes, so the
+  fake, like a shop whose consumer has not run, ignores them there.
 
 Run it alone (for bench/bench_reconcile_magento2.py)::
 
@@ -21,8 +37,10 @@ import math
 import re
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 
@@ -45,6 +63,7 @@ class FakeProduct:
     name: str
     url_key: str
     image: str | None = None
+    type_id: str = "simple"
 
 
 def parse_search(query: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -155,6 +174,15 @@ class FakeMagento:
         self.websites: dict[str, int] = {"base": 1, "na_site": 2}
         #: (lower sku, stock id) -> salable, overriding "quantity > 0 in the stock's sources"
         self.salable_override: dict[tuple[str, int], bool] = {}
+        #: (lower sku, stock id) -> sum of reservations (negative: ordered, not yet shipped)
+        self.reservations: dict[tuple[str, int], float] = {}
+        #: lower sku -> out-of-stock threshold ("min_qty"; Magento's default is 0)
+        self.min_qty: dict[str, float] = {}
+        #: seconds each get-product-salable-quantity answer takes (a slow shop), and the most
+        #: such requests seen in flight at once
+        self.salable_delay = 0.0
+        self.salable_in_flight = 0
+        self.salable_max_in_flight = 0
         self.status: int | None = None  # answer every request with this status
         self.control_calls = 0
         self.scope_aliases: dict[str, int] = {}
@@ -216,6 +244,24 @@ class FakeMagento:
                 "quantity": quantity,
                 "status": (1 if quantity > 0 else 0) if status is None else status,
             }
+
+    def place_order(self, sku: str, quantity: float, stock_id: int = 1) -> None:
+        """An order placed and not yet shipped: a reservation of -quantity on the stock; the
+        source items keep their quantity until the shipment deducts it."""
+        with self._lock:
+            key = (sku.lower(), stock_id)
+            self.reservations[key] = self.reservations.get(key, 0.0) - quantity
+
+    def ship_order(self, sku: str, quantity: float, source: str = "default", stock_id: int = 1):
+        """The shipment: the source item loses the quantity and the compensating reservation
+        (+quantity) brings the stock's reservations back."""
+        with self._lock:
+            item = self.source_items[(sku.lower(), source)]
+            item["quantity"] = item["quantity"] - quantity
+            if item["quantity"] <= 0:
+                item["status"] = 0
+            key = (sku.lower(), stock_id)
+            self.reservations[key] = self.reservations.get(key, 0.0) + quantity
 
     def remove_source_items(self, sku: str) -> None:
         with self._lock:
@@ -327,15 +373,35 @@ class FakeMagento:
 
     # ------------------------------------------------------------------ salable
 
+    def stock_quantity(self, sku: str, stock_id: int) -> float | None:
+        """The stock index's quantity: in-stock source items summed over the stock's sources;
+        None when the SKU has no source item in them."""
+        items = [
+            item
+            for source in self.stocks.get(stock_id, [])
+            if (item := self.source_items.get((sku.lower(), source))) is not None
+        ]
+        if not items:
+            return None
+        return sum(item["quantity"] for item in items if item["status"] == 1)
+
     def is_salable(self, sku: str, stock_id: int) -> bool:
+        """The stock index's `is_salable` (no reservations: see the module docstring)."""
         override = self.salable_override.get((sku.lower(), stock_id))
         if override is not None:
             return override
-        return any(
-            (item := self.source_items.get((sku.lower(), source))) is not None
-            and item["status"] == 1
-            and item["quantity"] > 0
-            for source in self.stocks.get(stock_id, [])
+        quantity = self.stock_quantity(sku, stock_id)
+        return quantity is not None and quantity > self.min_qty.get(sku.lower(), 0.0)
+
+    def salable_quantity(self, sku: str, stock_id: int) -> float:
+        """GetProductSalableQty::execute: 0 unless the index says salable, else quantity +
+        reservations - min_qty."""
+        if not self.is_salable(sku, stock_id):
+            return 0
+        return (
+            (self.stock_quantity(sku, stock_id) or 0.0)
+            + self.reservations.get((sku.lower(), stock_id), 0.0)
+            - self.min_qty.get(sku.lower(), 0.0)
         )
 
     # ------------------------------------------------------------------ HTTP
@@ -364,9 +430,17 @@ class FakeMagento:
             return Reply(404, NO_ROUTE)
         try:
             with self._lock:
-                return self._route(route, request)
+                reply = self._route(route, request)
         except (ValueError, KeyError) as exc:
             return Reply(400, {"message": str(exc), "parameters": []})
+        if self.salable_delay and route.startswith("/inventory/get-product-salable-quantity/"):
+            with self._lock:
+                self.salable_in_flight += 1
+                self.salable_max_in_flight = max(self.salable_max_in_flight, self.salable_in_flight)
+            time.sleep(self.salable_delay)
+            with self._lock:
+                self.salable_in_flight -= 1
+        return reply
 
     def _route(self, route: str, request: RecordedRequest) -> Reply:
         query = request.query
@@ -405,6 +479,33 @@ class FakeMagento:
             )
         if route == "/orders":
             return Reply(200, search(list(self.orders), query))
+        if route.startswith("/inventory/get-product-salable-quantity/"):
+            parts = route.split("/")
+            if len(parts) != 5 or not parts[4].isdigit():
+                return Reply(404, NO_ROUTE)
+            sku = unquote(parts[3])
+            product = self.products.get(sku.lower())
+            if product is None:
+                return Reply(
+                    404,
+                    {
+                        "message": "The product that was requested doesn't exist. Verify the "
+                        "product and try again.",
+                        "parameters": [],
+                    },
+                )
+            if product.type_id not in ("simple", "virtual", "downloadable"):
+                return Reply(
+                    400,
+                    {
+                        "message": "Can't check requested quantity for products without Source "
+                        "Items support.",
+                        "parameters": [],
+                    },
+                )
+            quantity = self.salable_quantity(sku, int(parts[4]))
+            # a PHP float: 75.0 is sent as 75 (the docs' example), 0.5 as 0.5
+            return Reply(200, int(quantity) if quantity == int(quantity) else quantity)
         if route == "/products":
             items = [
                 {

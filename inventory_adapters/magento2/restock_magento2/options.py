@@ -91,6 +91,11 @@ def _batch(instance: Any, attribute: attrs.Attribute, value: int) -> None:
         raise ValueError(f"{attribute.name} must be between 1 and 500, got {value!r}")
 
 
+def _concurrency(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not 1 <= value <= 32:
+        raise ValueError(f"{attribute.name} must be between 1 and 32, got {value!r}")
+
+
 def _check_stocks(instance: Any, attribute: attrs.Attribute, value: Mapping[str, Any]) -> None:
     for name, stock in value.items():
         parse_stock(name, stock)
@@ -139,8 +144,9 @@ class Magento2Options:
     stocks: dict[str, Any] = attrs.field(factory=dict, validator=_check_stocks)
     #: unconfigured scopes: a number is a stock id, anything else a website code (stock resolver)
     resolve_scopes: bool = True
-    #: also ask are-products-salable (reservation-aware) and count not-salable SKUs as 0
-    salable_check: bool = False
+    #: record Magento's salable quantity (after reservations for unshipped orders and the
+    #: out-of-stock threshold) instead of the physical source-item quantity
+    salable_check: bool = True
     #: SKUs per availability() call (they travel in the URL)
     max_batch_size: int = attrs.field(default=100, validator=_batch)
     #: searchCriteria[pageSize] for source-item and product searches (Magento's limit is 300
@@ -148,6 +154,8 @@ class Magento2Options:
     page_size: int = attrs.field(default=300, validator=_batch)
     #: SKUs per are-products-salable request (20 when Web API input limits are on)
     salable_batch_size: int = attrs.field(default=100, validator=_batch)
+    #: get-product-salable-quantity requests in flight at once (one per SKU in stock)
+    salable_concurrency: int = attrs.field(default=4, validator=_concurrency)
     #: retries of 429, 5xx and network errors before an AdapterError
     max_retries: int = attrs.field(default=2, validator=not_negative)
     #: the longest Retry-After honoured (seconds); a longer one fails the call at once
@@ -162,9 +170,9 @@ class Magento2Options:
     url_suffix: str = ".html"
     #: read names/url keys/images with GET /V1/products; false = only product_url_template
     describe_products: bool = True
-    #: the Klaviyo form's `a` (public key / company id) must equal this; unset = ignored
+    #: the Klaviyo form's `a` / the client API's `company_id` must equal this; unset = any
     klaviyo_company_id: str | None = None
-    #: the Klaviyo form's `store` (store id or code) -> scope name
+    #: the Klaviyo form's `store` (store id or code) or client API catalogId -> scope name
     store_scopes: dict[str, str] = attrs.field(factory=dict, validator=_check_store_scopes)
     #: what the form's `variant` holds: "sku" or "product_id" (looked up to a SKU)
     form_variant: str = attrs.field(default="sku", validator=_form_variant)

@@ -39,7 +39,30 @@ def filters(request: Any) -> dict[str, tuple[str, str, str]]:
 # --------------------------------------------------------------------------- contract
 
 
-class TestContract(InventoryAdapterContract):
+class SalableRequestBound:
+    """With `salable_check` (the default) the generic bound of 2 requests per scope cannot
+    hold: Magento has no batch salable-quantity endpoint, only
+    `GET /V1/inventory/get-product-salable-quantity/{sku}/{stockId}` (Adobe, "Check salable
+    quantities", https://developer.adobe.com/commerce/webapi/rest/inventory/check-salable-quantity/).
+    The bound is one source-item search and one are-products-salable per scope, plus one
+    request per SKU in stock; SKUs with nothing in stock cost nothing more."""
+
+    def test_batch_uses_few_requests(
+        self, adapter: Any, adapter_fake: Any, known_keys: list[StockKey]
+    ) -> None:
+        adapter_fake.set_stock(known_keys[0], 1)
+        for key in known_keys[1:]:
+            adapter_fake.set_stock(key, 0)
+        before = adapter_fake.requests_made()
+        found = adapter.availability(list(known_keys))
+        assert [found[k] for k in known_keys] == [1] + [0] * (len(known_keys) - 1)
+        scopes = {k.scope for k in known_keys}
+        assert adapter_fake.requests_made() - before <= 2 * len(scopes) + 1
+
+
+class TestContract(SalableRequestBound, InventoryAdapterContract):
+    """The default configuration: salable quantities."""
+
     @pytest.fixture
     def adapter(self, make_adapter: Any) -> Magento2Adapter:
         return make_adapter()
@@ -53,14 +76,28 @@ class TestContract(InventoryAdapterContract):
         return [StockKey(sku) for sku in SKUS]
 
 
-class TestContractSalableMultiSource(InventoryAdapterContract):
-    """A named scope over two sources, with the reservation-aware salable check on."""
+class TestContractPhysical(InventoryAdapterContract):
+    """`salable_check = false`: physical source-item quantities, the generic request bound."""
 
     @pytest.fixture
     def adapter(self, make_adapter: Any) -> Magento2Adapter:
-        return make_adapter(
-            salable_check=True, stocks={"na": {"stock_id": 2, "sources": ["central", "east"]}}
-        )
+        return make_adapter(salable_check=False)
+
+    @pytest.fixture
+    def adapter_fake(self, fake: FakeMagento) -> FakeMagento:
+        return fake
+
+    @pytest.fixture
+    def known_keys(self) -> list[StockKey]:
+        return [StockKey(sku) for sku in SKUS]
+
+
+class TestContractSalableMultiSource(SalableRequestBound, InventoryAdapterContract):
+    """A named scope over two sources, with salable quantities."""
+
+    @pytest.fixture
+    def adapter(self, make_adapter: Any) -> Magento2Adapter:
+        return make_adapter(stocks={"na": {"stock_id": 2, "sources": ["central", "east"]}})
 
     @pytest.fixture
     def adapter_fake(self, fake: FakeMagento) -> FakeMagento:
@@ -165,10 +202,14 @@ def test_sku_with_a_comma_is_asked_alone(make_adapter: Any, fake: FakeMagento):
 def test_salable_check_turns_not_salable_into_zero(make_adapter: Any, fake: FakeMagento):
     fake.set_source_item("MH01-M-Blue", "default", 5)
     fake.set_source_item("MH02-M-Blue", "default", 5)
-    fake.salable_override[("mh02-m-blue", 1)] = False  # all five reserved by open orders
-    adapter = make_adapter(salable_check=True)
+    fake.salable_override[("mh02-m-blue", 1)] = False  # the stock index says not salable
+    adapter = make_adapter()
     keys = [StockKey("MH01-M-Blue"), StockKey("MH02-M-Blue"), StockKey("GHOST")]
     assert adapter.availability(keys) == {keys[0]: 5, keys[1]: 0, keys[2]: None}
+    # the quantity is asked only for the SKU the index calls salable
+    [quantity] = fake.received("/get-product-salable-quantity/MH01-M-Blue/1")
+    assert quantity.headers["authorization"] == f"Bearer {TOKEN}"
+    assert not fake.received("/get-product-salable-quantity/MH02-M-Blue/1")
     [request] = fake.received(SALABLE)
     assert request.path == "/rest/default/V1/inventory/are-products-salable"
     assert request.query["stockId"] == ["1"]
@@ -182,9 +223,92 @@ def test_salable_requests_are_chunked(make_adapter: Any, fake: FakeMagento):
     keys = [StockKey(f"SKU-{n}") for n in range(45)]
     for key in keys:
         fake.set_source_item(key.variant_id, "default", 1)
-    found = make_adapter(salable_check=True, salable_batch_size=20).availability(keys)
+    found = make_adapter(salable_batch_size=20).availability(keys)
     assert set(found.values()) == {1}
     assert [len(r.query) - 1 for r in fake.received(SALABLE)] == [20, 20, 5]
+
+
+def test_last_unit_reserved_by_an_unshipped_order_is_out_of_stock(
+    make_adapter: Any, fake: FakeMagento
+):
+    """Issue 10 item 10. Source quantity 1, one order placed and not shipped: Magento keeps
+    the source item at 1 and records a reservation of -1, so the salable quantity is 0 and
+    the storefront shows "Out of stock" (Adobe, "Reservations",
+    https://developer.adobe.com/commerce/php/development/components/inventory-management/reservations/).
+    The default configuration must say 0, as the shop does; the physical reading says 1."""
+    fake.set_source_item("MH01-M-Blue", "default", 1)
+    fake.place_order("MH01-M-Blue", 1)
+    key = StockKey("MH01-M-Blue")
+    assert make_adapter().availability([key]) == {key: 0}
+    assert make_adapter(salable_check=False).availability([key]) == {key: 1}
+
+
+def test_records_the_salable_quantity_not_the_source_quantity(make_adapter: Any, fake: FakeMagento):
+    """Salable = stock quantity + reservations - out-of-stock threshold
+    (magento/inventory InventorySales/Model/GetProductSalableQty.php)."""
+    fake.set_source_item("MH01-M-Blue", "default", 10)
+    fake.place_order("MH01-M-Blue", 3)
+    fake.set_source_item("MH02-M-Blue", "default", 4)
+    fake.min_qty["mh02-m-blue"] = 1  # Out-of-Stock Threshold
+    fake.set_source_item("MH03-M-Blue", "default", 5)
+    fake.place_order("MH03-M-Blue", 2)
+    fake.ship_order("MH03-M-Blue", 2)  # source 3, reservations compensated
+    keys = [StockKey(s) for s in SKUS]
+    assert make_adapter().availability(keys) == {keys[0]: 7, keys[1]: 3, keys[2]: 3}
+
+
+@pytest.mark.parametrize(("concurrency", "expected"), [(1, 1), (4, 4)])
+def test_salable_quantities_are_asked_a_few_at_a_time(
+    make_adapter: Any, fake: FakeMagento, concurrency: int, expected: int
+):
+    keys = [StockKey(f"SKU-{n}") for n in range(8)]
+    for n, key in enumerate(keys):
+        fake.set_source_item(key.variant_id, "default", n + 1)
+    fake.salable_delay = 0.2
+    adapter = make_adapter(salable_concurrency=concurrency)
+    assert adapter.availability(keys) == {key: n + 1 for n, key in enumerate(keys)}
+    assert len([r for r in fake.server.requests if "salable-quantity" in r.path]) == 8
+    assert fake.salable_max_in_flight == expected
+
+
+def test_salable_quantity_of_a_vanished_sku_is_unknown(make_adapter: Any, fake: FakeMagento):
+    """Magento answers 404 NoSuchEntity for a SKU deleted between the two reads: unknown, not
+    an error for the whole batch; a product type without source items (400) likewise."""
+    fake.set_source_item("MH01-M-Blue", "default", 2)
+    fake.set_source_item("MH02-M-Blue", "default", 2)
+    fake.products["mh02-m-blue"].type_id = "configurable"
+    fake.set_source_item("MH03-M-Blue", "default", 2)
+    fake.server.queue(
+        Reply(
+            404,
+            {
+                "message": "The product that was requested doesn't exist. Verify the product "
+                "and try again.",
+                "parameters": [],
+            },
+        ),
+        when=lambda r: "/get-product-salable-quantity/MH01-M-Blue/" in r.path,
+    )
+    keys = [StockKey(s) for s in SKUS]
+    assert make_adapter().availability(keys) == {keys[0]: None, keys[1]: None, keys[2]: 2}
+
+
+def test_salable_quantity_route_missing_is_a_clear_error(make_adapter: Any, fake: FakeMagento):
+    fake.set_source_item("MH01-M-Blue", "default", 2)
+    fake.server.queue(
+        Reply(404, {"message": "Request does not match any route.", "parameters": []}),
+        when=lambda r: "/get-product-salable-quantity/" in r.path,
+    )
+    with pytest.raises(AdapterError, match="404 Not Found.*MSI"):
+        make_adapter().availability([StockKey("MH01-M-Blue")])
+
+
+def test_sku_with_a_slash_is_encoded_in_the_salable_path(make_adapter: Any, fake: FakeMagento):
+    fake.set_source_item("24-MB/01", "default", 3)
+    key = StockKey("24-MB/01")
+    assert make_adapter().availability([key]) == {key: 3}
+    [request] = fake.received("/get-product-salable-quantity/24-MB%2F01/1")
+    assert request.method == "GET"
 
 
 # --------------------------------------------------------------------------- scopes
@@ -374,6 +498,7 @@ def test_product_id_to_sku(make_adapter: Any, fake: FakeMagento):
         ({"product_url_template": "https://s/{slug}"}, "product_url_template", "{slug}"),
         ({"form_variant": "id"}, "form_variant", "product_id"),
         ({"max_batch_size": 1000}, "max_batch_size", "between"),
+        ({"salable_concurrency": 0}, "salable_concurrency", "between 1 and 32"),
         ({"timeout": 0}, "timeout", "greater than 0"),
         ({"access_token": 5}, "access_token", "hidden"),
     ],
@@ -397,3 +522,5 @@ def test_defaults(m2_options: dict[str, Any]):
     assert options.store_code == "default"
     assert options.configured_scopes()["default"].stock_id == 1
     assert options.configured_scopes()["default"].sources == ("default",)
+    assert options.salable_check is True  # the quantity the storefront shows
+    assert options.salable_concurrency == 4

@@ -35,7 +35,6 @@ def test_form_sign_up_then_poll_notifies_each_subscriber_once(
         m2_config(
             store_scopes={"2": "na"},
             stocks={"na": {"stock_id": 2, "sources": ["central", "east"]}},
-            salable_check=True,
         )
     )
     assert app.adapters["m2"].obj.poll_interval == 300.0
@@ -66,11 +65,14 @@ def test_form_sign_up_then_poll_notifies_each_subscriber_once(
     result = app.worker().reconcile("m2")
     # (MH01, default), (MH01, na), (MH02, default): two restocks, no errors
     assert (result.keys, result.restocks_opened, result.errors) == (3, 2, ())
-    # one source-items search + one are-products-salable per scope
+    # per scope: one source-items search, one are-products-salable for the SKUs in stock,
+    # and the salable quantity of the one SKU in stock (no batch endpoint for that)
     polled = fake.server.requests[before:]
     assert sorted(r.path.rsplit("/V1", 1)[1] for r in polled) == [
         "/inventory/are-products-salable",
         "/inventory/are-products-salable",
+        "/inventory/get-product-salable-quantity/MH01-M-Blue/1",
+        "/inventory/get-product-salable-quantity/MH01-M-Blue/2",
         "/inventory/source-items",
         "/inventory/source-items",
     ]

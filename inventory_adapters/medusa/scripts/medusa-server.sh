@@ -15,7 +15,17 @@
 #   RESTOCK_MEDUSA_PORT     port                           (default: a free one)
 #   RESTOCK_MEDUSA_STATE    state file of the started server (default $RESTOCK_MEDUSA_HOME/state.json);
 #                           give each concurrent server its own
+#   RESTOCK_MEDUSA_LOCK_WAIT  seconds to wait for another run's install/migrations (default 1800)
 #   RESTOCK_EVENTS_URL, RESTOCK_EVENT_SECRET   passed to the bundled restock-forwarder subscriber
+#
+# Safe to run several times at once from one cache (two test runs, two worktrees): the shared
+# project dir is changed only under an exclusive flock on $RESTOCK_MEDUSA_HOME/.lock (npm
+# install, config files, database creation, migrations, admin user); files are rewritten only
+# when their content changes, and atomically (temp file + rename), so a server already running
+# from the project never sees a half-written file; nothing per-run lives in the project:
+# DATABASE_URL and the forwarder's settings go to each process in its environment (no .env),
+# logs are per port, and `start` holds a lock on its own state file so two starts with one
+# state file give one server.
 #
 # Follows docs: reference/medusa.md §6 (hand-written project, admin disabled, no Redis).
 # Progress goes to stderr; `start` prints one JSON object on stdout:
@@ -30,6 +40,9 @@ DB="${RESTOCK_MEDUSA_DB:-restock_medusa}"
 PROJECT="$HOME_DIR/project-$VERSION"
 STATE="${RESTOCK_MEDUSA_STATE:-$HOME_DIR/state.json}"
 LOGS="$HOME_DIR/logs"
+LOCK="$HOME_DIR/.lock"
+LOCK_WAIT="${RESTOCK_MEDUSA_LOCK_WAIT:-1800}"
+export DATABASE_URL="$PG/$DB"  # per run, in the environment: never in the shared project
 ADMIN_EMAIL="admin@restock.test"
 ADMIN_PASSWORD="restock-test-password"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,16 +57,47 @@ require_tools() {
   command -v npm >/dev/null || { say "npm is required"; exit 2; }
   command -v curl >/dev/null || { say "curl is required"; exit 2; }
   command -v psql >/dev/null || { say "psql is required"; exit 2; }
+  command -v flock >/dev/null || { say "flock is required (util-linux)"; exit 2; }
 }
 
-do_install() {
+# The cache lock (fd 8) guards the shared project dir; the state lock (fd 7) guards one state
+# file. Both are closed in the Medusa process we spawn, so a running server holds no lock.
+lock_cache() {
+  mkdir -p "$HOME_DIR"
+  exec 8>>"$LOCK"
+  if ! flock -n 8; then
+    say "waiting for another run to finish with $HOME_DIR (lock $LOCK, up to ${LOCK_WAIT} s)"
+    flock -w "$LOCK_WAIT" 8 || { say "gave up waiting for $LOCK after ${LOCK_WAIT} s"; exit 1; }
+  fi
+}
+unlock_cache() { flock -u 8 2>/dev/null || true; exec 8>&-; }
+
+lock_state() {
+  mkdir -p "$(dirname "$STATE")"
+  exec 7>>"$STATE.lock"
+  flock -w "$LOCK_WAIT" 7 || { say "gave up waiting for $STATE.lock"; exit 1; }
+}
+
+put_file() {  # put_file <path>: stdin -> path, only when different, atomically
+  local tmp
+  tmp="$(mktemp "$1.XXXXXX")"
+  cat >"$tmp"
+  if [ -f "$1" ] && cmp -s "$tmp" "$1"; then
+    rm -f "$tmp"
+  else
+    chmod 644 "$tmp"
+    mv -f "$tmp" "$1"
+  fi
+}
+
+install_locked() {  # with the cache lock held
   require_tools
   mkdir -p "$PROJECT" "$LOGS"
   if [ -f "$PROJECT/.installed" ] && [ -x "$PROJECT/node_modules/.bin/medusa" ]; then
     say "reusing install in $PROJECT"
   else
     say "installing @medusajs/* $VERSION from the npm registry into $PROJECT (takes minutes)"
-    cat >"$PROJECT/package.json" <<EOF
+    put_file "$PROJECT/package.json" <<EOF
 {
   "name": "restock-medusa-test-backend",
   "private": true,
@@ -77,7 +121,7 @@ EOF
       say "npm install failed; see $LOGS/npm-install.log"; tail -20 "$LOGS/npm-install.log" >&2; exit 1; }
     touch "$PROJECT/.installed"
   fi
-  cat >"$PROJECT/medusa-config.ts" <<'EOF'
+  put_file "$PROJECT/medusa-config.ts" <<'EOF'
 import { loadEnv, defineConfig } from "@medusajs/framework/utils"
 
 loadEnv(process.env.NODE_ENV || "development", process.cwd())
@@ -96,7 +140,7 @@ module.exports = defineConfig({
   admin: { disable: true },
 })
 EOF
-  cat >"$PROJECT/tsconfig.json" <<'EOF'
+  put_file "$PROJECT/tsconfig.json" <<'EOF'
 {
   "compilerOptions": {
     "target": "ES2021",
@@ -123,13 +167,14 @@ EOF
   "exclude": ["node_modules", ".medusa/server", ".medusa/admin", ".cache"]
 }
 EOF
-  printf 'DATABASE_URL=%s/%s\n' "$PG" "$DB" >"$PROJECT/.env"
+  # no .env: DATABASE_URL comes from each process's environment, which wins over any .env
+  # (Medusa's loadEnv runs dotenv without override), so runs on other databases do not clash
   mkdir -p "$PROJECT/src/subscribers"
-  cp "$HERE/../medusa-subscriber/restock-forwarder.ts" "$PROJECT/src/subscribers/restock-forwarder.ts"
+  put_file "$PROJECT/src/subscribers/restock-forwarder.ts" <"$HERE/../medusa-subscriber/restock-forwarder.ts"
 }
 
-do_setup() {
-  do_install
+setup_locked() {  # with the cache lock held
+  install_locked
   local exists
   exists="$(psql "$PG/postgres" -Atc "select 1 from pg_database where datname = '$DB'" 2>/dev/null || true)"
   if [ "$exists" != "1" ]; then
@@ -148,6 +193,9 @@ do_setup() {
     say "database $DB is migrated already"
   fi
 }
+
+do_install() { lock_cache; install_locked; unlock_cache; }
+do_setup() { lock_cache; setup_locked; unlock_cache; }
 
 running_state() {  # prints the state file when its server is alive and healthy
   [ -f "$STATE" ] || return 1
@@ -170,32 +218,49 @@ api() {  # api METHOD URL AUTH [BODY]
   curl "${args[@]}"
 }
 
+spawn() {  # spawn <port> <log>: start Medusa in its own session; prints its pid
+  (
+    exec 7>&- 8>&-  # the server must not inherit (and so hold) our locks
+    cd "$PROJECT"
+    export NODE_ENV=development MEDUSA_DISABLE_TELEMETRY=true
+    exec setsid npx --no-install medusa start -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null
+  ) &
+  echo $!
+}
+
 do_start() {
+  lock_state
   if running_state; then
     say "already running"
     return 0
   fi
   do_setup
-  local port="${RESTOCK_MEDUSA_PORT:-$(free_port)}"
-  local url="http://127.0.0.1:$port"
-  local log="$LOGS/medusa-$port.log"
-  say "starting Medusa on $url (log: $log)"
-  (
-    cd "$PROJECT"
-    export NODE_ENV=development MEDUSA_DISABLE_TELEMETRY=true
-    exec setsid npx --no-install medusa start -H 127.0.0.1 -p "$port" >"$log" 2>&1 </dev/null
-  ) &
-  local pid=$!
-  local waited=0
-  until [ "$(curl -fsS --max-time 2 "$url/health" 2>/dev/null || true)" = "OK" ]; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      say "Medusa exited while starting; last lines of $log:"; tail -30 "$log" >&2; exit 1
+  local port url log pid attempt
+  for attempt in 1 2 3; do
+    port="${RESTOCK_MEDUSA_PORT:-$(free_port)}"
+    url="http://127.0.0.1:$port"
+    log="$LOGS/medusa-$port.log"
+    say "starting Medusa on $url (log: $log)"
+    pid="$(spawn "$port" "$log")"
+    local waited=0 up=""
+    until [ "$(curl -fsS --max-time 2 "$url/health" 2>/dev/null || true)" = "OK" ]; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        up="exited"
+        break
+      fi
+      waited=$((waited + 1))
+      if [ "$waited" -gt 180 ]; then
+        say "Medusa did not answer /health within 90 s"; kill -- -"$pid" 2>/dev/null || true; exit 1
+      fi
+      sleep 0.5
+    done
+    [ -z "$up" ] && break
+    # another run may have taken the free port between our check and Medusa's bind
+    if [ -z "${RESTOCK_MEDUSA_PORT:-}" ] && [ "$attempt" -lt 3 ] && grep -q EADDRINUSE "$log"; then
+      say "port $port was taken meanwhile; trying another"
+      continue
     fi
-    waited=$((waited + 1))
-    if [ "$waited" -gt 180 ]; then
-      say "Medusa did not answer /health within 90 s"; kill -- -"$pid" 2>/dev/null || true; exit 1
-    fi
-    sleep 0.5
+    say "Medusa exited while starting; last lines of $log:"; tail -30 "$log" >&2; exit 1
   done
   # keys: JWT login -> a secret API key (reused when still valid) + the default publishable key
   local token
@@ -210,7 +275,7 @@ do_start() {
   fi
   if [ -z "$secret" ]; then
     secret="$(api POST "$url/admin/api-keys" "Bearer $token" '{"title":"restock tests","type":"secret"}' | json_get - 'j.api_key.token')"
-    (umask 077 && printf '%s' "$secret" >"$keyfile")
+    (umask 077 && printf '%s' "$secret" >"$keyfile.$$" && mv -f "$keyfile.$$" "$keyfile")
   fi
   local pk sc
   pk="$(api GET "$url/admin/api-keys?type=publishable&fields=id,token,revoked_at&limit=50" "Bearer $token" | json_get - '(j.api_keys.find(k=>!k.revoked_at)||{}).token')"
@@ -226,6 +291,7 @@ EOF
 }
 
 do_stop() {
+  lock_state
   [ -f "$STATE" ] || { say "not running"; return 0; }
   local pid
   pid="$(json_get "$STATE" 'j.pid')" || true

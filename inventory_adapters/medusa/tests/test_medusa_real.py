@@ -1,8 +1,11 @@
 """Against a REAL Medusa v2 backend, installed from the npm registry and started by
 scripts/medusa-server.sh (reference/medusa.md §6). Marked `medusa`.
 
-Outside CI (CI != "true") the tests are skipped when the server cannot be set up; in CI that
-is a failure. The server is stopped at the end of the session.
+The install and migrations happen before the first test (conftest.py, or `.ci/run`), outside
+the per-test timeout; the session fixture here only starts a server (seconds) on a free port
+with its own state file, so two sessions can run at once. Outside CI (CI != "true") the tests
+are skipped when the server cannot be set up; in CI that is a failure. The server is stopped
+at the end of the session.
 """
 
 from __future__ import annotations
@@ -112,8 +115,18 @@ class Medusa:
         )
 
 
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"could not set up a real Medusa server: {reason}")
+    pytest.skip(f"could not set up a real Medusa server: {reason}")
+
+
 @pytest.fixture(scope="session")
-def medusa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Medusa]:
+def medusa(
+    tmp_path_factory: pytest.TempPathFactory, medusa_prepared: str | None
+) -> Iterator[Medusa]:
+    if medusa_prepared is not None:
+        _unavailable(medusa_prepared)
     sink = FakeHTTPServer(lambda request: Reply(200, {"ok": True})).start()
     state_file = tmp_path_factory.mktemp("medusa") / "state.json"
     env = {
@@ -129,7 +142,7 @@ def medusa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Medusa]:
             env=env,
             capture_output=True,
             text=True,
-            timeout=1200,
+            timeout=240,  # install and migrations are done: this only starts a server
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         done = None
@@ -139,9 +152,7 @@ def medusa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Medusa]:
     if done is None or done.returncode != 0:
         sink.stop()
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=60)
-        if IN_CI:
-            pytest.fail(f"could not set up a real Medusa server: {error}")
-        pytest.skip(f"could not set up a real Medusa server: {error}")
+        _unavailable(error)
     print(f"\nMedusa ready in {time.monotonic() - started:.1f} s")
     server = Medusa(json.loads(state_file.read_text()), sink)
     try:

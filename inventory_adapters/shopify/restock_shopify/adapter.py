@@ -1,7 +1,8 @@
 """The Shopify inventory adapter: batched availability and descriptions through the GraphQL
 Admin API `nodes(ids: …)` query (reference/shopify-magento.md §2.3), and the logic behind the
 `inventory_levels/update` webhook (§1): map the inventory item to its variant, re-read the
-variant's availability and record it with the webhook's `updated_at`."""
+variant's availability and record it as observed at the time of that read (the webhook's
+whole-second `updated_at` only orders deliveries of one level)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from restock_core import (
     StockKey,
     StockUpdate,
     VariantInfo,
+    utcnow,
 )
 
 from .client import QueryTooCostly, ShopifyGraphQL
@@ -306,22 +308,30 @@ class ShopifyAdapter(InventoryAdapter):
                 scopes.append(name)
         return scopes
 
-    def _newer_than_seen(self, level: tuple[str, str], observed_at: datetime) -> bool:
+    def _newer_than_seen(self, level: tuple[str, str], updated_at: datetime) -> bool:
+        """False for a delivery strictly older than the last one seen for this level. Equal
+        times are not stale: `updated_at` has whole seconds, so two changes inside one second
+        carry the same value (replays are caught earlier by the webhook and event ids)."""
         with self._lock:
             last = self._level_seen.get(level)
-            if last is not None and last >= observed_at:
+            if last is not None and last > updated_at:
                 return False
-            self._level_seen[level] = observed_at
+            self._level_seen[level] = updated_at
             self._level_seen.move_to_end(level)
             while len(self._level_seen) > ITEM_CACHE_SIZE:
                 self._level_seen.popitem(last=False)
             return True
 
-    def apply_inventory_level(self, payload: Mapping[str, Any], observed_at: datetime) -> str:
+    def apply_inventory_level(self, payload: Mapping[str, Any], updated_at: datetime) -> str:
         """Handle one verified, de-duplicated `inventory_levels/update` body. The body's
         `available` is one location's number and may be stale, so the variant's scopes are
-        re-read through GraphQL and recorded as observed at the body's `updated_at`.
-        Returns what happened (for logs and tests)."""
+        re-read through GraphQL and recorded as observed at the time of that read.
+
+        `updated_at` (the body's, whole seconds) only drops deliveries older than one already
+        handled for the same level. It is not the observation time: a reconciliation read at
+        10:00:50.4 is newer than "10:00:50", so a change at 10:00:50.7 stamped with the body's
+        time would be dropped as stale until the next poll. Returns what happened (for logs
+        and tests)."""
         item_gid = to_gid("InventoryItem", payload.get("inventory_item_id"))
         location_gid = to_gid("Location", payload.get("location_id"))
         if item_gid is None or location_gid is None:
@@ -329,7 +339,7 @@ class ShopifyAdapter(InventoryAdapter):
         scopes = self.scopes_for_location(location_gid)
         if not scopes:
             return "ignored: location counts toward no scope"
-        if not self._newer_than_seen((item_gid, location_gid), observed_at):
+        if not self._newer_than_seen((item_gid, location_gid), updated_at):
             return "stale"
         variant_gid = self.variant_for_item(item_gid)
         if variant_gid is None:
@@ -338,6 +348,7 @@ class ShopifyAdapter(InventoryAdapter):
             return "ignored: no pending subscribers"
         keys = [StockKey(variant_gid, scope) for scope in scopes]
         found = self.availability(keys)
+        observed_at = utcnow()  # after the read, as the reconciliation pass stamps its reads
         updates = [StockUpdate(key, found.get(key), observed_at) for key in keys]
         result = self.host.record_stock(self.id, updates)
         if result.stale and not result.applied:

@@ -49,9 +49,9 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
     router = APIRouter()
     options = adapter.options
 
-    def process(payload: dict[str, Any], observed_at: datetime, delivery: str) -> None:
+    def process(payload: dict[str, Any], updated_at: datetime, delivery: str) -> None:
         try:
-            outcome = adapter.apply_inventory_level(payload, observed_at)
+            outcome = adapter.apply_inventory_level(payload, updated_at)
             log.info("shopify webhook %s: %s", delivery, outcome)
         except Exception as exc:  # answered already; reconciliation catches up
             log.warning(
@@ -104,12 +104,13 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
             )
             if any(seen):
                 return JSONResponse({"status": "duplicate"})
-        observed_at = (
+        # orders deliveries of one level only; the re-read is stamped with its own time
+        updated_at = (
             parse_time(payload.get("updated_at"))
             or parse_time(request.headers.get("x-shopify-triggered-at"))
             or utcnow()
         )
-        background.add_task(process, payload, observed_at, webhook_id or event_id or "-")
+        background.add_task(process, payload, updated_at, webhook_id or event_id or "-")
         return JSONResponse({"status": "accepted"})
 
     @router.api_route("/proxy/subscribe", methods=["GET", "POST"], tags=["sign-up"])
