@@ -1,10 +1,14 @@
 """Sign-up throughput over HTTP against a real `restock serve` on SQLite.
 
-    .venv/bin/python bench/bench_signup_http.py [--requests 5000] [--concurrency 32]
+    .venv/bin/python bench/bench_signup_http.py [--requests 5000] [--concurrency 32] [--no-limits]
 
-Starts the server in its own process on 127.0.0.1 (temporary database), sends sign-ups from
-concurrent clients (10% of them repeats of an earlier sign-up), then prints sign-ups/s, p50/p99
-latency, and the rows stored against the 2xx responses. Stops by itself.
+Starts the server in its own process on 127.0.0.1 (temporary database), sends public sign-ups
+(no key) from concurrent clients (10% of them repeats of an earlier sign-up), then prints
+sign-ups/s, p50/p99 latency, and the rows stored against the 2xx responses. Stops by itself.
+
+The abuse limits are on as by default (per-IP and per-variant buckets, the per-contact count,
+the honeypot hook), except that the per-IP budget is raised so the one bench client is
+measured instead of refused; `--no-limits` turns every limit off to compare.
 """
 
 from __future__ import annotations
@@ -59,12 +63,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--no-limits", action="store_true", help="turn every abuse limit off")
     args = parser.parse_args()
+    if args.no_limits:
+        limits = "limit_signups_per_ip = 0\nlimit_signups_per_variant = 0\nlimit_active_per_contact = 0\n"
+    else:  # on, but the bench is one client: let it through the per-IP budget
+        limits = "limit_signups_per_ip = 10000000\n"
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
         config = Path(tmp) / "plugins.toml"
         config.write_text(
-            f'[restock]\ndatabase = "sqlite:///{db_path}"\nlog_level = "WARNING"\n\n'
+            f'[restock]\ndatabase = "sqlite:///{db_path}"\nlog_level = "WARNING"\n{limits}\n'
             '[[plugins]]\nresolve = "logger"\n\n[[plugins]]\nresolve = "manual"\n'
         )
         port = free_port()

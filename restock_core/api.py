@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -16,15 +17,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App
-from .auth import require_admin
+from .auth import Caller, CallerDep, require_admin
 from .clock import utcnow
-from .errors import RestockError
-from .models import Subscription, SubscriptionStatus
-from .signup import max_length
+from .errors import (
+    NotFoundError,
+    RateLimitedError,
+    RefusedError,
+    RestockError,
+    SuppressedError,
+    ValidationError,
+)
+from .limits import client_ip
+from .models import Channel, Subscription, SubscriptionStatus
+from .signup import SignUpContext, check_text, max_length
 from .web import error_response
 
 log = logging.getLogger("restock.api")
@@ -35,7 +44,10 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
+    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent.
+
+    The body is read (up to `limit` bytes) before the route runs, so a chunked body that
+    goes over is answered 413 and never half-parsed into a 400."""
 
     def __init__(self, app: Any, limit: int):
         self.app = app
@@ -45,35 +57,39 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_big = error_response(413, "too_large", f"request body is over {self.limit} bytes")
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_big = JSONResponse(
-            {"error": {"code": "too_large", "message": f"request body is over {self.limit} bytes"}},
-            status_code=413,
-        )
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await too_big(scope, receive, send)
             return
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
         seen = 0
-        limit = self.limit
-
-        async def counted() -> MutableMapping[str, Any]:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
+                await too_big(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await too_big(scope, receive, send)
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 class ErrorDetail(BaseModel):
@@ -98,7 +114,8 @@ UNSUBSCRIBE_ERRORS = _errors(404)
 
 
 class SubscriptionIn(BaseModel):
-    """The sign-up body; field limits come from :class:`SignUpRequest`."""
+    """The sign-up body; field limits come from :class:`SignUpRequest`. `product_title`,
+    `variant_title` and `url` need the secret (or admin) API key."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -115,14 +132,26 @@ class SubscriptionIn(BaseModel):
     variant_title: str | None = Field(default=None, max_length=max_length("variant_title"))
     url: str | None = Field(default=None, max_length=max_length("url"))
     attributes: dict[str, Any] | None = None
+    #: the built-in honeypot: a hidden field people leave empty
+    hp: str | None = Field(default=None, max_length=max_length("honeypot"))
+    #: what the form said the person agreed to, kept in the consent record
+    consent_text: str | None = Field(default=None, max_length=max_length("consent_text"))
+    consent_version: str | None = Field(default=None, max_length=max_length("consent_version"))
 
 
 class StockIn(BaseModel):
+    """`PUT /stock/{variant_id}`: the quantity (a JSON integer; "3" and true are refused)
+    and optionally the variant's message content for the manual source."""
+
     model_config = ConfigDict(extra="forbid")
 
-    quantity: int = Field(ge=0, le=2**31 - 1)
+    quantity: StrictInt = Field(ge=0, le=2**31 - 1)
     scope: str | None = Field(default=None, min_length=1, max_length=255)
-    source: str | None = None
+    source: str | None = Field(default=None, max_length=100)
+    product_title: str | None = Field(default=None, max_length=max_length("product_title"))
+    variant_title: str | None = Field(default=None, max_length=max_length("variant_title"))
+    url: str | None = Field(default=None, max_length=max_length("url"))
+    image_url: str | None = Field(default=None, max_length=max_length("url"))
 
 
 def subscription_json(sub: Subscription) -> dict[str, Any]:
@@ -200,15 +229,60 @@ admin = APIRouter(dependencies=[Depends(require_admin)], responses=ADMIN_ERRORS)
 ops = APIRouter(tags=["ops"])
 
 
+#: the public answer to every sign-up that was not refused: the same for a new and a repeat
+#: sign-up, so it tells nobody whether an address was signed up already
+ACCEPTED = {"status": "accepted"}
+
+
+def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignUpContext:
+    """Who sent this sign-up: the client IP (behind `trusted_proxies` only), user agent,
+    honeypot and consent texts."""
+    app: App = request.app.state.restock
+    peer = request.client.host if request.client else None
+    ip = client_ip(peer, request.headers.get("x-forwarded-for"), app.trusted_proxies)
+    for name in ("hp", "consent_text", "consent_version"):
+        value = getattr(body, name)
+        if value is not None:
+            check_text(value, name)
+    agent = request.headers.get("user-agent")
+    return SignUpContext(
+        trusted=who.trusted,
+        ip=ip,
+        user_agent=None if agent is None else agent[:500],
+        honeypot=body.hp,
+        consent_text=body.consent_text,
+        consent_version=body.consent_version,
+    )
+
+
 @public.post(
     "/subscriptions",
-    status_code=201,
+    status_code=202,
     tags=["sign-up"],
-    responses={200: {"description": "existing subscription (repeat sign-up)"}, **SIGNUP_ERRORS},
+    responses={
+        201: {"description": "secret/admin key: new subscription (full record)"},
+        200: {"description": "secret/admin key: existing subscription (full record)"},
+        429: {"model": ErrorOut, "description": "abuse limit; see Retry-After"},
+        **SIGNUP_ERRORS,
+    },
 )
-def create_subscription(body: SubscriptionIn, app: AppDep) -> JSONResponse:
-    """Sign up for a sold-out variant: 201 new, 200 existing, 409 in stock, 422 invalid."""
-    result = app.subscribe(**body.model_dump())
+def create_subscription(
+    body: SubscriptionIn, request: Request, app: AppDep, who: CallerDep
+) -> JSONResponse:
+    """Sign up for a sold-out variant. Public callers get `202 {"status": "accepted"}` for a
+    new and a repeat sign-up alike; with the secret or admin key: 201 new, 200 existing (the
+    full record). 409 in stock, 422 invalid, 429 over an abuse limit."""
+    context = signup_context(request, body, who)
+    fields = body.model_dump(exclude={"hp", "consent_text", "consent_version"})
+    try:
+        result = app.subscribe(**fields, context=context)
+    except (RefusedError, SuppressedError) as exc:
+        # a honeypot catch or a suppressed contact look like any other public sign-up
+        if not who.trusted and (isinstance(exc, SuppressedError) or exc.silent):
+            return JSONResponse(ACCEPTED, status_code=202)
+        raise
+    if not who.trusted:
+        return JSONResponse(ACCEPTED, status_code=202)
     return JSONResponse(
         subscription_json(result.subscription), status_code=201 if result.created else 200
     )
@@ -300,10 +374,21 @@ def unsubscribe(
     )
 
 
-@admin.put("/stock/{variant_id}", tags=["stock"])
+@admin.put("/stock/{variant_id:path}", tags=["stock"])
 def put_stock(variant_id: str, body: StockIn, app: AppDep) -> dict[str, Any]:
-    """Set stock for the built-in `manual` source; a restock notifies subscribers."""
-    result = app.set_stock(variant_id, body.quantity, scope=body.scope, source=body.source)
+    """Set stock for the built-in `manual` source (a restock notifies subscribers), and
+    optionally the variant's titles, product URL and image for messages. Variant ids may
+    contain `/` (the rest of the path is the id)."""
+    result = app.set_stock(
+        variant_id,
+        body.quantity,
+        scope=body.scope,
+        source=body.source,
+        product_title=body.product_title,
+        variant_title=body.variant_title,
+        url=body.url,
+        image_url=body.image_url,
+    )
     return {
         "variant_id": variant_id,
         "scope": body.scope or "default",
@@ -374,6 +459,61 @@ def get_subscription(subscription_id: int, app: AppDep) -> dict[str, Any]:
     }
 
 
+class ContactIn(BaseModel):
+    """One person, by email address or phone number."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, max_length=max_length("email"))
+    phone: str | None = Field(default=None, max_length=max_length("phone"))
+
+
+@admin.get("/contacts/export", tags=["data rights"])
+def export_contact(
+    app: AppDep,
+    email: str | None = Query(None, max_length=max_length("email")),
+    phone: str | None = Query(None, max_length=max_length("phone")),
+) -> dict[str, Any]:
+    """Everything stored about one person: subscriptions, deliveries, consents, suppressions."""
+    return app.export_contact(email=email, phone=phone)
+
+
+@admin.post("/contacts/erase", tags=["data rights"])
+def erase_contact(body: ContactIn, app: AppDep) -> dict[str, Any]:
+    """Delete one person's subscriptions, deliveries and consent records; a suppression is
+    kept as a keyed hash so erasure does not re-enable mail."""
+    return app.erase_contact(email=body.email, phone=body.phone)
+
+
+@admin.get("/suppressions", tags=["data rights"])
+def list_suppressions(
+    app: AppDep,
+    channel: str | None = None,
+    after: str | None = Query(None, max_length=400),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """The suppression list, a page at a time (`next_after` feeds the next page)."""
+    items = app.list_suppressions(channel=channel, after=after, limit=limit)
+    last = items[-1] if len(items) == limit else None
+    return {"items": items, "next_after": f"{last['channel']}:{last['contact']}" if last else None}
+
+
+@admin.delete("/suppressions/{channel}/{contact:path}", tags=["data rights"])
+def lift_suppression(channel: str, contact: str, app: AppDep) -> dict[str, Any]:
+    """Lift a suppression (the person asked to hear from you again)."""
+    try:
+        chosen = Channel(channel)
+    except ValueError:
+        raise ValidationError(
+            f"unknown channel {channel!r}; use 'email' or 'sms'", field="channel"
+        ) from None
+    check_text(contact, "contact")
+    lifted = app.lift_suppression(chosen, contact)
+    if not lifted:
+        raise NotFoundError("no such suppression", field="contact")
+    return {"channel": str(chosen), "contact": contact, "lifted": True}
+
+
 @ops.get("/health", responses={503: {"description": "database unreachable"}})
 def health(app: AppDep) -> JSONResponse:
     try:
@@ -407,7 +547,10 @@ async def restock_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code if 400 <= exc.status_code < 500 else 502
     if exc.status_code >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-    return JSONResponse(exc.to_dict(), status_code=status)
+    headers = None
+    if isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
 
 
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:

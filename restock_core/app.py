@@ -4,6 +4,8 @@ all call. Everything that changes state goes through here."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -20,16 +22,25 @@ from sqlalchemy.engine import Connection, Engine
 from . import migrate
 from .clock import utcnow
 from .config import Config, ReleasePolicy, load_config, parse_config
-from .contacts import email_key, normalize_phone, resolve_contact
+from .contacts import (
+    check_sms_number,
+    email_key,
+    normalize_email,
+    normalize_phone,
+    resolve_contact,
+)
 from .errors import (
     AdapterError,
     ConfigError,
     InStockError,
     NotFoundError,
+    RateLimitedError,
+    RefusedError,
     RestockError,
     SuppressedError,
     ValidationError,
 )
+from .limits import Buckets, parse_networks
 from .metrics import Metrics
 from .models import (
     Channel,
@@ -45,7 +56,17 @@ from .models import (
 from .pacing import ProviderGate
 from .plugins import PluginInstance, PluginRegistry, channel_routing
 from .rendering import Renderer
-from .signup import SignUpRequest, check_id
+from .signup import (
+    CONTENT_FIELDS,
+    SignUpContext,
+    SignUpRequest,
+    Veto,
+    check_id,
+    check_message_url,
+    check_text,
+    max_length,
+    optional_text,
+)
 from .stock import MAX_QUANTITY
 from .store import MAX_ROW_ID, EventMatch, Store, WebhookLog
 from .store.outbox import RetryFilter
@@ -130,6 +151,11 @@ class App:
         }
         self._signer: Signer | None = None
         self._describe_cache: dict[tuple[str, str], tuple[float, VariantInfo | None]] = {}
+        window = self.settings.limit_window
+        #: public sign-ups per client IP and per variant (in memory, per process)
+        self.ip_buckets = Buckets(self.settings.limit_signups_per_ip, window)
+        self.variant_buckets = Buckets(self.settings.limit_signups_per_variant, window)
+        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
         for instance in self.instances:
             instance.obj.bind(self, instance.id)
             if instance.id in self.gates:
@@ -254,9 +280,12 @@ class App:
         url: str | None = None,
         attributes: Mapping[str, Any] | None = None,
         check_stock: bool = True,
+        context: SignUpContext | None = None,
     ) -> SignUp:
         """Sign a shopper up for a variant. Returns the existing pending subscription for a
-        repeat sign-up (filling a missing customer_id); refuses when the variant is in stock."""
+        repeat sign-up (filling a missing customer_id); refuses when the variant is in stock.
+        `context` describes a public caller (see `sign_up`); without it the caller is
+        trusted."""
         request = SignUpRequest.parse(
             variant_id,
             email=email,
@@ -272,15 +301,31 @@ class App:
             variant_title=variant_title,
             url=url,
         )
-        return self.sign_up(request, check_stock=check_stock)
+        return self.sign_up(request, check_stock=check_stock, context=context)
 
-    def sign_up(self, request: SignUpRequest, *, check_stock: bool = True) -> SignUp:
-        """`subscribe` for an already parsed request."""
+    def sign_up(
+        self,
+        request: SignUpRequest,
+        *,
+        check_stock: bool = True,
+        context: SignUpContext | None = None,
+    ) -> SignUp:
+        """`subscribe` for an already parsed request. `context` says who sent it: without
+        one the caller is trusted (library, CLI); a public context (``trusted=False``) goes
+        through the ``before_subscribe`` hook and the abuse limits, may not set message
+        content and cannot fill in a customer_id on an existing sign-up. Refusals raise
+        before anything is stored; a consent record is stored with every new sign-up."""
+        context = context or SignUpContext()
+        if not context.trusted:
+            self._admit_public(request, context)
+        self._check_content(request, trusted=context.trusted)
         kind, contact = resolve_contact(
             request.email, request.phone, request.channel, region=self.phone_region()
         )
         if kind not in self.routing:
             raise ValidationError(f"no configured provider sends {kind} messages", field="channel")
+        if kind == Channel.SMS:
+            check_sms_number(contact, self.settings.sms_countries)
         adapter = self.adapter_instance(request.source)
         key = StockKey(self._normalized_variant(adapter, request.variant_id), request.scope)
         if self.is_suppressed(kind, contact):
@@ -289,6 +334,14 @@ class App:
                 f"earlier and cannot receive {kind} notifications",
                 field="email" if kind == Channel.EMAIL else "phone",
             )
+        if not context.trusted:
+            wait = self.variant_buckets.take(f"{adapter.id}\0{key.variant_id}\0{key.scope}")
+            if wait:
+                raise RateLimitedError(
+                    "too many sign-ups for this item right now; try again later",
+                    field="variant_id",
+                    retry_after=wait,
+                )
         if check_stock:
             self._refuse_in_stock(adapter, key)
         values = {
@@ -305,8 +358,14 @@ class App:
             "url": request.url,
             "attributes": dict(request.attributes),
         }
+        limit = self.settings.limit_active_per_contact
         for _ in range(5):  # a notified/unsubscribed race can free the slot between steps
-            stored = self.store.subscriptions.insert_or_get(values)
+            stored = self.store.subscriptions.insert_or_get(
+                values,
+                consent=context.consent_record(),
+                fill_customer_id=context.trusted,
+                max_active=None if context.trusted or not limit else limit,
+            )
             if stored is not None:
                 break
         else:  # pragma: no cover - five lost races in a row
@@ -317,6 +376,34 @@ class App:
             self.notify_observers("subscription_created", subscription=subscription)
         return SignUp(subscription, created=created)
 
+    def _admit_public(self, request: SignUpRequest, context: SignUpContext) -> None:
+        """The checks only public sign-ups pass: the client's budget, then the plugins'
+        ``before_subscribe`` veto (the built-in honeypot among them)."""
+        if context.ip is not None:
+            wait = self.ip_buckets.take(context.ip)
+            if wait:
+                raise RateLimitedError(
+                    "too many sign-ups from this address; try again later", retry_after=wait
+                )
+        verdict = self.registry.pm.hook.before_subscribe(request=request, context=context)
+        if verdict is not None:
+            veto = verdict if isinstance(verdict, Veto) else Veto(str(verdict))
+            raise RefusedError(veto.reason, silent=veto.silent)
+
+    def _check_content(self, request: SignUpRequest, *, trusted: bool) -> None:
+        """Message content (titles, product URL) only from trusted callers; every URL that
+        reaches a message is http(s), on an allowed host when `allowed_url_hosts` is set."""
+        if not trusted:
+            for field in CONTENT_FIELDS:
+                if getattr(request, field) is not None:
+                    raise ValidationError(
+                        f"{field} can only be set by the shop (secret API key); the message "
+                        "uses the shop's own catalog",
+                        field=field,
+                    )
+        if request.url is not None:
+            check_message_url(request.url, "url", self.settings.allowed_url_hosts)
+
     def _refuse_in_stock(self, adapter: PluginInstance, key: StockKey) -> None:
         try:
             quantity = adapter.obj.availability([key]).get(key)
@@ -325,9 +412,7 @@ class App:
             return
         if quantity is not None and quantity >= self.settings.inventory_required:
             raise InStockError(
-                f"variant {key.variant_id} is in stock ({quantity} available in scope "
-                f"{key.scope!r}); sign-ups are for sold-out variants",
-                field="variant_id",
+                "this item is in stock; sign-ups are for sold-out items", field="variant_id"
             )
 
     @staticmethod
@@ -340,7 +425,14 @@ class App:
             raise ValidationError(str(exc), field="variant_id") from None
 
     def is_suppressed(self, channel: Channel, contact: str) -> bool:
-        return self.store.suppressions.contains(channel, contact)
+        return self.store.suppressions.contains(channel, contact, self.contact_hash(contact))
+
+    def contact_hash(self, contact: str) -> str:
+        """What an erased contact's suppression is kept as: a keyed hash (the signing
+        secret), so the list still blocks the person without naming them."""
+        key = self.settings.secret_key.value if self.settings.secret_key else self._stored_secret()
+        digest = hmac.new(key.encode(), contact.encode(), hashlib.sha256).hexdigest()
+        return f"sha256:{digest}"
 
     def suppress(self, channel: Channel, contact: str, reason: str) -> None:
         self.store.suppressions.add(channel, contact, reason)
@@ -355,7 +447,7 @@ class App:
     def lift_suppression(self, channel: Channel, contact: str) -> bool:
         """Remove `contact` from the suppression list of `channel` (the person opted in again,
         e.g. replied START). True when it was suppressed."""
-        return self.store.suppressions.remove(channel, contact)
+        return self.store.suppressions.remove(channel, contact, self.contact_hash(contact))
 
     def unsubscribe_contact(self, channel: Channel, contact: str, reason: str) -> int:
         """Unsubscribe every pending subscription of `contact` on `channel` (the person
@@ -413,6 +505,9 @@ class App:
         after: int | None = None,
     ) -> Page:
         """Keyset-paginated subscriptions, oldest first; `next_after` feeds the next page."""
+        for name, value in (("variant_id", variant_id), ("scope", scope), ("contact", contact)):
+            if value is not None:
+                check_text(value, name)
         if status is not None and status not in {s.value for s in SubscriptionStatus}:
             raise ValidationError(
                 f"unknown status {status!r}; use one of "
@@ -463,10 +558,39 @@ class App:
     # ------------------------------------------------------------------ stock
 
     def set_stock(
-        self, variant_id: str, quantity: int, *, scope: str | None = None, source: str | None = None
+        self,
+        variant_id: str,
+        quantity: int,
+        *,
+        scope: str | None = None,
+        source: str | None = None,
+        product_title: str | None = None,
+        variant_title: str | None = None,
+        url: str | None = None,
+        image_url: str | None = None,
     ) -> StockResult:
-        """Set stock on a source that accepts it (the built-in `manual` source)."""
+        """Set stock on a source that accepts it (the built-in `manual` source), and
+        optionally the variant's message content (titles, product URL, image): trusted
+        content that the source's `describe` then returns."""
         variant_id = check_id(variant_id, "variant_id")
+        content = {
+            name: optional_text(value, name)
+            for name, value in (
+                ("product_title", product_title),
+                ("variant_title", variant_title),
+                ("url", url),
+            )
+            if value is not None
+        }
+        if image_url is not None:
+            content["image_url"] = check_text(image_url, "image_url")
+            if len(image_url) > max_length("url"):
+                raise ValidationError(
+                    f"image_url is longer than {max_length('url')} characters", field="image_url"
+                )
+        for name in ("url", "image_url"):
+            if content.get(name) is not None:
+                check_message_url(str(content[name]), name, self.settings.allowed_url_hosts)
         scope = check_id(scope, "scope") if scope is not None else "default"
         if isinstance(quantity, bool) or not isinstance(quantity, int):
             raise ValidationError("quantity must be an integer", field="quantity")
@@ -490,9 +614,17 @@ class App:
                     f"source {source!r} reads stock from its platform; it cannot be set here",
                     field="source",
                 )
+        if content:
+            self.store.catalog.set(instance.id, variant_id, content)
+            self._describe_cache.pop((instance.id, variant_id), None)
         return self.record_stock(
             instance.id, [StockUpdate(StockKey(variant_id, scope), quantity, utcnow())]
         )
+
+    def catalog(self, source: str, variant_ids: Sequence[str]) -> dict[str, VariantInfo]:
+        """Content a trusted caller stored for `variant_ids` at `source` (see `set_stock`):
+        what a source without its own catalog (the manual one) describes variants with."""
+        return self.store.catalog.describe(source, variant_ids)
 
     def record_stock(self, source: str, updates: Sequence[StockUpdate]) -> StockResult:
         """Record what a platform said about stock. Older observations than the stored one
@@ -679,6 +811,55 @@ class App:
         if unchanged and email == order.email and phone == order.phone:
             return order  # already normalised (most orders): no copy
         return attrs.evolve(order, email=email, phone=phone, lines=tuple(lines))
+
+    # ------------------------------------------------------------------ data rights
+
+    def _contact(self, email: str | None, phone: str | None) -> str:
+        if (email is None) == (phone is None):
+            raise ValidationError("give exactly one of email or phone", field="email")
+        if email is not None:
+            return normalize_email(check_text(email, "email"))
+        return normalize_phone(check_text(str(phone), "phone"), self.phone_region())
+
+    def export_contact(
+        self, *, email: str | None = None, phone: str | None = None
+    ) -> dict[str, Any]:
+        """Everything stored about one person (GDPR/CCPA access): subscriptions, deliveries,
+        consent records and suppressions, as JSON values."""
+        contact = self._contact(email, phone)
+        return {
+            "contact": contact,
+            **self.store.contacts.export(contact, self.contact_hash(contact)),
+        }
+
+    def erase_contact(
+        self, *, email: str | None = None, phone: str | None = None
+    ) -> dict[str, Any]:
+        """Erase one person (GDPR/CCPA erasure): their subscriptions, deliveries and consent
+        records are deleted; a suppression (they opted out or bounced) is kept as a keyed
+        hash so erasure does not re-enable mail. Returns what was removed."""
+        contact = self._contact(email, phone)
+        erased = self.store.contacts.erase(contact, self.contact_hash(contact))
+        log.info("erased a contact: %s", erased)
+        return {"erased": erased}
+
+    def list_suppressions(
+        self, *, channel: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """A page of the suppression list; `after` is `channel:contact` of the last row."""
+        chosen = None
+        if channel is not None:
+            try:
+                chosen = Channel(channel)
+            except ValueError:
+                raise ValidationError(
+                    f"unknown channel {channel!r}; use 'email' or 'sms'", field="channel"
+                ) from None
+        if after is not None:
+            check_text(after, "after")
+        if not 1 <= limit <= 1000:
+            raise ValidationError("limit must be between 1 and 1000", field="limit")
+        return self.store.contacts.suppressions(chosen, after, limit)
 
     # ------------------------------------------------------------------ worker
 

@@ -89,6 +89,11 @@ class PluginHost(Protocol):
         """What restock last recorded for each key at `source` (None when unknown)."""
         ...
 
+    def catalog(self, source: str, variant_ids: Sequence[str]) -> dict[str, VariantInfo]:
+        """Message content a trusted caller stored for `variant_ids` at `source` (admin
+        ``PUT /stock`` with titles/URL): for sources that keep no catalog of their own."""
+        ...
+
     def seen_event(self, source: str, event_id: str) -> bool:
         """Record a webhook/event id; True when it was handled before (a replay)."""
         ...

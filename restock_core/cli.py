@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import ConfigError, RestockError
+from .errors import ConfigError, NotFoundError, RestockError
 
 if TYPE_CHECKING:
     from .app import App
@@ -515,16 +515,37 @@ def stock() -> None:
 @click.argument("quantity", type=click.IntRange(min=0))
 @click.option("--scope")
 @click.option("--source")
+@click.option("--product-title", help="Product title for messages")
+@click.option("--variant-title", help="Variant title for messages")
+@click.option("--url", help="Product page URL for messages (http/https)")
+@click.option("--image-url", help="Image URL for messages (http/https)")
 @pass_state
 @handle_errors
 def stock_set(
-    state: State, variant_id: str, quantity: int, scope: str | None, source: str | None
+    state: State,
+    variant_id: str,
+    quantity: int,
+    scope: str | None,
+    source: str | None,
+    product_title: str | None,
+    variant_title: str | None,
+    url: str | None,
+    image_url: str | None,
 ) -> None:
-    """Set a variant's available quantity; a restock is released by the running worker
-    (or by `restock worker --once`)."""
+    """Set a variant's available quantity (and optionally its titles, URL and image for
+    messages); a restock is released by the running worker (or by `restock worker --once`)."""
     app = state.app()
     _ensure_schema(app)
-    result = app.set_stock(variant_id, quantity, scope=scope, source=source)
+    result = app.set_stock(
+        variant_id,
+        quantity,
+        scope=scope,
+        source=source,
+        product_title=product_title,
+        variant_title=variant_title,
+        url=url,
+        image_url=image_url,
+    )
     note = f", restock #{result.restocks_opened[0]} opened" if result.restocks_opened else ""
     click.echo(f"{variant_id}@{scope or 'default'} = {quantity}{note}")
 
@@ -620,6 +641,80 @@ def deliveries_retry(
 from .cli_preview import preview  # noqa: E402
 
 main.add_command(preview)
+
+
+def _contact_options(func: F) -> F:
+    func = click.option("--phone", help="E.164 phone number")(func)
+    return click.option("--email", help="email address")(func)  # type: ignore[return-value]
+
+
+@main.group()
+def contacts() -> None:
+    """Data rights: export or erase everything about one person."""
+
+
+@contacts.command("export")
+@_contact_options
+@pass_state
+@handle_errors
+def contacts_export(state: State, email: str | None, phone: str | None) -> None:
+    """Print everything stored about one person as JSON (subscriptions, deliveries,
+    consents, suppressions)."""
+    app = state.app()
+    _ensure_schema(app)
+    click.echo(json.dumps(app.export_contact(email=email, phone=phone), indent=2))
+
+
+@contacts.command("erase")
+@_contact_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+@pass_state
+@handle_errors
+def contacts_erase(state: State, email: str | None, phone: str | None, yes: bool) -> None:
+    """Delete one person's subscriptions, deliveries and consent records; a suppression is
+    kept as a keyed hash so erasure does not re-enable mail."""
+    app = state.app()
+    _ensure_schema(app)
+    if not yes:
+        click.confirm(f"Erase everything about {email or phone}?", abort=True)
+    click.echo(json.dumps(app.erase_contact(email=email, phone=phone)))
+
+
+@main.group()
+def suppressions() -> None:
+    """The suppression list: contacts that bounced or opted out."""
+
+
+@suppressions.command("list")
+@click.option("--channel", type=click.Choice(["email", "sms"]))
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--after", help="channel:contact of the last row shown (pagination)")
+@pass_state
+@handle_errors
+def suppressions_list(state: State, channel: str | None, limit: int, after: str | None) -> None:
+    """List suppressed contacts."""
+    app = state.app()
+    _ensure_schema(app)
+    items = app.list_suppressions(channel=channel, after=after, limit=limit)
+    _table(items, ["channel", "contact", "reason", "created_at"])
+    if len(items) == limit:
+        click.echo(f"(more: --after {items[-1]['channel']}:{items[-1]['contact']})")
+
+
+@suppressions.command("lift")
+@click.argument("channel", type=click.Choice(["email", "sms"]))
+@click.argument("contact")
+@pass_state
+@handle_errors
+def suppressions_lift(state: State, channel: str, contact: str) -> None:
+    """Lift a suppression (the person asked to hear from you again)."""
+    from .models import Channel
+
+    app = state.app()
+    _ensure_schema(app)
+    if not app.lift_suppression(Channel(channel), contact):
+        raise NotFoundError(f"{contact} is not suppressed for {channel}", field="contact")
+    click.echo(f"lifted: {channel} {contact}")
 
 
 def _add_global_options(command: click.Command) -> None:

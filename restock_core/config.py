@@ -50,6 +50,24 @@ class ReleasePolicy:
             raise ValueError(f"per_unit must be at least 1 or unset, got {value}")
 
 
+def _networks(instance: Any, attribute: attrs.Attribute, value: list[str]) -> None:
+    from .limits import parse_networks
+
+    parse_networks(value)
+
+
+def _regions(instance: Any, attribute: attrs.Attribute, value: list[str]) -> None:
+    import phonenumbers
+
+    known = phonenumbers.SUPPORTED_REGIONS
+    for region in value:
+        if region not in known:
+            raise ValueError(
+                f"sms_countries: expected ISO 3166 alpha-2 region codes such as 'US', got "
+                f"{region!r}"
+            )
+
+
 @attrs.frozen
 class Settings:
     """The `[restock]` table."""
@@ -86,6 +104,21 @@ class Settings:
     max_body_bytes: int = attrs.field(default=1_048_576, validator=positive)
     channels: dict[str, str] = attrs.field(factory=dict)  # channel -> provider instance id
     log_level: str = "INFO"
+    # -- the public edge (docs/security.md); every limit: 0 turns it off
+    #: hosts a URL in a message may point at (exact host names); empty: any http(s) host
+    allowed_url_hosts: list[str] = attrs.field(factory=list)
+    #: public sign-ups per client IP per `limit_window`
+    limit_signups_per_ip: int = attrs.field(default=30, validator=not_negative)
+    #: public sign-ups per variant per `limit_window` (a burst against one product)
+    limit_signups_per_variant: int = attrs.field(default=1000, validator=not_negative)
+    #: seconds over which the per-IP and per-variant budgets refill
+    limit_window: float = attrs.field(default=600.0, validator=positive)
+    #: pending sign-ups one email address or phone number may have at once (public callers)
+    limit_active_per_contact: int = attrs.field(default=50, validator=not_negative)
+    #: proxies (addresses or CIDR blocks) whose X-Forwarded-For is believed
+    trusted_proxies: list[str] = attrs.field(factory=list, validator=_networks)
+    #: ISO 3166 alpha-2 regions SMS sign-ups may come from; empty: any
+    sms_countries: list[str] = attrs.field(factory=list, validator=_regions)
     #: exact origins (scheme://host[:port]) whose pages may call the public routes (widget)
     cors_origins: list[str] = attrs.field(factory=list, validator=exact_origins)
     #: a directory of message templates overriding the shipped ones by file name

@@ -3,6 +3,8 @@ one-pending-per-contact rule cannot be dodged with upper case or a local phone f
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import email_validator
 import phonenumbers
 
@@ -75,3 +77,43 @@ def resolve_contact(
     if not phone:
         raise ValidationError("channel 'sms' needs a phone number", field="phone")
     return chosen, normalize_phone(phone, region)
+
+
+#: number types that can receive SMS; premium-rate, shared-cost, toll-free, fixed-line, VoIP,
+#: pager, UAN and voicemail numbers are refused (SMS pumping: fraudsters sign premium-rate
+#: numbers up and collect the termination fees)
+SMS_NUMBER_TYPES = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+
+
+def check_sms_number(e164: str, countries: Collection[str] = ()) -> None:
+    """Refuse an SMS sign-up for a number that is not a mobile number, or (when `countries`
+    is not empty) one outside those regions. `e164` is already normalised."""
+    number = phonenumbers.parse(e164)
+    kind = phonenumbers.number_type(number)
+    if kind not in SMS_NUMBER_TYPES:
+        name = _TYPE_NAMES.get(kind, "non-mobile")
+        raise ValidationError(
+            f"SMS sign-ups need a mobile number; this is a {name} number", field="phone"
+        )
+    if countries:
+        region = phonenumbers.region_code_for_number(number)
+        if region not in countries:
+            raise ValidationError(
+                "SMS sign-ups are accepted for numbers in " + ", ".join(sorted(countries)),
+                field="phone",
+            )
+
+
+_TYPE_NAMES = {
+    phonenumbers.PhoneNumberType.PREMIUM_RATE: "premium-rate",
+    phonenumbers.PhoneNumberType.TOLL_FREE: "toll-free",
+    phonenumbers.PhoneNumberType.SHARED_COST: "shared-cost",
+    phonenumbers.PhoneNumberType.FIXED_LINE: "fixed-line",
+    phonenumbers.PhoneNumberType.VOIP: "VoIP",
+    phonenumbers.PhoneNumberType.PAGER: "pager",
+    phonenumbers.PhoneNumberType.PERSONAL_NUMBER: "personal (forwarding)",
+    phonenumbers.PhoneNumberType.UAN: "UAN",
+    phonenumbers.PhoneNumberType.VOICEMAIL: "voicemail",
+}

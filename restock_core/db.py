@@ -230,6 +230,42 @@ suppressions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Message content set by a trusted caller (admin `PUT /stock`, `restock stock set`) for sources
+# that keep no catalog of their own, like the built-in `manual` one.
+catalog = sa.Table(
+    "catalog",
+    metadata,
+    sa.Column("source", sa.String(100), primary_key=True),
+    sa.Column("variant_id", sa.String(255), primary_key=True),
+    sa.Column("product_title", sa.String(500)),
+    sa.Column("variant_title", sa.String(500)),
+    sa.Column("url", sa.String(2000)),
+    sa.Column("image_url", sa.String(2000)),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# What the person agreed to, when and from where: one row per sign-up that stored something.
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "subscription_id",
+        BigId,
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("channel", sa.String(10), nullable=False),
+    sa.Column("contact", sa.String(320), nullable=False),
+    sa.Column("ip", sa.String(64)),
+    sa.Column("user_agent", sa.String(500)),
+    sa.Column("text", sa.String(2000)),
+    sa.Column("version", sa.String(100)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_consents_subscription", "subscription_id"),
+    sa.Index("ix_consents_contact", "contact"),
+)
+
 # Webhook deliveries already handled (Shopify webhook ids, Svix ids ...): replays change nothing.
 processed_events = sa.Table(
     "processed_events",

@@ -41,6 +41,33 @@ class SuppressedError(RestockError):
     status_code = 422
 
 
+class RateLimitedError(RestockError):
+    """Refused by an abuse limit; `retry_after` seconds until it may be tried again."""
+
+    code = "rate_limited"
+    status_code = 429
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after: float = 60.0):
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
+class ContactLimitError(RateLimitedError):
+    """Refused: this email/phone already has the most active sign-ups allowed."""
+
+
+class RefusedError(RestockError):
+    """Sign-up refused by a `before_subscribe` plugin (CAPTCHA, honeypot ...). A `silent`
+    refusal is answered like an accepted sign-up (nothing is stored)."""
+
+    code = "refused"
+    status_code = 422
+
+    def __init__(self, message: str, *, field: str | None = None, silent: bool = False):
+        super().__init__(message, field=field)
+        self.silent = silent
+
+
 class NotFoundError(RestockError):
     code = "not_found"
     status_code = 404

@@ -10,6 +10,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .models import Conversion, Restock, SendResult, Subscription
+    from .signup import SignUpContext, SignUpRequest, Veto
 
 PROJECT = "restock"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -53,6 +54,18 @@ def register_routes(register: Callable[[str, Any], None], app: Any) -> None:
 
     Configured provider and adapter instances mount theirs through their own ``routes()``
     method instead, under ``/<instance id>``.
+    """
+
+
+@hookspec(firstresult=True)
+def before_subscribe(request: SignUpRequest, context: SignUpContext) -> Veto | str | None:
+    """Veto a public sign-up before anything is stored (CAPTCHA, Turnstile, honeypot, your
+    own rules). Return None to let it through, or a reason (a string, or a
+    :class:`~restock_core.signup.Veto`) to refuse it: the first veto wins and the rest are
+    not called. A refused sign-up answers 422 ``refused`` with the reason, or, for a
+    ``Veto(..., silent=True)``, the ordinary public answer while nothing is stored (so a bot
+    learns nothing). Called for public callers only (no key); `context` carries the client
+    IP, user agent, consent and the form fields the core does not know (``context.form``).
     """
 
 

@@ -5,12 +5,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import math
+import re
+import urllib.parse
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
 
 from .errors import ValidationError
+
+#: C0 control characters, DEL and lone UTF-16 surrogates: PostgreSQL refuses NUL in text and
+#: surrogates in UTF-8, and none of them belongs in an id, a title or a URL
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+#: in attribute values line breaks and tabs are fine; NUL and surrogates are not
+_FORBIDDEN_IN_VALUES = re.compile(r"[\x00\ud800-\udfff]")
+
+#: `attributes` limits: nesting depth, keys in all, longest key, serialized size (bytes)
+ATTRIBUTES_MAX_DEPTH = 5
+ATTRIBUTES_MAX_KEYS = 100
+ATTRIBUTES_MAX_KEY_LENGTH = 100
+ATTRIBUTES_MAX_BYTES = 8192
 
 #: metadata key holding a field's longest accepted length
 MAX_LENGTH = "max_length"
@@ -57,6 +73,12 @@ class SignUpRequest:
         :func:`restock_core.contacts.resolve_contact`, the source against the configuration."""
         if attributes is not None and not isinstance(attributes, Mapping):
             raise ValidationError("attributes must be an object", field="attributes")
+        for name, value in (("email", email), ("phone", phone), ("channel", channel)):
+            if value is not None:
+                check_text(value, name)
+        if source is not None:
+            check_text(source, "source")
+        checked_attributes = check_attributes(attributes or {})
         return cls(
             variant_id=check_id(variant_id, "variant_id"),
             scope="default" if scope is None else check_id(scope, "scope"),
@@ -64,7 +86,7 @@ class SignUpRequest:
             phone=phone,
             channel=channel,
             source=source,
-            attributes=dict(attributes or {}),
+            attributes=checked_attributes,
             **{name: optional_text(value, name) for name, value in texts.items()},
         )
 
@@ -73,17 +95,102 @@ class SignUpRequest:
 TEXT_FIELDS = ("customer_id", "product_id", "locale", "product_title", "variant_title", "url")
 
 
+#: the sign-up fields that end up in a message: only trusted callers may set them
+CONTENT_FIELDS = ("product_title", "variant_title", "url")
+
+
+def check_message_url(url: str, field: str, allowed_hosts: Collection[str] = ()) -> str:
+    """A URL that may be put into a message: http(s) with a host, on one of
+    `allowed_hosts` when that is not empty."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        raise ValidationError(f"{field} is not a valid URL", field=field) from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise ValidationError(f"{field} must be an http(s) URL with a host", field=field)
+    if allowed_hosts and host not in {h.lower() for h in allowed_hosts}:
+        raise ValidationError(
+            f"{field} must point at one of the allowed hosts (allowed_url_hosts)", field=field
+        )
+    return url
+
+
 def max_length(name: str) -> int:
-    """The limit of a `SignUpRequest` field."""
-    limit: int = attrs.fields_dict(SignUpRequest)[name].metadata[MAX_LENGTH]
+    """The limit of a `SignUpRequest` field, or of a `SignUpContext` one (``consent_text``,
+    ``consent_version``, ``honeypot``)."""
+    fields = attrs.fields_dict(SignUpRequest)
+    if name not in fields:
+        fields = attrs.fields_dict(SignUpContext)
+    limit: int = fields[name].metadata[MAX_LENGTH]
     return limit
 
 
+def check_text(value: Any, field: str) -> str:
+    """`value` as a string without control characters (NUL, line breaks, DEL) or lone
+    surrogates; ValidationError naming `field` otherwise."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
+    if _FORBIDDEN.search(value):
+        raise ValidationError(f"{field} must not contain control characters", field=field)
+    return value
+
+
+def check_attributes(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Free-form sign-up attributes, bounded: objects at most `ATTRIBUTES_MAX_DEPTH` deep,
+    at most `ATTRIBUTES_MAX_KEYS` keys in all, `ATTRIBUTES_MAX_BYTES` serialized; JSON
+    values only (no NaN/Infinity), no NUL or lone surrogates in any string."""
+    keys = 0
+
+    def walk(node: Any, depth: int, where: str) -> None:
+        nonlocal keys
+        if depth > ATTRIBUTES_MAX_DEPTH:
+            raise ValidationError(
+                f"attributes are nested deeper than {ATTRIBUTES_MAX_DEPTH} levels",
+                field="attributes",
+            )
+        if isinstance(node, Mapping):
+            for key, item in node.items():
+                keys += 1
+                if keys > ATTRIBUTES_MAX_KEYS:
+                    raise ValidationError(
+                        f"attributes have more than {ATTRIBUTES_MAX_KEYS} keys", field="attributes"
+                    )
+                if not isinstance(key, str) or len(key) > ATTRIBUTES_MAX_KEY_LENGTH:
+                    raise ValidationError(
+                        f"attribute keys are strings of at most {ATTRIBUTES_MAX_KEY_LENGTH} "
+                        "characters",
+                        field=f"{where}",
+                    )
+                check_text(key, where)
+                walk(item, depth + 1, f"{where}.{key}")
+        elif isinstance(node, list | tuple):
+            for item in node:
+                walk(item, depth + 1, where)
+        elif isinstance(node, str):
+            if _FORBIDDEN_IN_VALUES.search(node):
+                raise ValidationError(f"{where} must not contain NUL characters", field=where)
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise ValidationError(f"{where} must be a finite number", field=where)
+        elif node is not None and not isinstance(node, bool | int):
+            raise ValidationError(f"{where} must be a JSON value", field=where)
+
+    walk(value, 1, "attributes")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > ATTRIBUTES_MAX_BYTES:
+        raise ValidationError(
+            f"attributes are larger than {ATTRIBUTES_MAX_BYTES} bytes", field="attributes"
+        )
+    return dict(value)
+
+
 def check_id(value: Any, field: str) -> str:
-    """A non-empty id (variant, scope), stripped, within its limit."""
+    """A non-empty id (variant, scope), stripped, within its limit, without control
+    characters."""
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{field} must be a non-empty string", field=field)
-    value = value.strip()
+    value = check_text(value.strip(), field)
     limit = max_length(field)
     if len(value) > limit:
         raise ValidationError(f"{field} is longer than {limit} characters", field=field)
@@ -95,9 +202,43 @@ def optional_text(value: Any, field: str) -> str | None:
         raise TypeError(f"unexpected sign-up field {field!r}")
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string", field=field)
+    check_text(value, field)
     limit = attrs.fields_dict(SignUpRequest)[field].metadata.get(MAX_LENGTH)
     if limit is not None and len(value) > limit:
         raise ValidationError(f"{field} is longer than {limit} characters", field=field)
     return value
+
+
+@attrs.frozen
+class SignUpContext:
+    """Who sent a sign-up and what the form said beside the sign-up fields: what
+    ``before_subscribe`` plugins judge and what the consent record keeps.
+
+    `trusted` callers (the library, the CLI, a secret or admin key) skip the abuse limits
+    and the hook; public ones (a shopper's browser) do not."""
+
+    trusted: bool = True
+    ip: str | None = None
+    user_agent: str | None = None
+    #: the built-in honeypot field (``hp``): people leave it empty, form-filling bots do not
+    honeypot: str | None = attrs.field(default=None, metadata=_limit(500))
+    consent_text: str | None = attrs.field(default=None, metadata=_limit(2000))
+    consent_version: str | None = attrs.field(default=None, metadata=_limit(100))
+    #: other form fields, for plugins (e.g. ``{"cf-turnstile-response": "..."}``)
+    form: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def consent_record(self) -> dict[str, str | None]:
+        return {
+            "ip": None if self.ip is None else self.ip[:64],
+            "user_agent": None if self.user_agent is None else self.user_agent[:500],
+            "text": self.consent_text,
+            "version": self.consent_version,
+        }
+
+
+@attrs.frozen
+class Veto:
+    """A ``before_subscribe`` refusal. `silent` answers like a success (honeypots)."""
+
+    reason: str
+    silent: bool = False

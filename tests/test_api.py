@@ -19,12 +19,25 @@ def client(make_app):
 
 
 def test_sign_up_created_then_existing(client) -> None:
-    first = client.post("/subscriptions", json={"variant_id": "v1", "email": "Ada@example.com"})
+    # with a key (a shop's backend): 201 new, 200 existing, the full record
+    first = client.post(
+        "/subscriptions", json={"variant_id": "v1", "email": "Ada@example.com"}, headers=ADMIN
+    )
     assert first.status_code == 201
     body = first.json()
     assert body["status"] == "pending" and body["email"] == "ada@example.com" and body["id"]
-    again = client.post("/subscriptions", json={"variant_id": "v1", "email": "ada@example.com"})
+    again = client.post(
+        "/subscriptions", json={"variant_id": "v1", "email": "ada@example.com"}, headers=ADMIN
+    )
     assert again.status_code == 200 and again.json()["id"] == body["id"]
+
+
+def test_public_sign_up_answers_accepted(client) -> None:
+    # without a key: the same answer for a new and a repeat sign-up (tests/test_edge.py)
+    for _ in range(2):
+        answer = client.post("/subscriptions", json={"variant_id": "v1", "email": "a@example.com"})
+        assert answer.status_code == 202 and answer.json() == {"status": "accepted"}
+    assert len(client.restock.list_subscriptions().items) == 1
 
 
 @pytest.mark.parametrize(
@@ -122,7 +135,9 @@ def test_admin_reads_paginate_and_404(client) -> None:
 
 
 def test_unsubscribe_page_and_one_click(client) -> None:
-    sub = client.post("/subscriptions", json={"variant_id": "v1", "email": "a@example.com"}).json()
+    sub = client.post(
+        "/subscriptions", json={"variant_id": "v1", "email": "a@example.com"}, headers=ADMIN
+    ).json()
     token = client.restock.unsubscribe_url(sub["id"]).rsplit("/", 1)[1]
     page = client.get(f"/unsubscribe/{token}")
     assert page.status_code == 200 and "<form" in page.text

@@ -236,9 +236,20 @@ def test_signup_limits_match_the_database_columns() -> None:
 
 def test_http_model_takes_its_limits_from_signup_request() -> None:
     from restock_core.api import SubscriptionIn
+    from restock_core.signup import SignUpContext
 
+    # the consent texts and the honeypot belong to the sign-up's context, not the request
+    context = {
+        "hp": "honeypot",
+        "consent_text": "consent_text",
+        "consent_version": "consent_version",
+    }
     for name, info in SubscriptionIn.model_fields.items():
-        wanted = attrs.fields_dict(SignUpRequest)[name].metadata.get("max_length")
+        if name in context:
+            field = attrs.fields_dict(SignUpContext)[context[name]]
+        else:
+            field = attrs.fields_dict(SignUpRequest)[name]
+        wanted = field.metadata.get("max_length")
         got = next((m.max_length for m in info.metadata if hasattr(m, "max_length")), None)
         if name != "source":
             assert got == wanted, name

@@ -423,3 +423,41 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_stock_set_sets_message_content(run, tmp_path: Path) -> None:
+    assert run("subscribe", "v1", "--email", "ada@example.com").exit_code == 0
+    bad = run("stock", "set", "v1", "0", "--url", "javascript:alert(1)")
+    assert bad.exit_code == 1 and bad.output.startswith("error: url must be an http(s) URL")
+    out = run(
+        "stock",
+        "set",
+        "v1",
+        "2",
+        "--product-title",
+        "Linen Shirt",
+        "--url",
+        "https://shop.example/p/linen",
+    )
+    assert out.exit_code == 0, out.output
+    assert run("worker", "--once").exit_code == 0
+    (line,) = (tmp_path / "out.jsonl").read_text().splitlines()
+    message = json.loads(line)
+    assert "Linen Shirt" in message["subject"] and "https://shop.example/p/linen" in message["text"]
+
+
+def test_data_rights_commands(run) -> None:
+    assert run("subscribe", "v1", "--email", "ada@example.com").exit_code == 0
+    exported = json.loads(run("contacts", "export", "--email", "ada@example.com").output)
+    assert len(exported["subscriptions"]) == 1
+    erased = run("contacts", "erase", "--email", "ada@example.com", "--yes")
+    assert erased.exit_code == 0 and '"subscriptions": 1' in erased.output
+    assert (
+        json.loads(run("contacts", "export", "--email", "ada@example.com").output)["subscriptions"]
+        == []
+    )
+    bad = run("contacts", "export")
+    assert bad.exit_code == 1 and "exactly one of email or phone" in bad.output
+    assert run("suppressions", "list").exit_code == 0
+    missing = run("suppressions", "lift", "email", "nobody@example.com")
+    assert missing.exit_code == 1 and "not suppressed" in missing.output

@@ -177,7 +177,7 @@ def test_errors_keep_the_envelope_and_say_success_false(make_app: Any, tmp_path:
         ]
     }
     assert client.post("/api/v1/products", json=twice, headers=AUTH).status_code == 422
-    assert app.store.catalog.get("catalog", ["x"]) == {}  # nothing of a refused request stored
+    assert app.store.products.get("catalog", ["x"]) == {}  # nothing of a refused request stored
 
 
 def test_without_a_secret_key_the_commerce_api_is_off(make_app: Any, tmp_path: Path) -> None:

@@ -42,8 +42,9 @@ def test_serve_signup_restock_notifies_once(tmp_path: Path, database_url: str) -
         created = httpx.post(
             f"{base}/subscriptions", json={"variant_id": "v1", "email": "ada@example.com"}
         )
-        assert created.status_code == 201
-        sub_id = created.json()["id"]
+        assert created.status_code == 202 and created.json() == {"status": "accepted"}
+        listed = httpx.get(f"{base}/subscriptions", headers={"Authorization": "Bearer k"})
+        sub_id = listed.json()["items"][0]["id"]
         started = time.monotonic()
         stock = httpx.put(
             f"{base}/stock/v1", json={"quantity": 1}, headers={"Authorization": "Bearer k"}

@@ -100,7 +100,8 @@ def test_sign_up_needs_consent_and_drops_honeypot(client) -> None:
         "/widget/subscriptions",
         json={"variant_id": "sold", "email": "ada@example.com", "consent": True},
     )
-    assert again.status_code == 200
+    # a repeat sign-up is answered exactly like a new one (docs/security.md)
+    assert again.status_code == 201 and again.json() == ok.json()
     (sub,) = app.list_subscriptions().items
     assert sub.contact == "ada@example.com" and sub.locale == "de"
 
@@ -158,6 +159,17 @@ def test_cors_only_for_configured_origins_and_public_paths(client) -> None:
         headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
     )
     assert refused.status_code == 400
+    # the core's public sign-up answers cross-origin too, its admin list on the same path not
+    core = client.options(
+        "/subscriptions",
+        headers={"origin": SHOP, "access-control-request-method": "POST"},
+    )
+    assert core.status_code == 200 and core.headers["access-control-allow-origin"] == SHOP
+    admin_preflight = client.options(
+        "/subscriptions",
+        headers={"origin": SHOP, "access-control-request-method": "GET"},
+    )
+    assert "access-control-allow-origin" not in admin_preflight.headers
     # admin and dashboard routes never answer cross-origin
     admin = client.get("/subscriptions", headers={"origin": SHOP})
     assert "access-control-allow-origin" not in admin.headers

@@ -33,11 +33,16 @@ class ManualAdapter(InventoryAdapter):
         return self.host.stock_quantities(self.id, keys)
 
     def describe(self, variant_ids: Sequence[str]) -> Mapping[str, VariantInfo]:
-        if not self.options.url_template:
-            return {}
-        return {
-            v: VariantInfo(url=self.options.url_template.format(variant_id=v)) for v in variant_ids
-        }
+        """What the admin set with `PUT /stock` or `restock stock set` (titles, URL, image);
+        a missing URL comes from `url_template`."""
+        found = dict(self.host.catalog(self.id, variant_ids))
+        if self.options.url_template:
+            for v in variant_ids:
+                info = found.get(v, VariantInfo())
+                if info.url is None:
+                    url = self.options.url_template.format(variant_id=v)
+                    found[v] = attrs.evolve(info, url=url)
+        return found
 
 
 @hookimpl

@@ -124,7 +124,7 @@ def back_in_stock(body: BackInStockIn, app: AppDep) -> JSONResponse:
     variant_id = body.variantId or body.productId
     catalog = catalog_instance(app)
     source = catalog.id if catalog is not None else app.adapter_instance(None).id
-    stored = app.store.catalog.get(source, [variant_id]).get(variant_id, {})
+    stored = app.store.products.get(source, [variant_id]).get(variant_id, {})
     attributes: dict[str, Any] = dict(body.customer.attributes or {})
     if body.customer.firstName is not None:
         attributes["first_name"] = body.customer.firstName
@@ -271,9 +271,9 @@ def upsert_products(body: ProductsIn, app: AppDep) -> JSONResponse:
                 total = min(MAX_QUANTITY, sum(known))
             if total is not None:
                 updates.append(StockUpdate(StockKey(product.productId), total, now))
-    app.store.catalog.upsert(catalog.id, rows)
+    app.store.products.upsert(catalog.id, rows)
     result = app.record_stock(catalog.id, updates)
-    stored = app.store.catalog.get(catalog.id, [r["variant_id"] for r in rows])
+    stored = app.store.products.get(catalog.id, [r["variant_id"] for r in rows])
     stock = app.stock_quantities(catalog.id, [StockKey(r["variant_id"]) for r in rows])
     products: dict[str, dict[str, Any]] = {}
     for row in rows:

@@ -7,7 +7,9 @@
     store.suppressions    contacts that bounced or opted out
     store.events          webhook replay protection
     store.meta            installation-wide values (the generated signing secret)
-    store.catalog         the product upsert's variants (titles, URL, image)
+    store.catalog         message content set by trusted callers (the manual source)
+    store.contacts        data rights: export or erase one contact, the suppression list
+    store.products        the product upsert's variants (titles, URL, image)
     store.orders          platform orders and the conversions they make (attribution)
     store.webhooks        the outgoing-webhook delivery log
     store.dashboard       the merchant dashboard's reads (demand, subscribers, restocks ...)
@@ -33,7 +35,9 @@ from .dashboard import DashboardStore
 from .orders import OrderStore
 from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
 from .outbox import add_suppression as _add_suppression
+from .products import ProductStore
 from .restocks import Cursor, RestockStore
+from .rights import ContactStore
 from .stock import Recorded, StockStore
 from .subscriptions import SubscriptionStore
 from .webhooks import WebhookDelivery, WebhookLog
@@ -43,21 +47,25 @@ class SuppressionStore:
     def __init__(self, db: Db):
         self.db = db
 
-    def contains(self, channel: Channel, contact: str) -> bool:
+    def contains(self, channel: Channel, contact: str, hashed: str | None = None) -> bool:
+        """Whether `contact` (or, after an erasure, its `hashed` form) is suppressed."""
+        names = [contact] if hashed is None else [contact, hashed]
         with self.db.read_engine.connect() as conn:
             found = conn.execute(
                 sa.select(sa.literal(1)).where(
-                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                    suppressions.c.channel == str(channel), suppressions.c.contact.in_(names)
                 )
             ).first()
         return found is not None
 
-    def remove(self, channel: Channel, contact: str) -> bool:
-        """True when `contact` was suppressed for `channel` (and no longer is)."""
+    def remove(self, channel: Channel, contact: str, hashed: str | None = None) -> bool:
+        """True when `contact` (or its `hashed` form) was suppressed for `channel` (and no
+        longer is)."""
+        names = [contact] if hashed is None else [contact, hashed]
         with self.db.engine.begin() as conn:
             result = conn.execute(
                 sa.delete(suppressions).where(
-                    suppressions.c.channel == str(channel), suppressions.c.contact == contact
+                    suppressions.c.channel == str(channel), suppressions.c.contact.in_(names)
                 )
             )
         return bool(result.rowcount)
@@ -137,6 +145,8 @@ class Store(Db):
         self.events = EventStore(self)
         self.meta = MetaStore(self)
         self.catalog = CatalogStore(self)
+        self.products = ProductStore(self)
+        self.contacts = ContactStore(self)
         self.orders = OrderStore(self)
         self.webhooks = WebhookLog(self)
         self.dashboard = DashboardStore(self)

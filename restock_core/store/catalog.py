@@ -1,6 +1,4 @@
-"""The product catalog of the product upsert (`POST /api/v1/products`): what a variant is
-called, where it is and what it looks like, per source. Upserts are partial: a field the
-caller leaves out keeps its stored value."""
+"""Message content set by trusted callers, and consent records."""
 
 from __future__ import annotations
 
@@ -9,64 +7,68 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..db import catalog_variants, utcnow
+from ..db import catalog, consents, utcnow
+from ..models import VariantInfo
 from ._base import Db, chunks
 
-cv = catalog_variants
-#: the columns an upsert may set besides the key
-FIELDS = (
-    "product_id",
-    "product_title",
-    "variant_title",
-    "sku",
-    "url",
-    "image_url",
-    "price_cents",
-    "currency",
-)
+#: the catalog columns a trusted caller may set, in the order of VariantInfo's names
+CONTENT_COLUMNS = ("product_title", "variant_title", "url", "image_url")
 
 
 class CatalogStore:
     def __init__(self, db: Db):
         self.db = db
 
-    def upsert(self, source: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert or update variants; each row has `variant_id`, `product_id` and any of
-        :data:`FIELDS` (only the keys present are written)."""
+    def set(self, source: str, variant_id: str, content: Mapping[str, str | None]) -> None:
+        """Store the given content columns for (source, variant); columns not given keep
+        their value. Nothing happens when `content` is empty."""
+        values = {k: v for k, v in content.items() if k in CONTENT_COLUMNS}
+        if not values:
+            return
         now = utcnow()
         with self.db.engine.begin() as conn:
-            for row in rows:
-                values = {k: row[k] for k in FIELDS if k in row}
-                insert = self.db.insert(cv).values(
-                    source=source, variant_id=row["variant_id"], updated_at=now, **values
+            conn.execute(
+                self.db.insert(catalog)
+                .values(source=source, variant_id=variant_id, updated_at=now, **values)
+                .on_conflict_do_update(
+                    index_elements=["source", "variant_id"], set_={**values, "updated_at": now}
                 )
-                conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["source", "variant_id"],
-                        set_={**{k: insert.excluded[k] for k in values}, "updated_at": now},
+            )
+
+    def describe(self, source: str, variant_ids: Sequence[str]) -> dict[str, VariantInfo]:
+        """The stored content of `variant_ids` at `source` (variants without any are absent)."""
+        out: dict[str, VariantInfo] = {}
+        with self.db.read_engine.connect() as conn:
+            for chunk in chunks(list(variant_ids), 900):
+                rows = conn.execute(
+                    sa.select(catalog).where(
+                        catalog.c.source == source, catalog.c.variant_id.in_(chunk)
                     )
                 )
-
-    def get(self, source: str, variant_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The stored rows of `variant_ids` at `source`, by variant id."""
-        out: dict[str, dict[str, Any]] = {}
-        with self.db.read_engine.connect() as conn:
-            for part in chunks(list(variant_ids), 500):
-                for row in conn.execute(
-                    sa.select(cv).where(cv.c.source == source, cv.c.variant_id.in_(part))
-                ):
-                    out[row.variant_id] = dict(row._mapping)
+                for row in rows:
+                    out[row.variant_id] = VariantInfo(
+                        title=row.variant_title,
+                        product_title=row.product_title,
+                        url=row.url,
+                        image_url=row.image_url,
+                    )
         return out
 
-    def variants_of(self, source: str, product_ids: Sequence[str]) -> dict[str, list[str]]:
-        """The stored variant ids of each product."""
-        out: dict[str, list[str]] = {}
-        with self.db.read_engine.connect() as conn:
-            for part in chunks(list(product_ids), 500):
-                for product_id, variant_id in conn.execute(
-                    sa.select(cv.c.product_id, cv.c.variant_id)
-                    .where(cv.c.source == source, cv.c.product_id.in_(part))
-                    .order_by(cv.c.product_id, cv.c.variant_id)
-                ):
-                    out.setdefault(product_id, []).append(variant_id)
-        return out
+
+def consent_row(
+    subscription_id: int, channel: str, contact: str, consent: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The `consents` row for a stored sign-up (values already checked and cut to size)."""
+    return {
+        "subscription_id": subscription_id,
+        "channel": channel,
+        "contact": contact,
+        "ip": consent.get("ip"),
+        "user_agent": consent.get("user_agent"),
+        "text": consent.get("text"),
+        "version": consent.get("version"),
+        "created_at": utcnow(),
+    }
+
+
+__all__ = ["CONTENT_COLUMNS", "CatalogStore", "consent_row", "consents"]

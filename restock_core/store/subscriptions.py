@@ -8,8 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..db import deliveries, subscriptions, utcnow
+from ..errors import ContactLimitError
 from ..models import Channel, DeliveryStatus, StockKey, Subscription, SubscriptionStatus
 from ._base import Db, chunks, subscription_from_row
+from .catalog import consent_row, consents
 
 s = subscriptions
 PENDING = str(SubscriptionStatus.PENDING)
@@ -19,10 +21,20 @@ class SubscriptionStore:
     def __init__(self, db: Db):
         self.db = db
 
-    def insert_or_get(self, values: Mapping[str, Any]) -> tuple[Subscription, bool] | None:
+    def insert_or_get(
+        self,
+        values: Mapping[str, Any],
+        *,
+        consent: Mapping[str, Any] | None = None,
+        fill_customer_id: bool = True,
+        max_active: int | None = None,
+    ) -> tuple[Subscription, bool] | None:
         """Insert a pending subscription, or return the pending one for the same (variant,
-        scope, channel, contact), filling a missing customer_id. None when a concurrent change
-        freed the slot between the two steps (the caller tries again)."""
+        scope, channel, contact), filling a missing customer_id when `fill_customer_id`.
+        None when a concurrent change freed the slot between the two steps (the caller tries
+        again). A new row gets its `consent` record in the same transaction. With
+        `max_active`, a contact that already has that many pending subscriptions (one indexed
+        count) gets :class:`ContactLimitError` and nothing is stored."""
         now = utcnow()
         row_values = {
             **values,
@@ -32,6 +44,18 @@ class SubscriptionStore:
             "updated_at": now,
         }
         with self.db.engine.begin() as conn:
+            if max_active is not None:
+                active = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(s)
+                    .where(s.c.contact == values["contact"], s.c.status == PENDING)
+                ).scalar_one()
+                if active >= max_active:
+                    raise ContactLimitError(
+                        "too many active sign-ups for this contact; try again later",
+                        field="email" if values["channel"] == "email" else "phone",
+                        retry_after=3600,
+                    )
             insert = (
                 self.db.insert(s)
                 .values(**row_values)
@@ -43,6 +67,12 @@ class SubscriptionStore:
             )
             row = conn.execute(insert).first()
             if row is not None:
+                if consent is not None:
+                    conn.execute(
+                        sa.insert(consents).values(
+                            consent_row(row.id, values["channel"], values["contact"], consent)
+                        )
+                    )
                 return subscription_from_row(row), True
             existing = conn.execute(
                 sa.select(s).where(
@@ -56,7 +86,7 @@ class SubscriptionStore:
             if existing is None:
                 return None
             customer_id = values.get("customer_id")
-            if customer_id and not existing.customer_id:
+            if fill_customer_id and customer_id and not existing.customer_id:
                 conn.execute(
                     sa.update(s)
                     .where(s.c.id == existing.id)

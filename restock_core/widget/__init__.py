@@ -8,6 +8,7 @@ come from the adapter, never from the shopper's browser)."""
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import threading
 import time
@@ -20,8 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import InStockError, RestockError, ValidationError
+from ..errors import (
+    InStockError,
+    RateLimitedError,
+    RefusedError,
+    RestockError,
+    SuppressedError,
+    ValidationError,
+)
+from ..limits import client_ip
 from ..models import Channel, StockKey
+from ..signup import SignUpContext
 
 if TYPE_CHECKING:
     from ..app import App
@@ -29,6 +39,8 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).parent / "static"
 #: paths a storefront page on another origin may call (everything else stays same-origin)
 PUBLIC_PATHS = ("/widget.js", "/widget/availability", "/widget/subscriptions")
+#: core paths shared with admin routes: only these methods are public (CORS)
+PUBLIC_METHODS = {"/subscriptions": frozenset({"POST"})}
 AVAILABILITY_TTL = 30.0  # seconds: the browser/CDN cache and our own per-variant cache
 _CACHE_LIMIT = 10_000
 _ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
@@ -50,10 +62,25 @@ class PublicCORS:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") in PUBLIC_PATHS:
+        if scope["type"] == "http" and _is_public(scope):
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def _is_public(scope: Scope) -> bool:
+    """The widget's paths, and the core's public sign-up (`POST /subscriptions`; the admin
+    `GET /subscriptions` on the same path never answers cross-origin)."""
+    path = scope.get("path")
+    if path in PUBLIC_PATHS:
+        return True
+    if path not in PUBLIC_METHODS:
+        return False
+    method = scope.get("method", "")
+    if method == "OPTIONS":  # a preflight names the method it asks for
+        headers = dict(scope.get("headers") or [])
+        method = headers.get(b"access-control-request-method", b"").decode("latin-1")
+    return method in PUBLIC_METHODS[path]
 
 
 class _ErrorDetail(BaseModel):
@@ -169,15 +196,33 @@ def build_router(app: App) -> APIRouter:
         status_code=201,
         responses={200: {"description": "already signed up"}, **_documented(409, 503)},
     )
-    def widget_subscribe(body: WidgetSignUp) -> JSONResponse:
-        """The widget's sign-up: consent required; a filled honeypot is answered like a
-        success and stores nothing. Rate limits and double opt-in: see issue 9."""
-        if body.hp:
-            return JSONResponse({"status": "subscribed", "confirm": False}, status_code=201)
+    def widget_subscribe(body: WidgetSignUp, request: Request) -> JSONResponse:
+        """The widget's sign-up, a public one (docs/security.md): consent required; abuse
+        limits and `before_subscribe` apply; a filled honeypot, a repeat sign-up and a
+        suppressed contact get the same answer as a new sign-up, and nothing is stored
+        for the first and the last."""
+        accepted = JSONResponse(
+            {
+                "status": "subscribed",
+                "channel": "sms" if body.phone and not body.email else "email",
+                "confirm": False,
+            },
+            status_code=201,
+        )
         if not body.consent:
             return _error(422, "consent_required", "please confirm the consent box", "consent")
+        peer = request.client.host if request.client else None
+        agent = request.headers.get("user-agent")
+        context = SignUpContext(
+            trusted=False,
+            ip=client_ip(peer, request.headers.get("x-forwarded-for"), app.trusted_proxies),
+            user_agent=None if agent is None else agent[:500],
+            honeypot=body.hp,
+            consent_text="widget consent checkbox",
+            consent_version="widget",
+        )
         try:
-            result = app.subscribe(
+            app.subscribe(
                 body.variant_id,
                 email=body.email,
                 phone=body.phone,
@@ -185,17 +230,22 @@ def build_router(app: App) -> APIRouter:
                 source=body.source,
                 locale=body.locale,
                 attributes={"form": "widget"},
+                context=context,
             )
         except InStockError:
             return _error(409, "in_stock", "this variant is in stock", "variant_id")
+        except (RefusedError, SuppressedError) as exc:
+            if isinstance(exc, SuppressedError) or exc.silent:
+                return accepted
+            return _error(422, exc.code, exc.message, exc.field)
+        except RateLimitedError as exc:
+            answer = _error(429, exc.code, exc.message, exc.field)
+            answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return answer
         except RestockError as exc:
             status = exc.status_code if 400 <= exc.status_code < 500 else 503
             return _error(status, exc.code, exc.message, exc.field)
-        sub = result.subscription
-        return JSONResponse(
-            {"status": "subscribed", "channel": str(sub.channel), "confirm": False},
-            status_code=201 if result.created else 200,
-        )
+        return accepted
 
     return router
 

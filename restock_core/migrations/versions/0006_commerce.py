@@ -1,7 +1,7 @@
 """commerce: catalog, orders, conversions, webhook deliveries
 
 Revision ID: 0006_commerce
-Revises: 0004_delivery
+Revises: 0005_edge
 Create Date: 2026-12-02 15:19:16.181629
 """
 
@@ -11,7 +11,7 @@ import restock_core.db
 
 
 revision = '0006_commerce'
-down_revision = '0004_delivery'
+down_revision = '0005_edge'
 branch_labels = None
 depends_on = None
 
