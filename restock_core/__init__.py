@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "PluginHost": "base",
     "Provider": "base",
     "InventoryAdapter": "base",
+    "ObserverPlugin": "base",
     # hooks
     "hookimpl": "hookspecs",
     # options
@@ -44,6 +45,9 @@ _EXPORTS: dict[str, str] = {
     "ValidationError": "errors",
     # values
     "Channel": "models",
+    "Conversion": "models",
+    "Order": "models",
+    "OrderLine": "models",
     "DeliveryEvent": "models",
     "DeliveryOutcome": "models",
     "DeliveryStatus": "models",
@@ -76,6 +80,7 @@ __all__ = [
     "App",
     "Channel",
     "ConfigError",
+    "Conversion",
     "DeliveryEvent",
     "DeliveryOutcome",
     "DeliveryStatus",
@@ -84,6 +89,9 @@ __all__ = [
     "InventoryAdapter",
     "Message",
     "NotFoundError",
+    "ObserverPlugin",
+    "Order",
+    "OrderLine",
     "Outcome",
     "Page",
     "PluginHost",
@@ -135,7 +143,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .app import App, Page, SignUp, StockResult
-    from .base import InventoryAdapter, PluginHost, Provider
+    from .base import InventoryAdapter, ObserverPlugin, PluginHost, Provider
     from .clock import utcnow
     from .config import Secret
     from .contacts import normalize_email, normalize_phone
@@ -151,11 +159,14 @@ if TYPE_CHECKING:
     from .hookspecs import hookimpl
     from .models import (
         Channel,
+        Conversion,
         DeliveryEvent,
         DeliveryOutcome,
         DeliveryStatus,
         Hold,
         Message,
+        Order,
+        OrderLine,
         Outcome,
         Restock,
         RestockStatus,

@@ -448,7 +448,15 @@ def list_subscriptions(
 
 @admin.get("/subscriptions/{subscription_id}", tags=["admin"])
 def get_subscription(subscription_id: int, app: AppDep) -> dict[str, Any]:
-    return subscription_json(app.get_subscription(subscription_id))
+    """One subscription, with its conversion (attribution) when it has one."""
+    from .commerce.api import conversion_json
+
+    sub = app.get_subscription(subscription_id)
+    conversion = app.conversion_of(sub.id)
+    return {
+        **subscription_json(sub),
+        "conversion": conversion_json(conversion) if conversion else None,
+    }
 
 
 class ContactIn(BaseModel):
@@ -612,7 +620,9 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
     api.add_exception_handler(RequestValidationError, invalid_request)
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(Exception, unexpected)
-    for router in (public, admin, ops):
+    from .commerce.api import ROUTERS as commerce_routers
+
+    for router in (public, admin, ops, *commerce_routers):
         api.include_router(router)
     for instance in app.instances:
         plugin_router = instance.obj.routes(app)

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -22,7 +22,13 @@ from sqlalchemy.engine import Connection, Engine
 from . import migrate
 from .clock import utcnow
 from .config import Config, ReleasePolicy, load_config, parse_config
-from .contacts import check_sms_number, normalize_email, normalize_phone, resolve_contact
+from .contacts import (
+    check_sms_number,
+    email_key,
+    normalize_email,
+    normalize_phone,
+    resolve_contact,
+)
 from .errors import (
     AdapterError,
     ConfigError,
@@ -38,7 +44,9 @@ from .limits import Buckets, parse_networks
 from .metrics import Metrics
 from .models import (
     Channel,
+    Conversion,
     DeliveryEvent,
+    Order,
     StockKey,
     StockUpdate,
     Subscription,
@@ -60,7 +68,7 @@ from .signup import (
     optional_text,
 )
 from .stock import MAX_QUANTITY
-from .store import MAX_ROW_ID, EventMatch, Store
+from .store import MAX_ROW_ID, EventMatch, Store, WebhookLog
 from .store.outbox import RetryFilter
 from .tokens import Signer
 
@@ -729,6 +737,80 @@ class App:
             return False
         self.metrics.delivery_events.labels(provider=event.provider, event=event.event).inc()
         return event.outcome.is_known
+
+    # ------------------------------------------------------------------ orders and attribution
+
+    @property
+    def attribution_window(self) -> timedelta:
+        return timedelta(days=self.settings.attribution_window)
+
+    def record_orders(self, orders: Sequence[Order]) -> list[Conversion]:
+        """Record platform orders (webhooks, polls, `POST /orders`) and the conversions they
+        make: a line for a variant that the same person was notified for within
+        `attribution_window` converts that subscription, once (docs/attribution.md). An
+        order already recorded (same source and id) changes nothing. Contacts and variant
+        ids are normalised the way sign-ups are, so they match."""
+        normalized = [self._normalized_order(order) for order in orders]
+        made = self.store.orders.record(normalized, self.attribution_window)
+        for conversion in made:
+            self.metrics.conversions.inc()
+            self.metrics.revenue.labels(currency=conversion.currency).inc(float(conversion.revenue))
+            log.info(
+                "conversion: subscription %s bought %s x %s (%s %s) in order %s/%s",
+                conversion.subscription_id,
+                conversion.quantity,
+                conversion.variant_id,
+                conversion.revenue,
+                conversion.currency,
+                conversion.source,
+                conversion.order_id,
+            )
+            self.notify_observers("conversion_recorded", conversion=conversion)
+        return made
+
+    def latest_order_at(self, source: str) -> datetime | None:
+        return self.store.orders.latest_placed_at(source)
+
+    def cancel_order(self, source: str, order_id: str) -> list[Conversion]:
+        """The platform cancelled or refunded an order: take back its conversions."""
+        return self.store.orders.cancel(source, order_id)
+
+    @property
+    def webhook_log(self) -> WebhookLog:
+        return self.store.webhooks
+
+    def conversion_of(self, subscription_id: int) -> Conversion | None:
+        return self.store.orders.conversion_of(subscription_id)
+
+    def _normalized_order(self, order: Order) -> Order:
+        if order.source not in self.adapters:
+            raise ValidationError(
+                f"unknown source {order.source!r}; configured sources: {', '.join(self.adapters)}",
+                field="source",
+            )
+        adapter = self.adapters[order.source].obj
+        email = email_key(order.email) if order.email else None
+        phone = None
+        if order.phone:
+            try:
+                phone = normalize_phone(order.phone, self.phone_region())
+            except ValidationError:
+                phone = None
+        lines = []
+        for line in order.lines:
+            try:
+                variant_id = adapter.normalize_variant_id(line.variant_id)
+            except ValueError:
+                continue  # not a variant of this platform: it cannot match a sign-up
+            lines.append(
+                line if variant_id == line.variant_id else attrs.evolve(line, variant_id=variant_id)
+            )
+        unchanged = len(lines) == len(order.lines) and all(
+            a is b for a, b in zip(lines, order.lines, strict=True)
+        )
+        if unchanged and email == order.email and phone == order.phone:
+            return order  # already normalised (most orders): no copy
+        return attrs.evolve(order, email=email, phone=phone, lines=tuple(lines))
 
     # ------------------------------------------------------------------ data rights
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .models import Channel, DeliveryEvent, Message, SendResult, StockKey, StockUpdate, VariantInfo
 
 if TYPE_CHECKING:
     from .app import Page, SignUp, StockResult
+    from .models import Conversion, Order
     from .pacing import ProviderGate
+    from .store.webhooks import WebhookLog
 
 
 class PluginHost(Protocol):
@@ -127,6 +130,27 @@ class PluginHost(Protocol):
         """A message the provider accepted could not be delivered for a passing reason:
         send it again after `delay` seconds (within `max_attempts`, else it fails without
         suppressing). False for a replayed `event_id` or an unknown / no longer sent one."""
+        ...
+
+    def record_orders(self, orders: Sequence[Order]) -> list[Conversion]:
+        """Record orders the platform reported (webhooks, polls) for revenue attribution;
+        an order already recorded (same source and id) changes nothing. Returns the
+        conversions made (docs/attribution.md)."""
+        ...
+
+    def latest_order_at(self, source: str) -> datetime | None:
+        """When the newest recorded order of `source` was placed (where an order poll
+        resumes), or None."""
+        ...
+
+    def cancel_order(self, source: str, order_id: str) -> list[Conversion]:
+        """The platform cancelled or refunded an order: take back its conversions."""
+        ...
+
+    @property
+    def webhook_log(self) -> WebhookLog:
+        """The outgoing-webhook delivery log (add, claim, delivered, attempt_failed,
+        recent), for plugins that post events durably like the built-in ``webhook``."""
         ...
 
     @property
@@ -254,3 +278,9 @@ class InventoryAdapter(_PluginBase):
 
     def normalize_variant_id(self, variant_id: str) -> str:
         return variant_id
+
+
+class ObserverPlugin(_PluginBase):
+    """A plugin configured in plugins.toml that only watches (registered through
+    ``register_observers``): subclass it, set ``name`` and return the objects holding its
+    ``@hookimpl`` observer methods from ``observers()`` (often ``[self]``)."""

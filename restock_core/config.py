@@ -80,6 +80,8 @@ class Settings:
     #: server-to-server key (a shop's backend): may set message content; see docs/security.md
     secret_api_key: Secret | None = None
     secret_key: Secret | None = None  # signs unsubscribe links; generated and stored if unset
+    #: days after a notification in which an order of the variant counts as a conversion
+    attribution_window: float = attrs.field(default=7.0, validator=positive)
     public_url: str = attrs.field(default="http://127.0.0.1:8000", validator=http_url)
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8000, validator=[not_negative, at_most(65535)])

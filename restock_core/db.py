@@ -85,6 +85,8 @@ subscriptions = sa.Table(
     ),
     sa.Index("ix_subscriptions_release", "source", "variant_id", "scope", "status", "created_at"),
     sa.Index("ix_subscriptions_contact", "contact"),
+    # attribution: orders name a platform customer id as well as an email or phone
+    sa.Index("ix_subscriptions_customer", "customer_id", "variant_id"),
 )
 
 # Pending sign-ups per variant, kept by database triggers on `subscriptions` (migration
@@ -278,6 +280,88 @@ meta = sa.Table(
     metadata,
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+
+# ---------------------------------------------------------------- commerce (docs/api.md)
+
+# The product upsert's catalog (POST /api/v1/products): titles, URL and image per variant,
+# the snapshots sign-ups take their message content from. Stock lives in `stock`.
+catalog_variants = sa.Table(
+    "catalog_variants",
+    metadata,
+    sa.Column("source", sa.String(100), primary_key=True),
+    sa.Column("variant_id", sa.String(255), primary_key=True),
+    sa.Column("product_id", sa.String(255), nullable=False),
+    sa.Column("product_title", sa.String(500)),
+    sa.Column("variant_title", sa.String(500)),
+    sa.Column("sku", sa.String(255)),
+    sa.Column("url", sa.String(2000)),
+    sa.Column("image_url", sa.String(2000)),
+    sa.Column("price_cents", sa.BigInteger),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_catalog_variants_product", "source", "product_id"),
+)
+
+# Orders seen, one row per platform order id (the idempotency key of attribution).
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("order_id", sa.String(255), nullable=False),
+    sa.Column("placed_at", UTCDateTime, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("total", sa.Numeric(18, 4)),
+    sa.Column("status", sa.String(20), nullable=False),  # placed | cancelled | test
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("source", "order_id", name="uq_orders_source_order"),
+)
+
+# One conversion per subscription at most (the unique key makes re-delivered orders harmless).
+conversions = sa.Table(
+    "conversions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "subscription_id",
+        BigId,
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("order_id", sa.String(255), nullable=False),
+    sa.Column("variant_id", sa.String(255), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("revenue", sa.Numeric(18, 4), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("ordered_at", UTCDateTime, nullable=False),
+    sa.Column("notified_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subscription_id", name="uq_conversions_subscription"),
+    sa.Index("ix_conversions_order", "source", "order_id"),
+    sa.Index("ix_conversions_report", "notified_at", "variant_id"),
+)
+
+# The outgoing-webhook delivery log (the built-in `webhook` observer plugin).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("endpoint", sa.String(100), nullable=False),  # the plugin instance id
+    sa.Column("event", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    # pending -> delivered | failed
+    sa.Column("status", sa.String(20), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.String(1000)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Index("ix_webhook_deliveries_due", "endpoint", "status", "next_attempt_at"),
 )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .models import Restock, SendResult, Subscription
+    from .models import Conversion, Restock, SendResult, Subscription
     from .signup import SignUpContext, SignUpRequest, Veto
 
 PROJECT = "restock"
@@ -35,6 +35,16 @@ def register_inventory_adapters(register: Register) -> None:
     """Hand inventory adapter factories to the core, like ``register_providers``.
 
     The factory returns an object following :class:`restock_core.plugins.InventoryAdapter`.
+    """
+
+
+@hookspec
+def register_observers(register: Register) -> None:
+    """Hand observer plugin factories to the core, like ``register_providers``: plugins
+    chosen in plugins.toml with options (the built-in ``webhook``) that only watch.
+
+    The factory returns a :class:`restock_core.ObserverPlugin`; its ``observers()`` are
+    registered after ``bind``.
     """
 
 
@@ -82,3 +92,9 @@ def notification_sent(subscription: Subscription, result: SendResult) -> None:
 @hookspec
 def notification_failed(subscription: Subscription, result: SendResult) -> None:
     """Observer: the message failed for good (invalid address, opted out, out of attempts)."""
+
+
+@hookspec
+def conversion_recorded(conversion: Conversion) -> None:
+    """Observer: a notified subscriber bought the variant within the attribution window
+    (called once per subscription, after the conversion is stored)."""

@@ -68,3 +68,12 @@ class Metrics:
             ["hook"],
             registry=r,
         )
+        self.conversions = Counter(
+            "restock_conversions", "Conversions recorded (attribution)", registry=r
+        )
+        self.revenue = Counter(
+            "restock_revenue",
+            "Revenue of recorded conversions, by currency",
+            ["currency"],
+            registry=r,
+        )

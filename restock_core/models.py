@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -268,3 +269,53 @@ class DeliveryEvent:
     #: the address the provider reports; when given it must match the delivery's contact
     recipient: str | None = None
     outcome: DeliveryOutcome = attrs.field(kw_only=True, converter=DeliveryOutcome)
+
+
+@attrs.frozen
+class OrderLine:
+    """One line of an order: `quantity` units of `variant_id` for `revenue` (the line's
+    total in the order's currency, a Decimal, after the platform's own rounding)."""
+
+    variant_id: str
+    quantity: int
+    revenue: Decimal
+
+
+@attrs.frozen
+class Order:
+    """An order a platform reported, reduced to what attribution needs.
+
+    `order_id` is the platform's id and the idempotency key (per `source`); `placed_at` is
+    when the shopper ordered (UTC). Contacts are matched against subscriptions: `email`
+    and `phone` as given (normalised by the core), `customer_id` as the platform spells it.
+    Cancelled and test orders are stored but convert nothing."""
+
+    source: str
+    order_id: str
+    placed_at: datetime
+    currency: str
+    lines: tuple[OrderLine, ...]
+    email: str | None = None
+    phone: str | None = None
+    customer_id: str | None = None
+    total: Decimal | None = None
+    cancelled: bool = False
+    test: bool = False
+
+
+@attrs.frozen
+class Conversion:
+    """A notified subscriber bought the variant within the attribution window: counted
+    once per subscription."""
+
+    subscription_id: int
+    source: str
+    order_id: str
+    variant_id: str
+    quantity: int
+    revenue: Decimal
+    currency: str
+    ordered_at: datetime
+    notified_at: datetime
+    id: int | None = None
+    recorded_at: datetime | None = None

@@ -17,7 +17,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .base import InventoryAdapter, Provider
+from .base import InventoryAdapter, ObserverPlugin, Provider
 from .config import Config, PluginEntry, ReleasePolicy, Settings, structure_options
 from .errors import ConfigError
 from .models import Channel
@@ -42,7 +42,7 @@ class Factory:
     """A named factory handed to the core by a plugin's ``register_*`` hook."""
 
     name: str
-    kind: str  # "provider" | "inventory_adapter"
+    kind: str  # "provider" | "inventory_adapter" | "observer"
     factory: Callable[..., Any]
     options: type | None
     plugin: str  # the pluggy plugin name (entry point name or module)
@@ -124,6 +124,7 @@ class PluginRegistry:
         for kind, hook_name in (
             ("provider", "register_providers"),
             ("inventory_adapter", "register_inventory_adapters"),
+            ("observer", "register_observers"),
         ):
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
                 impl.function(register=self._registrar(found, kind, impl.plugin_name))
@@ -258,7 +259,10 @@ class PluginRegistry:
             raise ConfigError(
                 f"module {module_name!r} has no attribute {attribute!r}", plugin=entry.id
             ) from None
-        if hasattr(target, "register_providers") or hasattr(target, "register_inventory_adapters"):
+        if any(
+            hasattr(target, hook)
+            for hook in ("register_providers", "register_inventory_adapters", "register_observers")
+        ):
             own = self._collect(_manager(target, entry.resolve))
             if len(own) != 1:
                 raise ConfigError(
@@ -294,6 +298,12 @@ class PluginRegistry:
                 raise ConfigError(
                     f"factory returned {type(obj).__name__}, which is not a "
                     "restock_core.InventoryAdapter (subclass it: name, availability())",
+                    plugin=entry.id,
+                )
+            if kind == "observer" and not isinstance(obj, ObserverPlugin):
+                raise ConfigError(
+                    f"factory returned {type(obj).__name__}, which is not a "
+                    "restock_core.ObserverPlugin (subclass it: name, observers())",
                     plugin=entry.id,
                 )
             release = None

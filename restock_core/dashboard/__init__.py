@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from starlette.concurrency import run_in_threadpool
 
 from ..app import MAX_ROW_ID
+from ..clock import utcnow
 from ..contacts import normalize_email, normalize_phone
 from ..errors import RestockError
 from ..models import Channel
@@ -42,6 +43,7 @@ E164 = re.compile(r"\+[0-9]{6,15}")  # a phone number is data, not a formula
 NAV = (
     ("demand", "Demand"),
     ("restocks", "Restocks"),
+    ("revenue", "Revenue"),
     ("deliverability", "Deliverability"),
     ("charts", "Charts"),
     ("messages", "Messages"),
@@ -479,6 +481,26 @@ def build_router(app: App) -> APIRouter:
         )
         return page(
             request, "restocks.html", session_id, rows=rows, next_before=next_before, live=live
+        )
+
+    # ------------------------------------------------------------------ revenue
+
+    @router.get("/revenue")
+    def revenue(request: Request, days: int = Query(30, ge=1, le=3650)) -> HTMLResponse:
+        """Revenue attribution (docs/attribution.md): subscribers notified in the last
+        `days` days, how many bought, revenue per currency, the top variants."""
+        session_id = require(request)
+        since = utcnow() - timedelta(days=days)
+        report = app.store.orders.report(start=since, end=None, variant_id=None, variant_limit=50)
+        notified = report["notified"]
+        return page(
+            request,
+            "revenue.html",
+            session_id,
+            days=days,
+            report=report,
+            rate=(report["converted"] / notified) if notified else 0.0,
+            window=app.settings.attribution_window,
         )
 
     # ------------------------------------------------------------------ deliverability

@@ -9,6 +9,9 @@
     store.meta            installation-wide values (the generated signing secret)
     store.catalog         message content set by trusted callers (the manual source)
     store.contacts        data rights: export or erase one contact, the suppression list
+    store.products        the product upsert's variants (titles, URL, image)
+    store.orders          platform orders and the conversions they make (attribution)
+    store.webhooks        the outgoing-webhook delivery log
     store.dashboard       the merchant dashboard's reads (demand, subscribers, restocks ...)
 
 Values come back as attrs classes from :mod:`restock_core.models`, statuses as enums. Nothing
@@ -29,12 +32,15 @@ from ..models import Channel
 from ._base import MAX_ROW_ID, WAKE_CHANNEL, Db
 from .catalog import CatalogStore
 from .dashboard import DashboardStore
+from .orders import OrderStore
 from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results, Retry, Sent
 from .outbox import add_suppression as _add_suppression
+from .products import ProductStore
 from .restocks import Cursor, RestockStore
 from .rights import ContactStore
 from .stock import Recorded, StockStore
 from .subscriptions import SubscriptionStore
+from .webhooks import WebhookDelivery, WebhookLog
 
 
 class SuppressionStore:
@@ -139,7 +145,10 @@ class Store(Db):
         self.events = EventStore(self)
         self.meta = MetaStore(self)
         self.catalog = CatalogStore(self)
+        self.products = ProductStore(self)
         self.contacts = ContactStore(self)
+        self.orders = OrderStore(self)
+        self.webhooks = WebhookLog(self)
         self.dashboard = DashboardStore(self)
 
     @classmethod
@@ -193,4 +202,6 @@ __all__ = [
     "Retry",
     "Sent",
     "Store",
+    "WebhookDelivery",
+    "WebhookLog",
 ]

@@ -68,6 +68,7 @@ class Magento2Adapter(InventoryAdapter):
         self._resolved: dict[str, tuple[float, ScopeStock | None]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self._order_poller: Any = None
 
     def __repr__(self) -> str:
         return f"Magento2Adapter({self.options.rest_root!r})"
@@ -76,9 +77,22 @@ class Magento2Adapter(InventoryAdapter):
         super().bind(app, instance_id)
         self.id = instance_id
         self.client.name = instance_id
+        if self.options.orders_poll_interval is not None and self._order_poller is None:
+            from .orders import OrderPoller
+
+            self._order_poller = OrderPoller(self, self.options.orders_poll_interval)
+            self._order_poller.start()
 
     def close(self) -> None:
+        if self._order_poller is not None:
+            self._order_poller.close()
         self.client.close()
+
+    def poll_orders(self) -> int:
+        """One pass over new orders for revenue attribution; returns the conversions made."""
+        from .orders import poll_orders
+
+        return poll_orders(self)
 
     def routes(self, app: PluginHost) -> Any:
         from .routes import build_router

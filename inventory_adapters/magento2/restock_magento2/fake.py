@@ -119,6 +119,18 @@ def _predicate(field: str, value: str, condition: str) -> Any:
         if condition == "in":
             return lambda item: actual(item) in values
         return lambda item: actual(item) not in values
+    if condition in ("gt", "gteq", "lt", "lteq", "from", "to"):
+        # Magento compares in SQL; its "Y-m-d H:i:s" times compare correctly as strings
+        # (developer.adobe.com/commerce/webapi/rest/use-rest/performing-searches/)
+        compare = {
+            "gt": str.__gt__,
+            "gteq": str.__ge__,
+            "from": str.__ge__,
+            "lt": str.__lt__,
+            "lteq": str.__le__,
+            "to": str.__le__,
+        }[condition]
+        return lambda item: compare(actual(item), wanted)
     if condition == "like":
         pattern = re.compile("^" + re.escape(wanted).replace("%", ".*") + "$")
         return lambda item: pattern.match(actual(item)) is not None
@@ -174,6 +186,8 @@ class FakeMagento:
         self.status: int | None = None  # answer every request with this status
         self.control_calls = 0
         self.scope_aliases: dict[str, int] = {}
+        #: sales orders for GET /V1/orders, in creation order
+        self.orders: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self.server = FakeHTTPServer(self.handle)
 
@@ -275,6 +289,73 @@ class FakeMagento:
             return
         for index, source in enumerate(sources):
             self.set_source_item(key.variant_id, source, quantity if index == 0 else 0)
+
+    def add_order(
+        self,
+        entity_id: int,
+        *,
+        sku: str,
+        email: str,
+        created_at: str,
+        qty: int = 1,
+        price: float = 22.0,
+        customer_id: int | None = None,
+        state: str = "new",
+        currency: str = "USD",
+    ) -> dict[str, Any]:
+        """A sales order shaped like Magento's (AdobeDocs commerce-webapi
+        rest/tutorials/orders/order-create-order.md; magento/magento2#22562): a configurable
+        parent row carrying the price and the child's SKU, and its simple child row with
+        `parent_item_id` and price 0. `created_at` is "Y-m-d H:i:s" without a zone."""
+        parent_id = entity_id * 10
+        total = price * qty
+        order = {
+            "entity_id": entity_id,
+            "increment_id": f"{entity_id:09d}",
+            "customer_email": email,
+            "customer_id": customer_id,
+            "customer_is_guest": 0 if customer_id else 1,
+            "created_at": created_at,
+            "updated_at": created_at,
+            "order_currency_code": currency,
+            "base_currency_code": currency,
+            "grand_total": total,
+            "base_grand_total": total,
+            "state": state,
+            "status": "canceled" if state == "canceled" else "pending",
+            "store_id": 1,
+            "items": [
+                {
+                    "item_id": parent_id,
+                    "order_id": entity_id,
+                    "product_id": 1562,
+                    "product_type": "configurable",
+                    "sku": sku,
+                    "name": "Radiant Tee",
+                    "qty_ordered": qty,
+                    "price": price,
+                    "base_price": price,
+                    "row_total": total,
+                },
+                {
+                    "item_id": parent_id + 1,
+                    "order_id": entity_id,
+                    "parent_item_id": parent_id,
+                    "product_id": 1553,
+                    "product_type": "simple",
+                    "sku": sku,
+                    "name": f"Radiant Tee-{sku}",
+                    "qty_ordered": qty,
+                    "price": 0,
+                    "base_price": 0,
+                    "row_total": 0,
+                    "parent_item": {"item_id": parent_id, "sku": sku, "price": price},
+                },
+            ],
+        }
+        with self._lock:
+            self.orders.append(order)
+        return order
 
     def unauthorized(self) -> None:
         self.token = "revoked-" + self.token
@@ -396,6 +477,8 @@ class FakeMagento:
                     for s in skus
                 ],
             )
+        if route == "/orders":
+            return Reply(200, search(list(self.orders), query))
         if route.startswith("/inventory/get-product-salable-quantity/"):
             parts = route.split("/")
             if len(parts) != 5 or not parts[4].isdigit():

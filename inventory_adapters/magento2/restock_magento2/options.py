@@ -178,6 +178,10 @@ class Magento2Options:
     form_variant: str = attrs.field(default="sku", validator=_form_variant)
     #: origins allowed to read the form route's answers (CORS); ["*"] for any
     cors_origins: list[str] = attrs.field(factory=list)
+    #: seconds between polls of GET /V1/orders for revenue attribution; unset = no polling
+    orders_poll_interval: float | None = attrs.field(default=None, validator=positive)
+    #: seconds of orders the first poll reads when no order of this source is recorded yet
+    orders_lookback: float = attrs.field(default=86400.0, validator=positive)
 
     @property
     def rest_root(self) -> str:

@@ -1,7 +1,8 @@
 /**
  * restock-forwarder.ts — copy into your Medusa v2 project as src/subscribers/restock-forwarder.ts
  *
- * Forwards stock-change events (inventory levels and reservations) to restock's Medusa adapter
+ * Forwards stock-change events (inventory levels and reservations) and order events
+ * (order.placed / order.canceled, for revenue attribution) to restock's Medusa adapter
  * route `POST <restock public url>/<adapter id>/events`, signed with HMAC-SHA256.
  *
  * Environment (set them where `medusa start` runs):
@@ -29,7 +30,8 @@ const ATTEMPTS = 3
 
 async function enrich(container: SubscriberArgs<Payload>["container"], name: string, id?: string) {
   const found = { inventory_item_ids: [] as string[], variant_ids: [] as string[], location_ids: [] as string[] }
-  if (!id) {
+  if (!id || name.startsWith("order.")) {
+    // order events: restock reads the order itself through the Admin API
     return found
   }
   const entity = name.includes("reservation-item") ? "reservation_item" : "inventory_level"
@@ -109,5 +111,9 @@ export const config: SubscriberConfig = {
     "inventory.reservation-item.created",
     "inventory.reservation-item.updated",
     "inventory.reservation-item.deleted",
+    // revenue attribution: restock reads the order (GET /admin/orders/{id}) and counts a
+    // purchase by a notified subscriber; needs the adapter's admin_token
+    "order.placed",
+    "order.canceled",
   ],
 }

@@ -13,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -221,6 +222,14 @@ class MedusaAdapter(InventoryAdapter):
 
     def close(self) -> None:
         self.client.close()
+
+    def poll_orders(self, since: datetime | None = None) -> int:
+        """Revenue attribution's reconciliation read: record the orders created since
+        `since` (default: the newest recorded order minus 10 minutes, else a day ago)
+        through the Admin API. Returns the conversions made."""
+        from .orders import default_since, poll_orders
+
+        return poll_orders(self, since or default_since(self, 86400.0))
 
     # ------------------------------------------------------------------ scopes
 

@@ -31,6 +31,7 @@ from restock_core import (
 )
 
 from .events import EVENT_ID_HEADER, SignatureError, verify
+from .orders import ORDER_EVENTS, handle_order_event
 
 log = logging.getLogger("restock.medusa")
 
@@ -79,6 +80,16 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
     def _process_event(event_id: str, data: Mapping[str, Any]) -> JSONResponse:
         if app.seen_event(adapter.id, f"event:{event_id}"):
             return JSONResponse({"status": "duplicate", "event_id": event_id})
+        if data.get("name") in ORDER_EVENTS:  # revenue attribution (orders.py)
+            try:
+                outcome = handle_order_event(adapter, str(data["name"]), data)
+            except AdapterError as exc:  # poll_orders() catches up
+                log.warning("medusa event %s: reading the order failed: %s", event_id, exc)
+                return JSONResponse(
+                    {"status": "deferred", "event_id": event_id, "reason": str(exc)},
+                    status_code=202,
+                )
+            return JSONResponse({**outcome, "event_id": event_id})
         variant_ids = list(dict.fromkeys(data.get("variant_ids") or []))
         item_ids = list(dict.fromkeys(data.get("inventory_item_ids") or []))
         try:

@@ -38,6 +38,7 @@ class FakeMedusa:
         self.variants: dict[str, dict[str, Any]] = {}
         self.products: dict[str, dict[str, Any]] = {}
         self.stock: dict[tuple[str, str], int] = {}  # (variant, channel) -> available
+        self.orders: dict[str, dict[str, Any]] = {}  # id -> Admin API order
         self.keys = {PK: [SC_A, SC_B], PK_B: [SC_B]}
         self.channel_locations = {SC_A: [LOC_A], SC_B: [LOC_B]}
         self.page_cap = page_cap
@@ -76,6 +77,50 @@ class FakeMedusa:
             }
             for channel, quantity in (stock or {}).items():
                 self.stock[(variant_id, channel)] = quantity
+
+    def add_order(
+        self,
+        order_id: str,
+        *,
+        variant_id: str,
+        email: str,
+        created_at: str,
+        quantity: int = 1,
+        unit_price: float = 20,
+        customer_id: str | None = None,
+        status: str = "pending",
+        is_draft_order: bool = False,
+    ) -> dict[str, Any]:
+        """An order as `GET /admin/orders/{id}?fields=…` answers it (reference/samples/
+        orders-medusa-admin-order.json): major units, lower-case currency code."""
+        total = unit_price * quantity
+        order = {
+            "id": order_id,
+            "display_id": len(self.orders) + 1,
+            "status": status,
+            "email": email,
+            "customer_id": customer_id,
+            "currency_code": "eur",
+            "sales_channel_id": SC_A,
+            "created_at": created_at,
+            "canceled_at": created_at if status == "canceled" else None,
+            "is_draft_order": is_draft_order,
+            "total": total,
+            "items": [
+                {
+                    "id": f"ordli_{order_id}",
+                    "title": "M / Black",
+                    "variant_id": variant_id,
+                    "product_id": self.variants.get(variant_id, {}).get("product_id"),
+                    "quantity": quantity,
+                    "unit_price": unit_price,
+                    "total": total,
+                }
+            ],
+        }
+        with self.lock:
+            self.orders[order_id] = order
+        return order
 
     def set_stock(self, key: StockKey, quantity: int | None) -> None:
         channels = [SC_A, SC_B] if key.scope == "default" else [key.scope]
@@ -245,6 +290,21 @@ class FakeMedusa:
                         }
                     )
                 return self._page(request, "variants", items)
+            if request.path.startswith("/admin/orders/"):
+                order = self.orders.get(request.path.rsplit("/", 1)[-1])
+                if order is None:
+                    return Reply(
+                        404,
+                        {"type": "not_found", "message": f"Order id not found: {request.path}"},
+                    )
+                return Reply(200, {"order": order})
+            if request.path == "/admin/orders":
+                since = request.query.get("created_at[$gte]", [""])[0]
+                listed = sorted(
+                    (o for o in self.orders.values() if o["created_at"] >= since),
+                    key=lambda o: o["created_at"],
+                )
+                return self._page(request, "orders", listed)
             if request.path == "/admin/inventory-items":
                 wanted = request.query.get("id[]", [])
                 items = [

@@ -117,11 +117,14 @@ class ShopifyAdapter(InventoryAdapter):
         self.client.close()
 
     def routes(self, app: PluginHost) -> Any:
+        from .orders import build_orders_router
         from .routes import build_router
 
         if self._host is None:
             self.bind(app, self.id)
-        return build_router(self)
+        router = build_router(self)
+        router.include_router(build_orders_router(self))
+        return router
 
     # ------------------------------------------------------------------ availability
 

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -352,3 +353,72 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def order_payload(
+    order_id: int,
+    *,
+    variant: int,
+    email: str | None,
+    quantity: int = 1,
+    price: str = "49.99",
+    created_at: datetime | None = None,
+    customer_id: int | None = None,
+    test: bool = False,
+    cancelled_at: datetime | None = None,
+    currency: str = "USD",
+) -> dict[str, Any]:
+    """An `orders/create` webhook body: the REST `Order` resource with the fields of
+    Shopify's documented sample (shopify.dev/docs/api/admin-rest/latest/resources/webhook;
+    reference/samples/orders-shopify-orders-create-webhook.json): top-level `email`,
+    `customer` (may be null, e.g. POS), `line_items[].variant_id`, `current_quantity`,
+    `price` and `price_set` as decimal strings in the shop currency."""
+    when = (created_at or datetime.now(UTC)).isoformat()
+    total = f"{Decimal(price) * quantity:.2f}"
+    money = {"amount": price, "currency_code": currency}
+    return {
+        "id": order_id,
+        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+        "name": f"#{order_id % 10000}",
+        "email": email,
+        "contact_email": email,
+        "phone": None,
+        "created_at": when,
+        "processed_at": when,
+        "updated_at": when,
+        "cancelled_at": cancelled_at.isoformat() if cancelled_at else None,
+        "cancel_reason": "customer" if cancelled_at else None,
+        "test": test,
+        "financial_status": "paid",
+        "currency": currency,
+        "presentment_currency": currency,
+        "total_price": total,
+        "total_price_set": {
+            "shop_money": {"amount": total, "currency_code": currency},
+            "presentment_money": {"amount": total, "currency_code": currency},
+        },
+        "source_name": "web",
+        "customer": (
+            {
+                "id": customer_id,
+                "email": email,
+                "admin_graphql_api_id": f"gid://shopify/Customer/{customer_id}",
+            }
+            if customer_id
+            else None
+        ),
+        "line_items": [
+            {
+                "id": order_id * 10 + 1,
+                "admin_graphql_api_id": f"gid://shopify/LineItem/{order_id * 10 + 1}",
+                "product_id": 788032119674292922,
+                "variant_id": variant,
+                "sku": f"SKU-{variant}",
+                "name": "Shirt",
+                "quantity": quantity,
+                "current_quantity": quantity,
+                "price": price,
+                "price_set": {"shop_money": money, "presentment_money": money},
+            }
+        ],
+    }

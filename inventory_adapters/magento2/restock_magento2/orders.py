@@ -1,0 +1,152 @@
+"""Orders for revenue attribution (docs/attribution.md), by polling: Magento Open Source sends
+no webhooks, so `GET /V1/orders` is searched on `created_at` from where the last poll got to
+(reference/orders.md §3; developer.adobe.com/commerce/webapi/rest/use-rest/performing-searches/).
+
+- Pages are counted from `total_count`: past the end Magento answers the last page again
+  (magento/magento2#3787), which the client already handles.
+- `created_at` carries no zone ("2017-08-21 22:22:19"); Magento keeps it in UTC.
+- A configurable product is two rows: the `configurable` parent with the price and the
+  child's SKU, and the `simple` child with `parent_item_id` and price 0; bundle children carry
+  their own prices under a priced parent. Only rows without `parent_item_id` are counted, so
+  nothing is counted twice, and the SKU (restock's Magento variant id) is the parent row's.
+- `state = canceled` counts nothing (and a later poll of a cancelled order takes its
+  conversions back only when it arrives as a new order; cancellations of recorded orders
+  need the reconciliation by `updated_at`, not done yet).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from restock_core import Order, OrderLine, utcnow
+
+if TYPE_CHECKING:
+    from .adapter import Magento2Adapter
+
+log = logging.getLogger("restock.magento2")
+
+ORDERS = "/V1/orders"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: re-read this much before the newest stored order (orders committed out of order)
+OVERLAP = timedelta(minutes=10)
+RECORD_BATCH = 500
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.strptime(value.strip()[:19], TIME_FORMAT)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC)
+
+
+def _decimal(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value)) if value is not None else Decimal(0)
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def parse_order(item: Mapping[str, Any], source: str) -> Order | None:
+    """A Magento sales order (`GET /V1/orders` item) as a restock Order; None when it has
+    no id or no creation time."""
+    entity_id = item.get("entity_id")
+    placed_at = parse_time(item.get("created_at"))
+    if entity_id is None or placed_at is None:
+        return None
+    lines = []
+    for row in item.get("items") or []:
+        if not isinstance(row, Mapping) or row.get("parent_item_id"):
+            continue
+        sku = row.get("sku")
+        quantity = row.get("qty_ordered")
+        try:
+            units = int(float(quantity)) if quantity is not None else 0
+        except (TypeError, ValueError):
+            units = 0
+        if not isinstance(sku, str) or not sku or units <= 0:
+            continue
+        revenue = row.get("row_total")
+        amount = _decimal(revenue) if revenue is not None else _decimal(row.get("price")) * units
+        lines.append(OrderLine(sku, units, amount))
+    customer = item.get("customer_id")
+    email = item.get("customer_email")
+    currency = item.get("order_currency_code") or item.get("base_currency_code") or "USD"
+    return Order(
+        source=source,
+        order_id=str(entity_id),
+        placed_at=placed_at,
+        currency=str(currency).upper()[:3],
+        lines=tuple(lines),
+        email=email if isinstance(email, str) and email else None,
+        customer_id=str(customer) if customer not in (None, "", 0) else None,
+        total=_decimal(item.get("grand_total")),
+        cancelled=item.get("state") == "canceled",
+    )
+
+
+def poll_orders(adapter: Magento2Adapter, *, since: datetime | None = None) -> int:
+    """Record every order created since `since` (default: the newest recorded order of this
+    source minus a small overlap, else `orders_lookback` seconds ago). Returns the
+    conversions made."""
+    host = adapter.host
+    if since is None:
+        latest = host.latest_order_at(adapter.id)
+        since = (
+            latest - OVERLAP
+            if latest is not None
+            else utcnow() - timedelta(seconds=adapter.options.orders_lookback)
+        )
+    batch: list[Order] = []
+    made = 0
+    for item in adapter.client.search(
+        ORDERS,
+        [[("created_at", since.astimezone(UTC).strftime(TIME_FORMAT), "gteq")]],
+        page_size=adapter.options.page_size,
+        sort=[("created_at", "ASC")],
+    ):
+        order = parse_order(item, adapter.id)
+        if order is not None:
+            batch.append(order)
+        if len(batch) >= RECORD_BATCH:
+            made += len(host.record_orders(batch))
+            batch = []
+    if batch:
+        made += len(host.record_orders(batch))
+    return made
+
+
+class OrderPoller:
+    """Polls orders every `orders_poll_interval` seconds in a daemon thread."""
+
+    def __init__(self, adapter: Magento2Adapter, interval: float):
+        self.adapter = adapter
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"restock-orders-{adapter.id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=self.adapter.options.timeout + 5)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                made = poll_orders(self.adapter)
+                if made:
+                    log.info("%s: %s conversions from new orders", self.adapter.id, made)
+            except Exception as exc:  # the next poll tries again from the same point
+                log.warning("%s: polling orders failed: %s", self.adapter.id, exc)

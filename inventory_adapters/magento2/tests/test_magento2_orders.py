@@ -1,0 +1,115 @@
+"""Magento 2 orders for revenue attribution: `GET /V1/orders` polled with searchCriteria on
+`created_at` against the fake (documented order shape: configurable parent + simple child);
+a notified subscriber's order converts once, re-polls count nothing, other SKUs, cancelled
+orders and orders outside the window count nothing. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from restock_magento2.fake import FakeMagento
+from restock_magento2.orders import parse_order
+
+from restock_core import StockKey, StockUpdate
+
+
+def magento_time(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def notified(app: Any, fake: FakeMagento, sku: str = "WS12-M-Orange") -> Any:
+    fake.add_product(sku, name="Radiant Tee")
+    fake.set_stock(StockKey(sku), 0)
+    sub = app.subscribe(sku, email="jdoe@example.com", source="m2").subscription
+    fake.set_stock(StockKey(sku), 4)
+    app.record_stock("m2", [StockUpdate(StockKey(sku), 4, datetime.now(UTC))])
+    app.worker().drain()
+    sub = app.get_subscription(sub.id)
+    assert sub.status == "notified"
+    return sub
+
+
+def test_polled_orders_convert_once(make_app: Any, m2_config: Any, fake: FakeMagento) -> None:
+    app = make_app(m2_config())
+    sub = notified(app, fake)
+    adapter = app.adapters["m2"].obj
+    soon = magento_time(sub.notified_at + timedelta(hours=2))
+    fake.add_order(
+        3,
+        sku="WS12-M-Orange",
+        email="JDoe@example.com",
+        created_at=soon,
+        qty=2,
+        price=22.0,
+        customer_id=3,
+    )
+    fake.add_order(4, sku="WS12-L-Blue", email="jdoe@example.com", created_at=soon)  # other SKU
+    fake.add_order(5, sku="WS12-M-Orange", email="eve@example.com", created_at=soon)  # other person
+    assert adapter.poll_orders() == 1
+    conversion = app.conversion_of(sub.id)
+    # the parent row's price and quantity; the child's 0 row is not counted again
+    assert (conversion.order_id, conversion.quantity, conversion.revenue) == ("3", 2, Decimal("44"))
+    assert adapter.poll_orders() == 0  # the same orders again: nothing twice
+    [request, *_] = fake.received("/V1/orders")
+    assert request.query["searchCriteria[filter_groups][0][filters][0][field]"] == ["created_at"]
+    assert request.query["searchCriteria[filter_groups][0][filters][0][condition_type]"] == ["gteq"]
+    assert request.query["searchCriteria[sortOrders][0][field]"] == ["created_at"]
+
+
+def test_cancelled_and_late_orders_count_nothing(
+    make_app: Any, m2_config: Any, fake: FakeMagento
+) -> None:
+    app = make_app(m2_config())
+    sub = notified(app, fake)
+    adapter = app.adapters["m2"].obj
+    soon = magento_time(sub.notified_at + timedelta(hours=1))
+    late = magento_time(sub.notified_at + timedelta(days=8))
+    fake.add_order(
+        7, sku="WS12-M-Orange", email="jdoe@example.com", created_at=soon, state="canceled"
+    )
+    fake.add_order(8, sku="WS12-M-Orange", email="jdoe@example.com", created_at=late)
+    assert adapter.poll_orders() == 0
+    assert app.conversion_of(sub.id) is None
+    assert app.store.orders.is_stored("m2", "7") and app.store.orders.is_stored("m2", "8")
+
+
+def test_the_poll_resumes_after_the_newest_recorded_order(
+    make_app: Any, m2_config: Any, fake: FakeMagento
+) -> None:
+    app = make_app(m2_config())
+    adapter = app.adapters["m2"].obj
+    fake.add_order(1, sku="A", email="a@example.com", created_at="2026-01-05 10:00:00")
+    adapter.poll_orders()  # lookback: a day; the January order is too old
+    assert not app.store.orders.is_stored("m2", "1")
+    now = datetime.now(UTC)
+    fake.add_order(
+        2, sku="A", email="a@example.com", created_at=magento_time(now - timedelta(hours=1))
+    )
+    adapter.poll_orders()
+    assert app.latest_order_at("m2") == (now - timedelta(hours=1)).replace(microsecond=0)
+    adapter.poll_orders()
+    last = fake.received("/V1/orders")[-1]
+    since = last.query["searchCriteria[filter_groups][0][filters][0][value]"][0]
+    assert since == magento_time(now - timedelta(hours=1, minutes=10))
+
+
+def test_parse_order_counts_top_level_rows_only() -> None:
+    fake = FakeMagento()
+    order = fake.add_order(
+        9,
+        sku="WS12-M-Orange",
+        email="jdoe@example.com",
+        created_at="2017-08-21 22:22:19",
+        qty=1,
+        price=22.0,
+        customer_id=3,
+    )
+    parsed = parse_order(order, "m2")
+    assert parsed is not None
+    assert [(line.variant_id, line.quantity, line.revenue) for line in parsed.lines] == [
+        ("WS12-M-Orange", 1, Decimal("22.0"))
+    ]
+    assert parsed.placed_at == datetime(2017, 8, 21, 22, 22, 19, tzinfo=UTC)
+    assert parsed.customer_id == "3" and parsed.currency == "USD"
