@@ -167,6 +167,8 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.String(1000)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    # the restock's wave that released it (1, 2, ...); NULL for rows from before 0007
+    sa.Column("wave", sa.Integer),
     sa.UniqueConstraint("subscription_id", "restock_id", name="uq_deliveries_subscription_restock"),
     # Claims walk the queue in id (= release) order and stop after a batch; a partial index
     # keeps that walk on queued rows only. An index on next_attempt_at tempted PostgreSQL into
@@ -185,7 +187,9 @@ deliveries = sa.Table(
     ),
     sa.Index("ix_deliveries_subscription", "subscription_id", "status"),
     sa.Index("ix_deliveries_provider_message", "provider", "provider_message_id"),
-    sa.Index("ix_deliveries_restock", "restock_id", "status"),  # counts per restock (dashboard)
+    # counts per restock and wave (dashboard, an index-only scan); also serves the restock
+    # foreign key and `requeue --restock`
+    sa.Index("ix_deliveries_restock_wave", "restock_id", "wave", "status"),
 )
 
 # Provider requests whose membership must not change between attempts (Resend batches under

@@ -9,10 +9,12 @@ import re
 import time
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from restock_core.api import create_api
 from restock_core.dashboard.auth import SESSION_COOKIE, Sessions, _mac
+from restock_core.db import deliveries, restocks, utcnow
 from restock_core.models import Channel, SendResult
 from restock_core.store.dashboard import SORTS
 from tests.support import ScriptedPlugin, scripted_config
@@ -396,3 +398,85 @@ def test_out_of_range_cursors_are_refused_not_crashed(client) -> None:
         answer = client.get(path, params={param: str(2**70), "variant": "v"})
         assert answer.status_code == 422
         assert answer.json()["error"]["field"] == param
+
+
+def wave_numbers(app, restock_id: int) -> dict[object, tuple[int, int, int, int]]:
+    rows, _ = app.store.dashboard.restocks()
+    (restock,) = [r for r in rows if r.id == restock_id]
+    return {w.wave: (w.released, w.sent, w.failed, w.pending) for w in restock.wave_rows}
+
+
+def page_waves(client: TestClient, restock_id: int) -> dict[str, list[str]]:
+    """The wave rows of one restock on the Restocks page: wave -> its four numbers."""
+    html = client.get("/admin/restocks").text
+    table = re.search(
+        rf'<table class="waves" aria-label="Waves of restock {restock_id}">(.*?)</table>',
+        html,
+        re.S,
+    )
+    assert table, html
+    return {
+        wave: re.findall(r'<td class="num">(\d+)</td>', cells)
+        for wave, cells in re.findall(r'<tr data-wave="([^"]+)">(.*?)</tr>', table.group(1), re.S)
+    }
+
+
+def test_restock_page_shows_each_wave(make_app) -> None:
+    plugin = ScriptedPlugin()
+    app = make_app(
+        {
+            **scripted_config(),
+            "restock": {
+                "admin_api_key": KEY,
+                "retry_base": 0.0,
+                "per_unit": 2,
+                "wave_interval": 3600,
+            },
+        },
+        plugins=[plugin],
+    )
+    app.set_stock("v1", 0)
+    for i in range(5):
+        app.subscribe("v1", email=f"w{i}@example.com")
+    app.set_stock("v1", 1)  # 1 unit x per_unit 2: two subscribers per wave
+    worker = app.worker()
+    assert worker.process_restocks() == 1
+    rows, _ = app.store.dashboard.restocks()
+    (restock,) = rows
+    assert wave_numbers(app, restock.id) == {1: (2, 0, 0, 2)}  # released, not sent yet
+    plugin.provider.script.append(
+        lambda m: (
+            SendResult.failed(m.delivery_id, "mailbox full")
+            if m.to == "w1@example.com"
+            else SendResult.sent(m.delivery_id, f"msg-{m.delivery_id}")
+        )
+    )
+    worker.drain()
+    assert wave_numbers(app, restock.id) == {1: (2, 1, 1, 0)}
+    with app.engine.begin() as conn:  # the next wave is due now instead of in an hour
+        conn.execute(sa.update(restocks).values(next_wave_at=utcnow()))
+    assert worker.process_restocks() == 1
+    assert wave_numbers(app, restock.id) == {1: (2, 1, 1, 0), 2: (2, 0, 0, 2)}
+    with TestClient(create_api(app), raise_server_exceptions=False) as client:
+        login(client)
+        page = client.get("/admin/restocks")
+        assert 'http-equiv="refresh"' in page.text  # live while the wave is being sent
+        assert page_waves(client, restock.id) == {
+            "1": ["2", "1", "1", "0"],
+            "2": ["2", "0", "0", "2"],
+        }
+        worker.drain()
+        assert page_waves(client, restock.id) == {
+            "1": ["2", "1", "1", "0"],
+            "2": ["2", "2", "0", "0"],
+        }
+        rows, _ = app.store.dashboard.restocks()
+        assert rows[0].deliveries == {"sent": 3, "failed": 1} and rows[0].waves == 2
+        # deliveries queued before migration 0007 carry no wave: one "earlier" group
+        with app.engine.begin() as conn:
+            conn.execute(sa.update(deliveries).where(deliveries.c.wave == 1).values(wave=None))
+        assert page_waves(client, restock.id) == {
+            "earlier": ["2", "1", "1", "0"],
+            "2": ["2", "2", "0", "0"],
+        }
+        assert list(page_waves(client, restock.id)) == ["earlier", "2"]

@@ -66,6 +66,18 @@ class SubscriberRow:
 
 
 @attrs.frozen
+class WaveRow:
+    """One wave of a restock: the deliveries it released and where they are now."""
+
+    wave: int | None  # None: deliveries released before waves were recorded (0007)
+    released: int
+    sent: int
+    failed: int
+    pending: int  # queued + sending
+    cancelled: int
+
+
+@attrs.frozen
 class RestockRow:
     id: int
     source: str
@@ -81,6 +93,7 @@ class RestockRow:
     note: str | None
     deliveries: dict[str, int]  # queued / sending / sent / failed / cancelled
     still_pending: int  # subscribers of the variant still waiting
+    wave_rows: tuple[WaveRow, ...] = ()  # oldest first; the "earlier" group (None) first
 
 
 @attrs.frozen
@@ -336,10 +349,25 @@ def subscribers_all(engine: Engine, **filters: Any) -> Iterator[SubscriberRow]:
             yield _subscriber(row)
 
 
+def _wave_rows(counts: dict[int | None, dict[str, int]]) -> tuple[WaveRow, ...]:
+    return tuple(
+        WaveRow(
+            wave=wave,
+            released=sum(by_status.values()),
+            sent=by_status.get("sent", 0),
+            failed=by_status.get("failed", 0),
+            pending=by_status.get("queued", 0) + by_status.get("sending", 0),
+            cancelled=by_status.get("cancelled", 0),
+        )
+        for wave, by_status in sorted(counts.items(), key=lambda kv: -1 if kv[0] is None else kv[0])
+    )
+
+
 def restock_list(
     engine: Engine, *, before: int | None = None, limit: int = PAGE
 ) -> tuple[tuple[RestockRow, ...], int | None]:
-    """Restocks, newest first, with their deliveries by status (index ix_deliveries_restock)."""
+    """Restocks, newest first, with their deliveries by status and by wave: one grouped
+    query over the page's restocks (an index-only scan of ix_deliveries_restock_wave)."""
     query = sa.select(restocks).order_by(restocks.c.id.desc()).limit(limit + 1)
     if before is not None:
         query = query.where(restocks.c.id < before)
@@ -347,13 +375,16 @@ def restock_list(
         rows = conn.execute(query).all()[: limit + 1]
         shown = rows[:limit]
         counts: dict[int, dict[str, int]] = {r.id: {} for r in shown}
+        by_wave: dict[int, dict[int | None, dict[str, int]]] = {r.id: {} for r in shown}
         if shown:
-            for restock_id, status, count in conn.execute(
-                sa.select(d.c.restock_id, d.c.status, sa.func.count())
+            for restock_id, wave, status, count in conn.execute(
+                sa.select(d.c.restock_id, d.c.wave, d.c.status, sa.func.count())
                 .where(d.c.restock_id.in_([r.id for r in shown]))
-                .group_by(d.c.restock_id, d.c.status)
+                .group_by(d.c.restock_id, d.c.wave, d.c.status)
             ):
-                counts[restock_id][status] = count
+                totals = counts[restock_id]
+                totals[status] = totals.get(status, 0) + count
+                by_wave[restock_id].setdefault(wave, {})[status] = count
         waiting: dict[tuple[str, str, str], int] = {}
         for r in shown:
             key = (r.source, r.variant_id, r.scope)
@@ -382,6 +413,7 @@ def restock_list(
             note=r.note,
             deliveries=counts[r.id],
             still_pending=waiting[(r.source, r.variant_id, r.scope)],
+            wave_rows=_wave_rows(by_wave[r.id]),
         )
         for r in shown
     )

@@ -178,6 +178,7 @@ class RestockStore:
                 sa.literal(0),
                 utc_param(now),
                 utc_param(now),
+                sa.literal(restock.waves + 1),  # the wave this release belongs to
             )
             .where(where)
             .order_by(s.c.created_at, s.c.id)
@@ -195,6 +196,7 @@ class RestockStore:
                     "attempts",
                     "next_attempt_at",
                     "created_at",
+                    "wave",
                 ],
                 chosen,
             )

@@ -186,6 +186,11 @@ def test_restocks_and_charts_pages(shop: Any, page: Any) -> None:
     row = page.locator("tbody tr").first
     cells = row.locator("td").all_inner_texts()
     assert cells[1] == "shirt-blue-m" and cells[8] == "3"  # sent
+    waves = page.get_by_role("table", name="Waves of restock", exact=False).first
+    wave = waves.locator("tbody tr").first
+    assert wave.get_by_role("rowheader").inner_text() == "wave 1"
+    # released, sent, failed, pending
+    assert wave.locator("td").all_inner_texts() == ["3", "3", "0", "0"]
     page.get_by_role("link", name="Charts").click()
     assert page.get_by_role("img", name="Sign-ups per day", exact=False).count() == 1
     assert page.locator("svg.chart").count() == 2
