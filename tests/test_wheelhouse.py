@@ -118,7 +118,9 @@ def test_a_shop_installs_core_and_two_plugins_from_the_wheelhouse(tmp_path: Path
     listing = run("plugins", "--json")
     assert listing.returncode == 0, listing.stderr
     rows = {row["name"]: row for row in json.loads(listing.stdout)}
-    assert set(rows) == {"logger", "manual", "sendgrid", "shopify"}  # twilio & co. not installed
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    built_in = set(core["restock"])  # logger, manual, ... shipped inside restock-core
+    assert set(rows) == built_in | {"sendgrid", "shopify"}  # twilio & co. not installed
     assert (rows["sendgrid"]["distribution"], rows["sendgrid"]["version"]) == (
         "restock-sendgrid",
         "0.1.0",
