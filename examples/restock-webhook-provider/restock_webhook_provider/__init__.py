@@ -37,7 +37,7 @@ class WebhookOptions:
 
 
 class WebhookProvider(Provider):
-    name = "webhook"
+    name = "json-post"
 
     def __init__(self, options: WebhookOptions):
         self.options = options
@@ -100,7 +100,7 @@ class WebhookProvider(Provider):
 @hookimpl
 def register_providers(register):  # type: ignore[no-untyped-def]
     register(
-        "webhook",
+        "json-post",
         WebhookProvider,
         options=WebhookOptions,
         description="POSTs messages as JSON to your URL",

@@ -137,15 +137,15 @@ def test_installed_plugin_is_listed_and_delivers(
         check=True,
     )
     rows = {row["name"]: row for row in json.loads(listing.stdout)}
-    assert rows["webhook"]["distribution"] == "restock-webhook-provider"
-    assert rows["webhook"]["kind"] == "provider"
+    assert rows["json-post"]["distribution"] == "restock-webhook-provider"
+    assert rows["json-post"]["kind"] == "provider"
 
     fake = Fake()
     try:
         config = tmp_path / "plugins.toml"
         config.write_text(
             f'[restock]\ndatabase = "{database_url}"\n\n'
-            f'[[plugins]]\nresolve = "webhook"\noptions = {{ url = "{fake.server.url}/hook" }}\n\n'
+            f'[[plugins]]\nresolve = "json-post"\noptions = {{ url = "{fake.server.url}/hook" }}\n\n'
             '[[plugins]]\nresolve = "manual"\n'
         )
         cli = [sys.executable, "-m", "restock_core.cli", "--config", str(config)]
@@ -173,7 +173,7 @@ def test_a_restock_reaches_the_webhook(make_app, provider_fake) -> None:
     app = make_app(
         {
             "plugins": [
-                {"resolve": "webhook", "options": {"url": provider_fake.server.url + "/hook"}},
+                {"resolve": "json-post", "options": {"url": provider_fake.server.url + "/hook"}},
                 {"resolve": "manual"},
             ]
         },
