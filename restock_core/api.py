@@ -385,7 +385,9 @@ def unsubscribe(
     )
 
 
-CONFIRM_ERRORS = {404: {"description": "unknown, tampered or expired confirm link (a page)"}}
+CONFIRM_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown, tampered or expired confirm link (a page)"}
+}
 
 
 def _confirm_gone() -> HTMLResponse:
