@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "App": "app",
     "Page": "app",
     "SignUp": "app",
+    "PublicSignUp": "app",
     "StockResult": "app",
     # plugin base classes and the host they are bound to
     "PluginHost": "base",
@@ -102,6 +103,7 @@ __all__ = [
     "Secret",
     "SendResult",
     "SignUp",
+    "PublicSignUp",
     "SignUpRequest",
     "StockKey",
     "StockResult",
@@ -142,7 +144,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .app import App, Page, SignUp, StockResult
+    from .app import App, Page, PublicSignUp, SignUp, StockResult
     from .base import InventoryAdapter, ObserverPlugin, PluginHost, Provider
     from .clock import utcnow
     from .config import Secret

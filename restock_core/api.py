@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import attrs
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -20,18 +21,15 @@ from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .app import App
+from .app import App, PublicSignUp
 from .auth import Caller, CallerDep, require_admin
 from .clock import utcnow
 from .errors import (
     NotFoundError,
     RateLimitedError,
-    RefusedError,
     RestockError,
-    SuppressedError,
     ValidationError,
 )
-from .limits import client_ip
 from .models import Channel, Subscription, SubscriptionStatus
 from .signup import SignUpContext, check_text, max_length
 from .web import error_response
@@ -235,35 +233,24 @@ ops = APIRouter(tags=["ops"])
 ACCEPTED = {"status": "accepted"}
 
 
-def accepted(app: App, body: SubscriptionIn) -> JSONResponse:
+def accepted(outcome: PublicSignUp) -> JSONResponse:
     """The public sign-up answer. With double opt-in on for the sign-up's channel it adds
     ``"confirm": true`` (check your inbox): that depends on the channel and the configuration
     only, so a new, a repeat, a honeypot and a suppressed sign-up still answer alike."""
-    channel = body.channel or ("sms" if body.phone and not body.email else "email")
-    if channel in ("email", "sms") and app.needs_confirmation(channel):
-        return JSONResponse({**ACCEPTED, "confirm": True}, status_code=202)
-    return JSONResponse(ACCEPTED, status_code=202)
+    return JSONResponse({**ACCEPTED, "confirm": True} if outcome.confirm else ACCEPTED, 202)
 
 
 def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignUpContext:
     """Who sent this sign-up: the client IP (behind `trusted_proxies` only), user agent,
     honeypot and consent texts."""
     app: App = request.app.state.restock
-    peer = request.client.host if request.client else None
-    ip = client_ip(peer, request.headers.get("x-forwarded-for"), app.trusted_proxies)
-    for name in ("hp", "consent_text", "consent_version"):
-        value = getattr(body, name)
-        if value is not None:
-            check_text(value, name)
-    agent = request.headers.get("user-agent")
-    return SignUpContext(
-        trusted=who.trusted,
-        ip=ip,
-        user_agent=None if agent is None else agent[:500],
+    context = app.public_context(
+        request,
         honeypot=body.hp,
         consent_text=body.consent_text,
         consent_version=body.consent_version,
     )
+    return attrs.evolve(context, trusted=who.trusted)
 
 
 @public.post(
@@ -285,15 +272,9 @@ def create_subscription(
     full record). 409 in stock, 422 invalid, 429 over an abuse limit."""
     context = signup_context(request, body, who)
     fields = body.model_dump(exclude={"hp", "consent_text", "consent_version"})
-    try:
-        result = app.subscribe(**fields, context=context)
-    except (RefusedError, SuppressedError) as exc:
-        # a honeypot catch or a suppressed contact look like any other public sign-up
-        if not who.trusted and (isinstance(exc, SuppressedError) or exc.silent):
-            return accepted(app, body)
-        raise
     if not who.trusted:
-        return accepted(app, body)
+        return accepted(app.subscribe_public(**fields, context=context))
+    result = app.subscribe(**fields, context=context)
     return JSONResponse(
         subscription_json(result.subscription), status_code=201 if result.created else 200
     )

@@ -40,7 +40,7 @@ from .errors import (
     SuppressedError,
     ValidationError,
 )
-from .limits import Buckets, parse_networks
+from .limits import Buckets, client_ip, parse_networks
 from .metrics import Metrics
 from .models import (
     Channel,
@@ -91,6 +91,14 @@ class SignUp:
 
     subscription: Subscription
     created: bool
+
+
+@attrs.frozen
+class PublicSignUp:
+    """What a shopper may be told about their sign-up: only whether to look for a
+    confirmation message (double opt-in), which depends on the channel, not the person."""
+
+    confirm: bool
 
 
 @attrs.frozen
@@ -440,6 +448,64 @@ class App:
         if counts.total and not dry_run:
             log.info("retention purged %s", counts.as_dict())
         return counts
+
+    def public_context(
+        self,
+        request: Any,
+        *,
+        honeypot: str | None = None,
+        consent_text: str | None = None,
+        consent_version: str | None = None,
+        form: Mapping[str, Any] | None = None,
+    ) -> SignUpContext:
+        """The context of a shopper's sign-up reaching a plugin route (a Starlette
+        ``Request``): client IP (``X-Forwarded-For`` only behind `trusted_proxies`) and
+        user agent, so the sign-up passes the same limits and hook as ``POST
+        /subscriptions``."""
+        peer = request.client.host if request.client else None
+        agent = request.headers.get("user-agent")
+        for name, value in (
+            ("hp", honeypot),
+            ("consent_text", consent_text),
+            ("consent_version", consent_version),
+        ):
+            if value is not None:
+                check_text(value, name)
+        return SignUpContext(
+            trusted=False,
+            ip=client_ip(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies),
+            user_agent=None if agent is None else agent[:500],
+            honeypot=honeypot,
+            consent_text=consent_text,
+            consent_version=consent_version,
+            form=dict(form or {}),
+        )
+
+    def subscribe_public(
+        self, variant_id: str, *, context: SignUpContext, **fields: Any
+    ) -> PublicSignUp:
+        """A shopper's sign-up through a platform-shaped plugin route: the public limits and
+        ``before_subscribe`` apply and no shop content is accepted. The answer is the same
+        for a new, a repeat, a honeypot-caught and a suppressed sign-up, so a stranger
+        learns nothing about the person. Raises RateLimitedError (429), InStockError,
+        ValidationError and a non-silent RefusedError for the route to map."""
+        if context.trusted:
+            raise ValueError("subscribe_public takes a public context (see public_context)")
+        try:
+            result = self.subscribe(variant_id, context=context, **fields)
+        except SuppressedError:
+            result = None
+        except RefusedError as exc:
+            if not exc.silent:
+                raise
+            result = None
+        if result is not None:
+            channel = str(result.subscription.channel)
+        else:
+            channel = str(fields.get("channel") or "") or (
+                "sms" if fields.get("phone") and not fields.get("email") else "email"
+            )
+        return PublicSignUp(confirm=self.needs_confirmation(channel))
 
     def _admit_public(self, request: SignUpRequest, context: SignUpContext) -> None:
         """The checks only public sign-ups pass: the client's budget, then the plugins'
