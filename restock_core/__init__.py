@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "AdapterError": "errors",
     "ConfigError": "errors",
     "InStockError": "errors",
+    "RateLimitedError": "errors",
     "NotFoundError": "errors",
     "RestockError": "errors",
     "SuppressedError": "errors",
@@ -72,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "error_response": "web",
     "parse_retry_after": "web",
     "retry_after": "web",
+    "retry_after_header": "web",
     "chunks": "web",
     "utcnow": "clock",
 }
@@ -87,6 +89,7 @@ __all__ = [
     "DeliveryStatus",
     "Hold",
     "InStockError",
+    "RateLimitedError",
     "InventoryAdapter",
     "Message",
     "NotFoundError",
@@ -116,6 +119,7 @@ __all__ = [
     "chunks",
     "error_body",
     "error_response",
+    "retry_after_header",
     "hookimpl",
     "http_url",
     "normalize_email",
@@ -154,6 +158,7 @@ if TYPE_CHECKING:
         ConfigError,
         InStockError,
         NotFoundError,
+        RateLimitedError,
         RestockError,
         SuppressedError,
         ValidationError,
@@ -181,4 +186,11 @@ if TYPE_CHECKING:
     )
     from .signup import SignUpRequest
     from .validators import http_url, not_negative, positive
-    from .web import chunks, error_body, error_response, parse_retry_after, retry_after
+    from .web import (
+        chunks,
+        error_body,
+        error_response,
+        parse_retry_after,
+        retry_after,
+        retry_after_header,
+    )

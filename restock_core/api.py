@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import logging
-import math
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -32,7 +31,7 @@ from .errors import (
 )
 from .models import Channel, Subscription, SubscriptionStatus
 from .signup import SignUpContext, check_text, max_length
-from .web import error_response
+from .web import error_response, retry_after_header
 
 log = logging.getLogger("restock.api")
 
@@ -601,7 +600,7 @@ async def restock_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
     headers = None
     if isinstance(exc, RateLimitedError):
-        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        headers = retry_after_header(exc.retry_after)
     return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
 
 
