@@ -201,11 +201,13 @@ def build_router(app: App) -> APIRouter:
         limits and `before_subscribe` apply; a filled honeypot, a repeat sign-up and a
         suppressed contact get the same answer as a new sign-up, and nothing is stored
         for the first and the last."""
+        channel = "sms" if body.phone and not body.email else "email"
         accepted = JSONResponse(
             {
                 "status": "subscribed",
-                "channel": "sms" if body.phone and not body.email else "email",
-                "confirm": False,
+                "channel": channel,
+                # double opt-in: depends on the channel only, so it leaks nothing
+                "confirm": app.needs_confirmation(channel),
             },
             status_code=201,
         )
