@@ -4,33 +4,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from restock_shopify.fake import FakeShopify, proxy_query, webhook_headers
 
-from restock_core.api import create_api
 from restock_core.db import restocks, stock
 
 SECRET = "shpss_fake_client_secret_5678"
 WEBHOOK = "/shopify/webhooks/inventory_levels/update"
 PROXY = "/shopify/proxy/subscribe"
 VARIANT = "gid://shopify/ProductVariant/101"
-
-
-@pytest.fixture
-def app(make_app: Any, shopify_config: Any) -> Any:
-    return make_app(shopify_config())
-
-
-@pytest.fixture
-def client(app: Any) -> Iterator[TestClient]:
-    with TestClient(create_api(app)) as test_client:
-        yield test_client
 
 
 def level(available: int, updated_at: datetime, item: int = 1000101, location: int = 1) -> dict:
