@@ -453,6 +453,7 @@ class App:
         self,
         request: Any,
         *,
+        ip: str | None = None,
         honeypot: str | None = None,
         consent_text: str | None = None,
         consent_version: str | None = None,
@@ -461,7 +462,8 @@ class App:
         """The context of a shopper's sign-up reaching a plugin route (a Starlette
         ``Request``): client IP (``X-Forwarded-For`` only behind `trusted_proxies`) and
         user agent, so the sign-up passes the same limits and hook as ``POST
-        /subscriptions``."""
+        /subscriptions``. `ip` overrides the address when the plugin knows it better (a
+        platform proxy whose signature it checked)."""
         peer = request.client.host if request.client else None
         agent = request.headers.get("user-agent")
         for name, value in (
@@ -473,7 +475,9 @@ class App:
                 check_text(value, name)
         return SignUpContext(
             trusted=False,
-            ip=client_ip(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies),
+            ip=ip[:64]
+            if ip
+            else client_ip(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies),
             user_agent=None if agent is None else agent[:500],
             honeypot=honeypot,
             consent_text=consent_text,

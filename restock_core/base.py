@@ -61,13 +61,15 @@ class PluginHost(Protocol):
         self,
         request: Any,
         *,
+        ip: str | None = None,
         honeypot: str | None = None,
         consent_text: str | None = None,
         consent_version: str | None = None,
         form: Mapping[str, Any] | None = None,
     ) -> SignUpContext:
         """The public sign-up context of a Starlette request (client IP behind
-        `trusted_proxies`, user agent, optional honeypot and consent text)."""
+        `trusted_proxies`, or `ip` when the plugin knows it better, e.g. from a platform
+        proxy whose signature it checked), user agent, optional honeypot and consent text."""
         ...
 
     def subscribe_public(
