@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "SubscriptionStatus": "models",
     "VariantInfo": "models",
     "SignUpRequest": "signup",
+    "SignUpContext": "signup",
     # contacts: one spelling per person, as the core stores them
     "normalize_email": "contacts",
     "normalize_phone": "contacts",
@@ -108,6 +109,7 @@ __all__ = [
     "SignUp",
     "PublicSignUp",
     "SignUpRequest",
+    "SignUpContext",
     "StockKey",
     "StockResult",
     "StockUpdate",
@@ -184,7 +186,7 @@ if TYPE_CHECKING:
         SubscriptionStatus,
         VariantInfo,
     )
-    from .signup import SignUpRequest
+    from .signup import SignUpContext, SignUpRequest
     from .validators import http_url, not_negative, positive
     from .web import (
         chunks,
