@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "Provider": "base",
     "InventoryAdapter": "base",
     "ObserverPlugin": "base",
+    "PeriodicTask": "base",
     # hooks
     "hookimpl": "hookspecs",
     # options
@@ -99,6 +100,7 @@ __all__ = [
     "OrderLine",
     "Outcome",
     "Page",
+    "PeriodicTask",
     "PluginHost",
     "Provider",
     "Restock",
@@ -151,7 +153,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .app import App, Page, PublicSignUp, SignUp, StockResult
-    from .base import InventoryAdapter, ObserverPlugin, PluginHost, Provider
+    from .base import InventoryAdapter, ObserverPlugin, PeriodicTask, PluginHost, Provider
     from .clock import utcnow
     from .config import Secret
     from .contacts import normalize_email, normalize_phone

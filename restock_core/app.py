@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -20,6 +21,7 @@ import attrs
 from sqlalchemy.engine import Connection, Engine
 
 from . import migrate
+from .base import PeriodicTask
 from .clock import utcnow
 from .config import Config, ReleasePolicy, load_config, parse_config
 from .contacts import (
@@ -996,7 +998,53 @@ class App:
             raise ValidationError("limit must be between 1 and 1000", field="limit")
         return self.store.contacts.suppressions(chosen, after, limit)
 
-    # ------------------------------------------------------------------ worker
+    # ------------------------------------------------------------------ plugin state
+
+    _STATE_KEY = re.compile(r"[A-Za-z0-9._-]{1,40}")
+    _STATE_MAX = 10_000
+
+    def _state_key(self, source: str, key: str) -> str:
+        from .periodic import meta_key
+
+        if not any(instance.id == source for instance in self.instances):
+            raise ValueError(f"plugin state: {source!r} is not a configured plugin instance")
+        if not self._STATE_KEY.fullmatch(key):
+            raise ValueError(f"plugin state key {key!r}: letters, digits and ._- (at most 40)")
+        return meta_key("plugin", source, key)
+
+    def plugin_state(self, source: str, key: str) -> str | None:
+        """A value plugin instance `source` stored with :meth:`set_plugin_state`, or None.
+        Kept in the database (``restock_meta``): it survives restarts, every process sees it."""
+        return self.store.meta.get(self._state_key(source, key))
+
+    def set_plugin_state(self, source: str, key: str, value: str | None) -> None:
+        """Keep a small text value (a cursor) for plugin instance `source`; None deletes it."""
+        stored = self._state_key(source, key)
+        if value is None:
+            self.store.meta.delete(stored)
+            return
+        if len(value) > self._STATE_MAX:
+            raise ValueError(f"plugin state {key!r}: at most {self._STATE_MAX} characters")
+        self.store.meta.put(stored, value)
+
+    def periodic_tasks(self) -> list[tuple[str, PeriodicTask]]:
+        """Every plugin instance's periodic tasks, as (instance id, task), for the worker.
+        A plugin whose ``periodic_tasks()`` raises is logged and contributes none."""
+        found: list[tuple[str, PeriodicTask]] = []
+        for instance in self.instances:
+            try:
+                tasks = list(instance.obj.periodic_tasks())
+            except Exception:
+                log.exception("plugin %s: periodic_tasks() failed; none run", instance.id)
+                continue
+            names: set[str] = set()
+            for task in tasks:
+                if not isinstance(task, PeriodicTask) or task.name in names:
+                    log.error("plugin %s: ignoring periodic task %r", instance.id, task)
+                    continue
+                names.add(task.name)
+                found.append((instance.id, task))
+        return found
 
     # ------------------------------------------------------------------ provider outages
 

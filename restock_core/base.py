@@ -4,16 +4,20 @@
   (handed to ``bind`` and ``routes``). ``App`` implements it; plugins never need ``App``.
 - :class:`Provider` and :class:`InventoryAdapter`: base classes with the optional methods as
   documented no-ops, so the core calls them directly instead of probing with ``getattr``.
+- :class:`PeriodicTask`: work a plugin wants done on a schedule (``periodic_tasks()``), run
+  by the worker only.
 
 Everything here is exported from :mod:`restock_core`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
 
 from .models import Channel, DeliveryEvent, Message, SendResult, StockKey, StockUpdate, VariantInfo
 
@@ -23,6 +27,30 @@ if TYPE_CHECKING:
     from .pacing import ProviderGate
     from .signup import SignUpContext
     from .store.webhooks import WebhookLog
+
+
+def _positive_interval(_: Any, attribute: Any, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
+
+
+@attrs.frozen
+class PeriodicTask:
+    """Work a plugin wants done every `interval` seconds (an order catch-up read, a token
+    refresh), returned from ``periodic_tasks()``.
+
+    The worker runs it (``restock worker``, or the worker embedded in ``restock serve``),
+    never an API-only process; with several workers on one PostgreSQL the schedule is shared
+    in the database, so one of them runs each pass, and it survives restarts. `run` is
+    called with no arguments in the worker's periodic-task thread, one task at a time; what
+    it raises is logged and the task runs again at its next interval. `name` tells the
+    plugin's tasks apart (letters, digits, ``._-``; the plugin's instance id is prefixed);
+    keep what must survive a restart (a cursor) in :meth:`PluginHost.set_plugin_state`.
+    """
+
+    name: str = attrs.field(validator=attrs.validators.matches_re(r"[A-Za-z0-9._-]{1,40}"))
+    interval: float = attrs.field(converter=float, validator=_positive_interval)
+    run: Callable[[], object]
 
 
 class PluginHost(Protocol):
@@ -174,6 +202,17 @@ class PluginHost(Protocol):
         """The platform cancelled or refunded an order: take back its conversions."""
         ...
 
+    def plugin_state(self, source: str, key: str) -> str | None:
+        """A small value plugin instance `source` stored with :meth:`set_plugin_state`
+        (a cursor, a token), or None. Kept in the database: it survives restarts and is the
+        same in every process."""
+        ...
+
+    def set_plugin_state(self, source: str, key: str, value: str | None) -> None:
+        """Store a small text value (at most 10,000 characters) under `key` (letters,
+        digits, ``._-``, at most 40) for plugin instance `source`; None deletes it."""
+        ...
+
     @property
     def webhook_log(self) -> WebhookLog:
         """The outgoing-webhook delivery log (add, claim, delivered, attempt_failed,
@@ -217,6 +256,12 @@ class _PluginBase:
         ...) that the core registers for this instance after ``bind``. Default: none."""
         return ()
 
+    def periodic_tasks(self) -> Sequence[PeriodicTask]:
+        """Work to run on a schedule (:class:`PeriodicTask`): asked once, after ``bind``, by
+        the worker, which runs them in its own thread; processes that only serve the API
+        never run them. Default: none. Do not start threads of your own for polling."""
+        return ()
+
     def close(self) -> None:
         """Release connections and threads at shutdown. Default: nothing."""
 
@@ -231,7 +276,8 @@ class Provider(_PluginBase):
 
     and implement ``send(messages)``: one :class:`SendResult` per message. Per-message
     failures are results, not exceptions; anything raised counts as a transient failure of
-    the whole batch. Optional: ``bind``, ``routes``, ``observers``, ``close``.
+    the whole batch. Optional: ``bind``, ``routes``, ``observers``, ``periodic_tasks``,
+    ``close``.
     """
 
     channels: frozenset[Channel] = frozenset()
@@ -288,6 +334,8 @@ class InventoryAdapter(_PluginBase):
     - ``normalize_variant_id(variant_id)`` → unchanged: spell ids the platform's way
       (Shopify ``"123"`` → its gid) so sign-ups match webhooks; raise ``ValueError`` to
       refuse an id;
+    - ``periodic_tasks()`` → ``()``: scheduled work the worker runs (:class:`PeriodicTask`),
+      e.g. an order catch-up read; its cursor belongs in ``host.set_plugin_state``;
     - ``bind``, ``routes``, ``observers``, ``close``.
     """
 

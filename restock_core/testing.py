@@ -5,6 +5,8 @@
 - :class:`ProviderContract` / :class:`InventoryAdapterContract`: pytest base classes; subclass
   them in your plugin's tests and provide the fixtures they name. Every first-party plugin
   does exactly this.
+- :func:`running_worker`: the worker loop (with plugins' periodic tasks) in a thread for the
+  length of a ``with`` block; :func:`wait_for` polls a condition.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
 from .errors import AdapterError
 from .models import Channel, Hold, Message, Outcome, StockKey
+
+if TYPE_CHECKING:
+    from .app import App
 
 # --------------------------------------------------------------------------- fake server
 
@@ -397,3 +403,20 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+@contextmanager
+def running_worker(app: App) -> Iterator[threading.Thread]:
+    """Run ``app.worker().run`` (dispatch, reconciliation, plugins' periodic tasks) in a
+    thread until the ``with`` block ends; the exit waits for the worker to stop."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=app.worker().run, args=(stop,), name="restock-test-worker", daemon=True
+    )
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        app.wake_event.set()
+        thread.join(timeout=30)

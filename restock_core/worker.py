@@ -1,5 +1,5 @@
-"""The worker: releases restocks in waves, dispatches the delivery outbox and runs
-reconciliation polls. Several workers may run against one PostgreSQL; claims use
+"""The worker: releases restocks in waves, dispatches the delivery outbox, runs
+reconciliation polls and plugins' periodic tasks (restock_core/periodic.py). Several workers may run against one PostgreSQL; claims use
 `FOR UPDATE SKIP LOCKED` and leases, so a dead worker's claims are taken over."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .models import (
     SubscriptionStatus,
     VariantInfo,
 )
+from .periodic import PeriodicRunner
 from .rendering import RenderError
 from .store import Claim, Failed, Results, Retry, Sent
 from .store.outbox import StoredRequest
@@ -671,6 +672,9 @@ class Worker:
         app = self.app
         if app.is_postgres:
             self._start_listener(stop)
+        # plugins' periodic tasks (order catch-up reads ...) in a thread of their own
+        periodic = PeriodicRunner(self.store, app.periodic_tasks())
+        periodic.start(stop)
         log.info("worker %s started", self.worker_id)
         while not stop.is_set():
             app.wake_event.clear()
@@ -686,6 +690,7 @@ class Worker:
                 log.exception("worker round failed; retrying shortly")
                 timeout = self.settings.poll_interval
             app.wake_event.wait(timeout)
+        periodic.join(timeout=10.0)
         log.info("worker %s stopped", self.worker_id)
 
     def _start_listener(self, stop: threading.Event) -> None:

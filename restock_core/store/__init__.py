@@ -6,7 +6,8 @@
     store.outbox          claim / cancel / record deliveries; provider delivery events
     store.suppressions    contacts that bounced or opted out
     store.events          webhook replay protection
-    store.meta            installation-wide values (the generated signing secret)
+    store.meta            installation-wide values (the generated signing secret, plugin
+                          state, the schedule of plugins' periodic tasks)
     store.catalog         message content set by trusted callers (the manual source)
     store.contacts        data rights: export or erase one contact, the suppression list
     store.products        the product upsert's variants (titles, URL, image)
@@ -113,11 +114,45 @@ class MetaStore:
             )
             return str(conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar_one())
 
+    def get(self, key: str) -> str | None:
+        meta = tables.meta
+        with self.db.read_engine.connect() as conn:
+            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
+        return None if found is None else str(found)
+
     def put(self, key: str, value: str) -> None:
+        """Store `value` under `key` (an upsert: concurrent writers leave one of the values)."""
+        meta = tables.meta
+        insert = self.db.insert(meta).values(key=key, value=value)
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["key"], set_={"value": insert.excluded.value}
+                )
+            )
+
+    def claim_due(self, key: str, now: str, next_at: str, latest: str) -> tuple[bool, str]:
+        """A schedule shared by every process: `key` holds when something is next due (a
+        sortable UTC timestamp string). When it is due (`<= now`, missing, or later than
+        `latest`, e.g. after the interval was shortened), move it to `next_at` and answer
+        ``(True, next_at)``: this caller runs it, concurrent callers get False. Otherwise
+        ``(False, <stored due time>)``."""
         meta = tables.meta
         with self.db.engine.begin() as conn:
-            conn.execute(sa.delete(meta).where(meta.c.key == key))
-            conn.execute(sa.insert(meta).values(key=key, value=value))
+            conn.execute(
+                self.db.insert(meta)
+                .values(key=key, value=now)
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            claimed = conn.execute(
+                sa.update(meta)
+                .where(meta.c.key == key, sa.or_(meta.c.value <= now, meta.c.value > latest))
+                .values(value=next_at)
+            ).rowcount
+            if claimed:
+                return True, next_at
+            due = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar_one()
+            return False, str(due)
 
     def delete(self, key: str) -> None:
         meta = tables.meta
