@@ -17,7 +17,15 @@ from urllib.parse import quote
 
 import httpx
 
-from restock_core import AdapterError, InventoryAdapter, PluginHost, StockKey, VariantInfo, chunks
+from restock_core import (
+    AdapterError,
+    InventoryAdapter,
+    PeriodicTask,
+    PluginHost,
+    StockKey,
+    VariantInfo,
+    chunks,
+)
 
 from .client import MagentoClient, MagentoHTTPError
 from .options import DEFAULT_SCOPE, Magento2Options, ScopeStock
@@ -68,9 +76,6 @@ class Magento2Adapter(InventoryAdapter):
         self._resolved: dict[str, tuple[float, ScopeStock | None]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-        self._order_poller: Any = None
-        #: where the next search for cancelled orders starts (orders.poll_orders)
-        self.cancellations_since: Any = None
 
     def __repr__(self) -> str:
         return f"Magento2Adapter({self.options.rest_root!r})"
@@ -79,19 +84,18 @@ class Magento2Adapter(InventoryAdapter):
         super().bind(app, instance_id)
         self.id = instance_id
         self.client.name = instance_id
-        if self.options.orders_poll_interval is not None and self._order_poller is None:
-            from .orders import OrderPoller
 
-            self._order_poller = OrderPoller(self, self.options.orders_poll_interval)
-            self._order_poller.start()
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        """With `orders_poll_interval`: the order poll, run by the worker on that schedule."""
+        interval = self.options.orders_poll_interval
+        return [] if interval is None else [PeriodicTask("orders", interval, self.poll_orders)]
 
     def close(self) -> None:
-        if self._order_poller is not None:
-            self._order_poller.close()
         self.client.close()
 
     def poll_orders(self) -> int:
-        """One pass over new orders for revenue attribution; returns the conversions made."""
+        """One pass over new orders for revenue attribution (and cancellations since the last
+        pass); returns the conversions made. The cursors are plugin state."""
         from .orders import poll_orders
 
         return poll_orders(self)

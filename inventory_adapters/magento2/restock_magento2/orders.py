@@ -12,14 +12,21 @@ no webhooks, so `GET /V1/orders` is searched on `created_at` from where the last
 - `state = canceled` counts nothing. A cancellation after the order was first read moves
   the order's `updated_at`, so each poll also searches `state eq canceled` AND `updated_at
   gteq <cursor>` (two filter groups = AND, same page) and takes those orders' conversions
-  back. The cursor is where the previous poll started minus `OVERLAP`; the first poll
-  after a start reads `orders_lookback` seconds back.
+  back.
+- Cursors, both in the database so a restart resumes where the last poll got to: the
+  created_at search starts at the newest recorded order of this source minus `OVERLAP` (the
+  orders table is the cursor: Magento sends no webhooks, so only this poll records orders,
+  and the time is Magento's own), else `orders_lookback` seconds back. The cancellation
+  search starts where the previous poll started minus `OVERLAP`, kept as plugin state
+  (`host.set_plugin_state`), so a cancellation during a long downtime is still found;
+  without one, `orders_lookback` seconds back.
+- `orders_poll_interval` makes the poll a periodic task (`adapter.periodic_tasks()`), run by
+  the worker only (restock_core/periodic.py).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -94,17 +101,33 @@ def parse_order(item: Mapping[str, Any], source: str) -> Order | None:
     )
 
 
+#: the plugin state key (host.plugin_state) of where the next cancellation search starts
+CANCELLED_CURSOR = "orders.cancelled_since"
+
+
+def load_cursor(adapter: Magento2Adapter) -> datetime | None:
+    stored = adapter.host.plugin_state(adapter.id, CANCELLED_CURSOR)
+    try:
+        return datetime.fromisoformat(stored) if stored else None
+    except ValueError:
+        log.warning("%s: ignoring unreadable stored cursor %r", adapter.id, stored)
+        return None
+
+
 def poll_orders(adapter: Magento2Adapter, *, since: datetime | None = None) -> int:
     """Record every order created since `since` (default: the newest recorded order of this
     source minus a small overlap, else `orders_lookback` seconds ago), then take back the
-    conversions of orders cancelled since the last poll. Returns the conversions made."""
+    conversions of orders cancelled since the stored cancellation cursor (else
+    `orders_lookback` seconds ago); the cursor moves to where this poll started minus
+    `OVERLAP` and is kept as plugin state, so a restart resumes there. Returns the
+    conversions made."""
     started = utcnow()
     made = record_new_orders(adapter, since=since)
-    cancelled_since = adapter.cancellations_since or started - timedelta(
+    cancelled_since = load_cursor(adapter) or started - timedelta(
         seconds=adapter.options.orders_lookback
     )
     removed = take_back_cancellations(adapter, cancelled_since)
-    adapter.cancellations_since = started - OVERLAP
+    adapter.host.set_plugin_state(adapter.id, CANCELLED_CURSOR, (started - OVERLAP).isoformat())
     if removed:
         log.info("%s: %s conversions taken back for cancelled orders", adapter.id, removed)
     return made
@@ -158,32 +181,3 @@ def record_new_orders(adapter: Magento2Adapter, *, since: datetime | None = None
     if batch:
         made += len(host.record_orders(batch))
     return made
-
-
-class OrderPoller:
-    """Polls orders every `orders_poll_interval` seconds in a daemon thread."""
-
-    def __init__(self, adapter: Magento2Adapter, interval: float):
-        self.adapter = adapter
-        self.interval = interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, name=f"restock-orders-{adapter.id}", daemon=True
-        )
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=self.adapter.options.timeout + 5)
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.interval):
-            try:
-                made = poll_orders(self.adapter)
-                if made:
-                    log.info("%s: %s conversions from new orders", self.adapter.id, made)
-            except Exception as exc:  # the next poll tries again from the same point
-                log.warning("%s: polling orders failed: %s", self.adapter.id, exc)

@@ -10,10 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 from restock_magento2.fake import FakeMagento
-from restock_magento2.orders import parse_order
+from restock_magento2.orders import CANCELLED_CURSOR, parse_order
 
 from restock_core import StockKey, StockUpdate
-from restock_core.testing import wait_for
+from restock_core.testing import running_worker, wait_for
 
 
 def magento_time(when: datetime) -> str:
@@ -106,6 +106,33 @@ def test_the_poll_resumes_after_the_newest_recorded_order(
     assert since == magento_time(now - timedelta(hours=1, minutes=10))
 
 
+def test_a_restart_resumes_the_cancellation_search_from_the_stored_cursor(
+    make_app: Any, m2_config: Any, fake: FakeMagento
+) -> None:
+    app = make_app(m2_config())
+    sub = notified(app, fake)
+    placed = magento_time(sub.notified_at + timedelta(minutes=1))
+    fake.add_order(6, sku="WS12-M-Orange", email="jdoe@example.com", created_at=placed)
+    assert app.adapters["m2"].obj.poll_orders() == 1
+    # the worker was down for three days since its last poll, and the order was cancelled
+    # meanwhile (the fake does not check that a cancellation follows the order's creation)
+    last_poll = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+    app.set_plugin_state("m2", CANCELLED_CURSOR, last_poll.isoformat())
+    fake.cancel_order(6, magento_time(datetime.now(UTC) - timedelta(days=2)))
+    app.close()
+
+    # a new process on the same database, lookback one day: the cancellation search starts
+    # at the stored cursor, so the cancellation two days ago is found
+    restarted = make_app(m2_config(orders_poll_interval=3600, orders_lookback=86400))
+    fake.server.requests.clear()
+    with running_worker(restarted):
+        wait_for(lambda: restarted.conversion_of(sub.id) is None)
+    field = "searchCriteria[filter_groups][0][filters][0][value]"
+    newest = restarted.latest_order_at("m2") - timedelta(minutes=10)
+    assert created_searches(fake)[0].query[field] == [magento_time(newest)]
+    assert cancellation_searches(fake)[0].query[field] == [magento_time(last_poll)]
+
+
 def test_parse_order_counts_top_level_rows_only() -> None:
     fake = FakeMagento()
     order = fake.add_order(
@@ -159,13 +186,15 @@ def test_a_late_cancellation_takes_the_conversion_back(
     assert previous < cursor <= magento_time(datetime.now(UTC) - timedelta(minutes=10))
 
 
-def test_cancellations_are_searched_on_the_poller_schedule(
+def test_cancellations_are_searched_on_the_worker_schedule(
     make_app: Any, m2_config: Any, fake: FakeMagento
 ) -> None:
     app = make_app(m2_config(orders_poll_interval=0.05))
     sub = notified(app, fake)
     placed = magento_time(sub.notified_at + timedelta(minutes=1))
     fake.add_order(5, sku="WS12-M-Orange", email="jdoe@example.com", created_at=placed)
-    wait_for(lambda: app.conversion_of(sub.id))
-    fake.cancel_order(5, magento_time(datetime.now(UTC)))
-    wait_for(lambda: app.conversion_of(sub.id) is None)
+    assert fake.received("/V1/orders") == []  # nothing polls outside the worker
+    with running_worker(app):
+        wait_for(lambda: app.conversion_of(sub.id))
+        fake.cancel_order(5, magento_time(datetime.now(UTC)))
+        wait_for(lambda: app.conversion_of(sub.id) is None)

@@ -22,6 +22,7 @@ import httpx
 from restock_core import (
     AdapterError,
     InventoryAdapter,
+    PeriodicTask,
     PluginHost,
     Secret,
     StockKey,
@@ -204,7 +205,6 @@ class MedusaAdapter(InventoryAdapter):
         self._scope_of_channel = {sc: scope for scope, sc in options.sales_channels.items()}
         self._channel_of_key = {key: sc for sc, key in options.publishable_keys.items()}
         self._locations: dict[str, list[str] | None] = {}
-        self._order_poller: Any = None
 
     def __repr__(self) -> str:
         return f"MedusaAdapter(id={self.id!r}, base_url={self.options.base_url!r})"
@@ -214,14 +214,11 @@ class MedusaAdapter(InventoryAdapter):
     def bind(self, app: PluginHost, instance_id: str) -> None:
         super().bind(app, instance_id)
         self.id = instance_id
-        interval = self.options.orders_poll_interval
-        if interval is not None and self._order_poller is None:
-            from .orders import OrderPoller
 
-            self._order_poller = OrderPoller(
-                f"{instance_id} orders", interval, self.poll_orders, self.options.timeout + 5
-            )
-            self._order_poller.start()
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        """With `orders_poll_interval`: the order catch-up read, run by the worker."""
+        interval = self.options.orders_poll_interval
+        return [] if interval is None else [PeriodicTask("orders", interval, self.poll_orders)]
 
     def observers(self) -> list[object]:
         """With `forward_restocked_url`, an observer that forwards this adapter's restocks
@@ -238,18 +235,17 @@ class MedusaAdapter(InventoryAdapter):
         return build_router(self, app)
 
     def close(self) -> None:
-        if self._order_poller is not None:
-            self._order_poller.close()
         self.client.close()
 
     def poll_orders(self, since: datetime | None = None) -> int:
         """Revenue attribution's catch-up read: record the orders created since `since`
-        (default: the newest recorded order minus 10 minutes, else `orders_lookback` seconds
-        ago) through the Admin API. Returns the conversions made. With
-        `orders_poll_interval` a thread runs it on that schedule."""
-        from .orders import default_since, poll_orders
+        (default: where the previous read started minus 10 minutes, kept as plugin state;
+        else the newest recorded order minus 10 minutes, else `orders_lookback` seconds ago)
+        through the Admin API. Returns the conversions made. With `orders_poll_interval` the
+        worker runs it on that schedule (:meth:`periodic_tasks`)."""
+        from .orders import catch_up
 
-        return poll_orders(self, since or default_since(self, self.options.orders_lookback))
+        return catch_up(self, since, self.options.orders_lookback)
 
     # ------------------------------------------------------------------ scopes
 

@@ -7,10 +7,12 @@
   order's conversions back;
 - a catch-up read, `GET /admin/orders?created_at[$gte]=…&order=created_at`, paged by
   `count`, catches orders whose event never arrived (`adapter.poll_orders()`; every
-  `orders_poll_interval` seconds in a thread, :class:`OrderPoller`). It resumes from the
-  newest order recorded for this source (minus 10 minutes): the orders table is the
-  persisted cursor, so a restart does not re-read everything, and an order read twice
-  counts once (the store keys orders by source and id).
+  `orders_poll_interval` seconds as a periodic task the worker runs). It resumes where the
+  previous read started (minus 10 minutes), a cursor kept as plugin state
+  (`host.set_plugin_state`, in the database), so a restart does not re-read everything;
+  without one it starts at the newest order recorded for this source (minus 10 minutes) or
+  `orders_lookback` seconds back. An order read twice counts once (the store keys orders
+  by source and id).
 
 Medusa v2 amounts are in major units; an item's `total` is requested explicitly (totals are
 only computed when asked for). Draft orders (`is_draft_order`) and canceled ones count nothing.
@@ -19,8 +21,7 @@ only computed when asked for). Draft orders (`is_draft_order`) and canceled ones
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -173,42 +174,30 @@ def poll_orders(adapter: MedusaAdapter, since: datetime) -> int:
     return made
 
 
+#: the plugin state key of the catch-up read's cursor
+CURSOR = "orders.since"
+OVERLAP = timedelta(minutes=10)
+
+
 def default_since(adapter: MedusaAdapter, lookback: float) -> datetime:
+    """The stored cursor, else the newest recorded order minus `OVERLAP`, else `lookback`
+    seconds ago."""
+    stored = adapter.host.plugin_state(adapter.id, CURSOR)
+    if stored:
+        try:
+            return datetime.fromisoformat(stored)
+        except ValueError:
+            log.warning("%s: ignoring unreadable stored cursor %r", adapter.id, stored)
     latest = adapter.host.latest_order_at(adapter.id)
-    return latest - timedelta(minutes=10) if latest else utcnow() - timedelta(seconds=lookback)
+    return latest - OVERLAP if latest else utcnow() - timedelta(seconds=lookback)
 
 
-class OrderPoller:
-    """Runs `poll` every `interval` seconds in a daemon thread (the same mechanism as the
-    magento2 adapter's order polling); a failed pass is logged and the next one tries again
-    from the same cursor."""
-
-    def __init__(
-        self, name: str, interval: float, poll: Callable[[], int], join_timeout: float
-    ) -> None:
-        self.name = name
-        self.interval = interval
-        self.poll = poll
-        self.join_timeout = join_timeout
-        self.passes = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"restock-{name}", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=self.join_timeout)
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.interval):
-            try:
-                made = self.poll()
-                if made:
-                    log.info("%s: %s conversions from the catch-up read", self.name, made)
-            except Exception as exc:  # the next pass resumes from the same cursor
-                log.warning("%s: order catch-up failed: %s", self.name, exc)
-            finally:
-                self.passes += 1
+def catch_up(adapter: MedusaAdapter, since: datetime | None, lookback: float) -> int:
+    """One catch-up read from `since` (default: :func:`default_since`); on success the
+    cursor moves to where it started minus `OVERLAP`."""
+    started = utcnow()
+    made = poll_orders(adapter, since or default_since(adapter, lookback))
+    adapter.host.set_plugin_state(adapter.id, CURSOR, (started - OVERLAP).isoformat())
+    if made:
+        log.info("%s: %s conversions from the catch-up read", adapter.id, made)
+    return made

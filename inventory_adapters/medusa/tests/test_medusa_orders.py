@@ -16,13 +16,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from restock_medusa import sign
+from restock_medusa.orders import CURSOR
 from restock_medusa.testing import EVENT_SECRET, SC_A, FakeMedusa, medusa_options
 
 from restock_core import StockKey, StockUpdate
 from restock_core.api import create_api
 from restock_core.app import App
 from restock_core.db import conversions
-from restock_core.testing import wait_for
+from restock_core.testing import running_worker, wait_for
 
 
 @pytest.fixture
@@ -155,33 +156,34 @@ def test_the_catch_up_read_runs_on_its_schedule_and_resumes_after_a_restart(
             }
         )
 
-    app = build()  # no orders_poll_interval: no thread, no order reads
+    app = build()  # no orders_poll_interval: no periodic task, no order reads
     sub = notified(app, fake_medusa)
     placed = sub.notified_at + timedelta(minutes=5)
     fake_medusa.add_order(
         "order_6", variant_id="variant_1", email="jane@example.com", created_at=iso(placed)
     )
-    assert app.adapters["shop"].obj._order_poller is None
+    assert app.periodic_tasks() == []
     app.close()
 
-    # the thread reads the missed order without anyone calling poll_orders
+    # the worker reads the missed order without anyone calling poll_orders; the first read
+    # ever starts at the newest recorded order − 10 min (none yet: orders_lookback back)
     scheduled = build(orders_poll_interval=0.05)
-    poller = scheduled.adapters["shop"].obj._order_poller
-    conversion = wait_for(lambda: scheduled.conversion_of(sub.id))
+    with running_worker(scheduled):
+        conversion = wait_for(lambda: scheduled.conversion_of(sub.id))
     assert (conversion.order_id, conversion.revenue) == ("order_6", Decimal("20"))
+    stored = scheduled.plugin_state("shop", CURSOR)
+    assert stored is not None
     scheduled.close()
-    assert not poller.thread.is_alive()
 
-    # a restart resumes from the newest recorded order (persisted), not from the lookback,
-    # and the order read again counts nothing new
+    # a restart resumes from the stored cursor (where the last read started − 10 min), not
+    # from the lookback, and the order read again counts nothing new
     fake_medusa.server.requests.clear()
-    restarted = build(orders_poll_interval=0.05, orders_lookback=30 * 86400)
-    poller = restarted.adapters["shop"].obj._order_poller
-    wait_for(lambda: poller.passes >= 2)
-    restarted.close()
+    restarted = build(orders_poll_interval=3600, orders_lookback=30 * 86400)
+    with running_worker(restarted):
+        wait_for(lambda: [r for r in fake_medusa.server.requests if r.path == "/admin/orders"])
     listed = [r for r in fake_medusa.server.requests if r.path == "/admin/orders"]
     since = datetime.fromisoformat(listed[0].query["created_at[$gte]"][0].replace("Z", "+00:00"))
-    assert since == placed - timedelta(minutes=10)
+    assert since == datetime.fromisoformat(stored)
     assert restarted.conversion_of(sub.id) is not None
     with restarted.engine.connect() as conn:
         count = conn.execute(

@@ -16,6 +16,7 @@ from typing import Any
 from restock_core import (
     AdapterError,
     InventoryAdapter,
+    PeriodicTask,
     PluginHost,
     StockKey,
     StockUpdate,
@@ -106,7 +107,6 @@ class ShopifyAdapter(InventoryAdapter):
         from .order_sync import OrderSync
 
         self.order_sync = OrderSync(self)
-        self._order_poller: Any = None
 
     def __repr__(self) -> str:
         return f"ShopifyAdapter(shop={self.options.shop!r}, id={self.id!r})"
@@ -116,24 +116,20 @@ class ShopifyAdapter(InventoryAdapter):
     def bind(self, app: PluginHost, instance_id: str) -> None:
         super().bind(app, instance_id)
         self.id = instance_id
-        interval = self.options.orders_poll_interval
-        if interval is not None and self._order_poller is None:
-            from .order_sync import OrderPoller
 
-            self._order_poller = OrderPoller(
-                f"{instance_id} orders", interval, self.poll_orders, self.options.timeout + 5
-            )
-            self._order_poller.start()
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        """With `orders_poll_interval`: the order reconciliation, run by the worker."""
+        interval = self.options.orders_poll_interval
+        return [] if interval is None else [PeriodicTask("orders", interval, self.poll_orders)]
 
     def close(self) -> None:
-        if self._order_poller is not None:
-            self._order_poller.close()
         self.client.close()
 
     def poll_orders(self, since: datetime | None = None) -> int:
         """One order reconciliation pass (GraphQL `orders` by `updated_at`): records orders
         whose webhook never arrived, takes back conversions of cancelled ones. Returns the
-        conversions made. With `orders_poll_interval` a thread runs it on that schedule."""
+        conversions made. With `orders_poll_interval` the worker runs it on that schedule
+        (:meth:`periodic_tasks`); the cursor is plugin state, so it survives restarts."""
         return self.order_sync.run(since)
 
     def routes(self, app: PluginHost) -> Any:

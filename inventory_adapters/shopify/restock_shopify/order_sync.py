@@ -27,15 +27,18 @@ Shopify's docs this follows:
 Every order updated since the cursor is recorded (`record_orders`: an order already stored
 counts nothing), and each one with `cancelledAt` has its conversions taken back
 (`cancel_order`, idempotent). The cursor is where the previous pass started minus
-`OVERLAP`; after a restart the first pass reads from the newest recorded order of this shop
-(minus `OVERLAP`) or `orders_lookback` seconds back, whichever is earlier.
+`OVERLAP`, kept as plugin state (`host.set_plugin_state`, in the database): a restart
+resumes there, so a cancellation during a downtime longer than `orders_lookback` is still
+read. Without a stored cursor (the first pass ever) the read starts at the newest recorded
+order of this shop (minus `OVERLAP`) or `orders_lookback` seconds back, whichever is
+earlier. With `orders_poll_interval` the pass is a periodic task the worker runs.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -52,6 +55,8 @@ log = logging.getLogger("restock.shopify")
 
 #: re-read this much before the previous pass (search index lag, clocks)
 OVERLAP = timedelta(minutes=10)
+#: the plugin state key of the cursor
+CURSOR = "orders.updated_since"
 MAX_PAGE = 250
 
 ORDERS_QUERY = """query RestockOrders($first: Int!, $after: String, $query: String!) {
@@ -164,12 +169,22 @@ def search_time(when: datetime) -> str:
 
 
 class OrderSync:
-    """The reconciliation read of one adapter, with its cursor."""
+    """The reconciliation read of one adapter; its cursor is plugin state."""
 
     def __init__(self, adapter: ShopifyAdapter) -> None:
         self.adapter = adapter
-        self.since: datetime | None = None
         self._lock = threading.Lock()
+
+    @property
+    def since(self) -> datetime | None:
+        """The stored cursor: where the next pass starts (None before the first pass)."""
+        adapter = self.adapter
+        stored = adapter.host.plugin_state(adapter.id, CURSOR)
+        try:
+            return datetime.fromisoformat(stored) if stored else None
+        except ValueError:
+            log.warning("%s: ignoring unreadable stored cursor %r", adapter.id, stored)
+            return None
 
     def first_since(self) -> datetime:
         adapter = self.adapter
@@ -184,7 +199,10 @@ class OrderSync:
             started = utcnow()
             start = since or self.since or self.first_since()
             made = self._read(start)
-            self.since = started - OVERLAP
+            adapter = self.adapter
+            adapter.host.set_plugin_state(adapter.id, CURSOR, (started - OVERLAP).isoformat())
+            if made:
+                log.info("%s: %s conversions from the order reconciliation", adapter.id, made)
             return made
 
     def _read(self, since: datetime) -> int:
@@ -239,39 +257,3 @@ class OrderSync:
         if removed:
             log.info("%s: %s conversions taken back for cancelled orders", adapter.id, removed)
         return made
-
-
-class OrderPoller:
-    """Runs `poll` every `interval` seconds in a daemon thread (the same mechanism as the
-    magento2 adapter's order polling); a failed pass is logged, the next one tries again
-    from the same cursor."""
-
-    def __init__(
-        self, name: str, interval: float, poll: Callable[[], int], join_timeout: float
-    ) -> None:
-        self.name = name
-        self.interval = interval
-        self.poll = poll
-        self.join_timeout = join_timeout
-        self.passes = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"restock-{name}", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=self.join_timeout)
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.interval):
-            try:
-                made = self.poll()
-                if made:
-                    log.info("%s: %s conversions from the order reconciliation", self.name, made)
-            except Exception as exc:  # the next pass resumes from the same cursor
-                log.warning("%s: order reconciliation failed: %s", self.name, exc)
-            finally:
-                self.passes += 1

@@ -1,7 +1,8 @@
 """Shopify order reconciliation: the GraphQL `orders` read by `updated_at` (cursor paging,
 cost throttling) against the fake, which speaks the documented shape. It catches an order
 whose webhook never arrived, a cancellation whose webhook was lost, counts an order seen
-through both paths once, and runs on its schedule. SQLite and PostgreSQL."""
+through both paths once, runs on its schedule in the worker only (not in an API process), and
+resumes from its stored cursor after a restart. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from restock_shopify.fake import FakeShopify, order_payload, webhook_headers
-from restock_shopify.order_sync import order_cost, page_size, parse_graphql_order
+from restock_shopify.order_sync import (
+    CURSOR,
+    order_cost,
+    page_size,
+    parse_graphql_order,
+    search_time,
+)
 
 from restock_core import StockKey, StockUpdate
-from restock_core.testing import wait_for
+from restock_core.api import create_api
+from restock_core.testing import running_worker, wait_for
 
 SECRET = "shpss_fake_client_secret_5678"
 VARIANT = "gid://shopify/ProductVariant/101"
@@ -147,39 +155,70 @@ def test_a_throttled_read_waits_and_goes_on(app: Any, fake: FakeShopify) -> None
     assert app.conversion_of(sub.id) is not None
 
 
-def test_the_read_runs_on_its_schedule(
+def test_the_read_runs_on_its_schedule_in_the_worker_only(
     make_app: Any, shopify_config: Any, fake: FakeShopify
 ) -> None:
     app = make_app(shopify_config(orders_poll_interval=0.05))
     sub = notify(app, fake)
     fake.add_order(order_payload(7006, variant=101, email="jon@example.com"))
-    conversion = wait_for(lambda: app.conversion_of(sub.id))
+    # an API process (`restock serve --no-worker`) reads no orders
+    with TestClient(create_api(app)) as client:
+        assert client.get("/health").status_code == 200
+    assert order_requests(fake) == []
+    # the worker does, on the adapter's schedule
+    with running_worker(app) as worker:
+        conversion = wait_for(lambda: app.conversion_of(sub.id))
+    assert not worker.is_alive()
     assert conversion.order_id == "7006"
-    poller = app.adapters["shopify"].obj._order_poller
-    app.close()
-    assert not poller.thread.is_alive()
 
 
-def test_the_first_pass_after_a_start_reaches_back_to_the_newest_recorded_order(
-    app: Any, make_adapter: Any, fake: FakeShopify
+def test_the_first_pass_ever_reaches_back_to_the_newest_recorded_order(
+    app: Any, fake: FakeShopify
 ) -> None:
     old = datetime.now(UTC) - timedelta(days=3)
     fake.add_order(order_payload(7007, variant=101, email="jon@example.com", created_at=old))
     adapter = app.adapters["shopify"].obj
-    adapter.poll_orders()  # default lookback: a day; the order is older
-    assert not app.store.orders.is_stored("shopify", "7007")
     adapter.poll_orders(since=old - timedelta(minutes=1))
-    # a restarted adapter (no cursor in memory) starts at the newest recorded order − 10 min
+    # no stored cursor (a first pass ever): the newest recorded order − 10 min, since that
+    # is earlier than `orders_lookback` (a day)
+    app.set_plugin_state("shopify", CURSOR, None)
     fake.server.requests.clear()
-    restarted = make_adapter()
-    restarted.bind(app, "shopify")
-    try:
-        restarted.poll_orders()
-    finally:
-        restarted.close()
+    adapter.poll_orders()
     search = order_requests(fake)[0]["variables"]["query"]
     expected = (app.latest_order_at("shopify") - timedelta(minutes=10)).replace(microsecond=0)
-    assert search == f"updated_at:>='{expected.isoformat().replace('+00:00', 'Z')}'"
+    assert search == f"updated_at:>='{search_time(expected)}'"
+
+
+def test_a_restart_resumes_from_the_stored_cursor(
+    make_app: Any, shopify_config: Any, fake: FakeShopify
+) -> None:
+    app = make_app(shopify_config())
+    sub = notify(app, fake)
+    fake.add_order(order_payload(7008, variant=101, email="jon@example.com"))
+    started = datetime.now(UTC)
+    assert app.adapters["shopify"].obj.poll_orders() == 1
+    stored = datetime.fromisoformat(app.plugin_state("shopify", CURSOR))
+    # where the pass started, minus the 10-minute overlap
+    assert started - timedelta(minutes=10) <= stored <= datetime.now(UTC) - timedelta(minutes=10)
+
+    # the worker was down for three days: its last pass started then. During the downtime
+    # the order was cancelled and the orders/cancelled webhook got lost. (The fake does not
+    # check that a cancellation follows the order's creation.)
+    last_pass = datetime.now(UTC) - timedelta(days=3)
+    app.set_plugin_state("shopify", CURSOR, last_pass.isoformat())
+    fake.cancel_order(7008, datetime.now(UTC) - timedelta(days=2))
+    app.close()
+
+    # a restarted app (new process, same database) with a one-day lookback: the first pass
+    # starts at the stored cursor, so the cancellation two days ago is found
+    fake.server.requests.clear()
+    restarted = make_app(shopify_config(orders_poll_interval=3600, orders_lookback=86400))
+    with running_worker(restarted):
+        wait_for(lambda: restarted.conversion_of(sub.id) is None)
+    search = order_requests(fake)[0]["variables"]["query"]
+    assert search == f"updated_at:>='{search_time(last_pass)}'"
+    newer = datetime.fromisoformat(restarted.plugin_state("shopify", CURSOR))
+    assert newer > last_pass + timedelta(days=2)
 
 
 def test_parse_graphql_order_reads_the_documented_fields() -> None:
