@@ -211,6 +211,34 @@ def test_trusted_callers_and_other_channels_skip_the_confirmation(optin) -> None
     assert "pending" in _status(client2)
 
 
+def test_a_trusted_repeat_of_an_unconfirmed_sign_up_leaves_it_unconfirmed(optin) -> None:
+    """The person has not confirmed yet; a trusted caller (secret/admin key, library) signing
+    the same contact up for the same item again does not confirm for them and sends nothing:
+    the sign-up stays unconfirmed with its one confirmation request (docs/security.md).
+    A trusted caller holding its own proof of consent confirms through the signed link."""
+    client = optin()
+    app = client.restock
+    client.post("/subscriptions", json=SIGN_UP)
+    app.worker().drain()
+    assert len(_sent(client)) == 1
+    [sub] = client.restock.list_subscriptions().items
+
+    again = app.subscribe("v1", email="ada@example.com")  # the library: trusted
+    assert (again.created, again.subscription.id) == (False, sub.id)
+    assert str(again.subscription.status) == "unconfirmed"
+    answer = client.post("/subscriptions", json=SIGN_UP, headers=ADMIN)
+    assert answer.status_code == 200  # existing
+    assert answer.json()["id"] == sub.id and answer.json()["status"] == "unconfirmed"
+    app.worker().drain()
+    assert _status(client) == ["unconfirmed"]
+    assert len(_sent(client)) == 1  # no second confirmation request either
+
+    # confirming on the person's behalf is explicit: the signed confirm link
+    token = app.confirm_url(sub.id).rsplit("/", 1)[1]
+    assert str(app.confirm(token).status) == "pending"
+    assert _status(client) == ["pending"]
+
+
 @pytest.mark.parametrize(
     ("settings", "option"),
     [

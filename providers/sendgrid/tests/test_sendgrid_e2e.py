@@ -5,6 +5,7 @@ Event Webhook mounted by the core API."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -313,3 +314,36 @@ def test_events_of_another_install_on_the_same_account_are_not_applied(
     assert ours.get_subscription(mine.id).status == SubscriptionStatus.FAILED
     assert ours.is_suppressed(Channel.EMAIL, "ours@example.com")
     assert theirs.get_subscription(other.id).status == SubscriptionStatus.NOTIFIED
+
+
+def test_double_opt_in_confirmation_is_rendered_text_even_with_a_template(
+    make_app: Callable[..., App], sendgrid_fake: SendGridFake, sendgrid_plugins: list[Any]
+) -> None:
+    """With `template_id` the dynamic template is the restock message's; the confirmation
+    request goes out as restock's rendered confirm_email text and HTML (docs/security.md)."""
+    config = _config(sendgrid_fake, template_id="d-restock0001")
+    config["restock"].update(double_opt_in=True, admin_api_key="admin-key")
+    app = make_app(config, plugins=sendgrid_plugins)
+    client = TestClient(create_api(app))
+    answer = client.post("/subscriptions", json={"variant_id": "boot", "email": "ada@example.com"})
+    assert answer.json() == {"status": "accepted", "confirm": True}
+    app.worker().drain()
+
+    (confirmation,) = sendgrid_fake.delivered
+    body = sendgrid_fake.requests[0].json
+    assert "template_id" not in body and confirmation.template_id is None
+    assert confirmation.dynamic_template_data is None
+    assert confirmation.to == "ada@example.com" and confirmation.subject
+    assert confirmation.text and confirmation.html
+    link = re.search(r"https://shop\.example/restock(/confirm/\S+)", confirmation.text)
+    assert link is not None and link.group(1) in confirmation.html
+    assert confirmation.custom_args["subscription_id"] == str(app.list_subscriptions().items[0].id)
+
+    # confirmed, then restocked: the restock message uses the dynamic template
+    assert client.post(link.group(1)).status_code == 200
+    app.set_stock("boot", 1)
+    app.worker().drain()
+    restock = sendgrid_fake.delivered[-1]
+    assert (restock.to, restock.template_id) == ("ada@example.com", "d-restock0001")
+    assert restock.dynamic_template_data is not None
+    assert [str(s.status) for s in app.list_subscriptions().items] == ["notified"]

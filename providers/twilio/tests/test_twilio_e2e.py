@@ -4,6 +4,7 @@ Twilio status callbacks through the HTTP API."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -266,3 +267,46 @@ def test_callback_signed_for_the_configured_status_callback_url(
     assert answer.json()["applied"] is True
     (sub,) = app.list_subscriptions(variant_id="shirt-m").items
     assert sub.status == "failed" and "30007" in (sub.failed_reason or "")
+
+
+def test_double_opt_in_by_sms(
+    make_app: Callable[..., App], fake_twilio: FakeTwilio, creds: Any, token_env: None
+) -> None:
+    """double_opt_in for SMS: the public sign-up stays unconfirmed and Twilio carries the
+    rendered confirm_sms text with the confirm link; only after the link is posted does a
+    restock text the number. Email sign-ups (not named in double_opt_in) are pending at once."""
+    settings = config(fake_twilio, creds)
+    settings["restock"].update(double_opt_in=["sms"], admin_api_key="admin-key")
+    app = make_app(settings)
+    client = TestClient(create_api(app))
+    phone = PHONES[0]
+    answer = client.post("/subscriptions", json={"variant_id": "scarf", "phone": phone})
+    assert answer.json() == {"status": "accepted", "confirm": True}
+    email = client.post("/subscriptions", json={"variant_id": "scarf", "email": "a@example.com"})
+    assert email.json() == {"status": "accepted"}
+    app.worker().drain()
+
+    (request,) = fake_twilio.message_requests
+    form = {k: v[0] for k, v in request.form.items()}
+    assert (form["To"], form["From"]) == (phone, creds.from_number)
+    link = re.search(re.escape(PUBLIC_URL) + r"(/confirm/\S+)", form["Body"])
+    assert link is not None, form["Body"]
+    assert form["StatusCallback"].startswith(f"{PUBLIC_URL}/sms/status?delivery_id=")
+    statuses = {s.contact: str(s.status) for s in app.list_subscriptions().items}
+    assert statuses == {phone: "unconfirmed", "a@example.com": "pending"}
+
+    # a restock before the confirmation texts nobody
+    app.set_stock("scarf", 3)
+    app.worker().drain()
+    assert len(fake_twilio.message_requests) == 1
+    app.set_stock("scarf", 0)
+
+    assert client.post(link.group(1)).status_code == 200
+    app.set_stock("scarf", 3)
+    app.worker().drain()
+    restock = {k: v[0] for k, v in fake_twilio.message_requests[-1].form.items()}
+    assert len(fake_twilio.message_requests) == 2
+    assert restock["To"] == phone and "/unsubscribe/" in restock["Body"]
+    assert "/confirm/" not in restock["Body"]
+    statuses = {s.contact: str(s.status) for s in app.list_subscriptions().items}
+    assert statuses == {phone: "notified", "a@example.com": "notified"}
