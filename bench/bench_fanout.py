@@ -40,6 +40,7 @@ start-up excluded) over the floor's; the wall time including process start-up is
 
 `--no-dashboard` drops the dashboard demand triggers and the deliveries-per-restock index of
 migrations 0003/0007 from both sides' scratch databases, to measure what they cost;
+`--sql-timing` lists the worker's SQL statements by total time (cursor execute only);
 `--stable-requests` makes the SendGrid instance store its requests first (the 0004 path the
 Resend batch provider takes) to measure that. `--profile FILE` runs the (single) worker under
 cProfile and prints the top functions by cumulative and own time.
@@ -144,6 +145,19 @@ for stage, owner, name in [
         missing.append(f"{owner.__name__}.{name}")
 
 app = App.from_config(config)
+sql = {}
+if options.get("sql"):
+    from sqlalchemy import event
+    def before(conn, cursor, statement, parameters, context, executemany):
+        conn.info["bench_started"] = time.perf_counter()
+    def after(conn, cursor, statement, parameters, context, executemany):
+        key = " ".join(statement.split())[:110]
+        spent = time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+        total, n = sql.get(key, (0.0, 0))
+        sql[key] = (total + spent, n + 1)
+    for engine in {app.engine, app.read_engine}:
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
 for instance in app.providers.values():
     instance.obj.send = timed("provider", instance.obj.send)
     if options.get("stable_requests"):
@@ -164,6 +178,7 @@ app.close()
 print("WORKERJSON " + json.dumps({
     "t0": T0, "imported": T_IMPORTED, "ready": T_READY, "done": T_DONE, "items": done,
     "stages": stages, "calls": calls, "missing": missing,
+    "sql": sorted(([k, t, n] for k, (t, n) in sql.items()), key=lambda x: -x[1])[:12],
     "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 }), flush=True)
 """
@@ -351,6 +366,7 @@ def run_restock(url: str, config: Path, args: argparse.Namespace) -> dict[str, A
             "provider": args.provider,
             "profile": args.profile,
             "stable_requests": args.stable_requests,
+            "sql": args.sql_timing,
         }
     )
     opened_at = time.time()
@@ -407,6 +423,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--no-dashboard", action="store_true", help="drop 0003's triggers")
     parser.add_argument("--stable-requests", action="store_true", help="SendGrid stores requests")
+    parser.add_argument(
+        "--sql-timing", action="store_true", help="time each SQL statement in the worker"
+    )
     parser.add_argument("--profile", help="cProfile the worker into this file (1 worker)")
     args = parser.parse_args()
     postgres = args.database.startswith("postgres")
@@ -429,7 +448,9 @@ def main() -> None:
         schemas.append(schema)
         return f"{PG_URL}?options=-csearch_path%3D{schema}"
 
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_SENDGRID], stdout=subprocess.PIPE, text=True)
+    fake = subprocess.Popen(
+        [sys.executable, "-c", FAKE_SENDGRID], stdout=subprocess.PIPE, text=True
+    )
     assert fake.stdout is not None
     port = int(fake.stdout.readline())
     import httpx
@@ -541,6 +562,8 @@ def main() -> None:
                     if k in parts
                 )
             )
+            for statement, spent, count in w.get("sql", []):
+                print(f"           SQL {spent:6.2f} s {count:5d}x  {statement}")
             if w["missing"]:
                 print(f"         (not found, not timed: {', '.join(w['missing'])})")
         ok = ok and r["notified"] == n
