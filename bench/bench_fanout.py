@@ -145,6 +145,8 @@ for stage, owner, name in [
         missing.append(f"{owner.__name__}.{name}")
 
 app = App.from_config(config)
+from restock_core.logs import setup_logging
+setup_logging(app.settings.log_level)  # as `restock worker` does: log lines cost what they cost
 sql = {}
 if options.get("sql"):
     from sqlalchemy import event

@@ -68,3 +68,9 @@ def test_file_gets_every_message_at_info_level(
         "shopper2@example.com",
     ]
     assert len([r for r in caplog.records if r.name == "restock.logger"]) == 2
+
+
+def test_a_batch_shares_one_provider_message_id() -> None:
+    results = LoggerProvider().send(_messages(4))
+    assert {r.provider_message_id for r in results} == {"logger-1"}
+    assert [r.delivery_id for r in results] == [1, 2, 3, 4]

@@ -89,7 +89,10 @@ class LoggerProvider(Provider):
             ]
             with self._lock, open(self.options.file, "a", encoding="utf-8") as fh:
                 fh.write("\n".join(lines) + "\n")
-        return [SendResult.sent(m.delivery_id, f"logger-{m.delivery_id}") for m in messages]
+        # one provider message id per batch, as SendGrid gives one per request: the outbox
+        # records a batch that shares an id in a few set-based UPDATEs instead of one per message
+        batch_id = f"logger-{messages[0].delivery_id}" if messages else "logger"
+        return [SendResult.sent(m.delivery_id, batch_id) for m in messages]
 
 
 @hookimpl
