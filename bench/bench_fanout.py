@@ -19,7 +19,9 @@ personalizations):
   and commit. Raw DB-API statements, on its own copy of the seeded database (the dashboard
   triggers of migration 0003 fire for it too).
 - **restock**: `stock set` (the restock is opened), then `--workers` worker processes doing what
-  `restock worker --once` does (`App.from_config(...).worker().drain()`) with the real
+  `restock worker --once` does (`App.from_config(...).worker().drain()`; with more than one
+  worker each keeps draining until no subscriber is pending, since `--once` quits as soon as
+  nothing is due and the other workers would stop while one still releases the wave) with the real
   SendGrid provider (or the logger provider, `--provider logger`). Each worker reports its
   start-up (interpreter + imports) apart from its work, its peak RSS (getrusage), and the
   time spent per stage, measured by wrapping the core functions that implement each stage
@@ -172,6 +174,23 @@ if options.get("profile"):
     profile = cProfile.Profile()
     profile.enable()
 done = worker.drain(max_seconds=3600)
+if options.get("until_all"):
+    # `worker --once` returns as soon as nothing is due *now*: with N workers, the ones that
+    # start while another still releases the wave would quit at once and the run would
+    # measure one worker. Keep draining until no subscriber of the bench is pending.
+    from sqlalchemy import text
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 60:
+        with app.read_engine.connect() as conn:
+            left = conn.execute(text("SELECT 1 FROM subscriptions WHERE status = 'pending' LIMIT 1")).first()
+        if left is None:
+            break
+        more = worker.drain(max_seconds=3600)
+        done += more
+        if more:
+            idle_since = time.monotonic()
+        else:
+            time.sleep(0.05)
 if profile is not None:
     profile.disable()
     profile.dump_stats(options["profile"])
@@ -382,6 +401,7 @@ def run_restock(url: str, config: Path, args: argparse.Namespace) -> dict[str, A
             "profile": args.profile,
             "stable_requests": args.stable_requests,
             "sql": args.sql_timing,
+            "until_all": args.workers > 1,
         }
     )
     opened_at = time.time()
