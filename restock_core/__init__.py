@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "App": "app",
     "Page": "app",
     "SignUp": "app",
+    "PublicSignUp": "app",
     "StockResult": "app",
     # plugin base classes and the host they are bound to
     "PluginHost": "base",
@@ -39,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "AdapterError": "errors",
     "ConfigError": "errors",
     "InStockError": "errors",
+    "RateLimitedError": "errors",
     "NotFoundError": "errors",
     "RestockError": "errors",
     "SuppressedError": "errors",
@@ -63,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "SubscriptionStatus": "models",
     "VariantInfo": "models",
     "SignUpRequest": "signup",
+    "SignUpContext": "signup",
     # contacts: one spelling per person, as the core stores them
     "normalize_email": "contacts",
     "normalize_phone": "contacts",
@@ -71,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "error_response": "web",
     "parse_retry_after": "web",
     "retry_after": "web",
+    "retry_after_header": "web",
     "chunks": "web",
     "utcnow": "clock",
 }
@@ -86,6 +90,7 @@ __all__ = [
     "DeliveryStatus",
     "Hold",
     "InStockError",
+    "RateLimitedError",
     "InventoryAdapter",
     "Message",
     "NotFoundError",
@@ -102,7 +107,9 @@ __all__ = [
     "Secret",
     "SendResult",
     "SignUp",
+    "PublicSignUp",
     "SignUpRequest",
+    "SignUpContext",
     "StockKey",
     "StockResult",
     "StockUpdate",
@@ -114,6 +121,7 @@ __all__ = [
     "chunks",
     "error_body",
     "error_response",
+    "retry_after_header",
     "hookimpl",
     "http_url",
     "normalize_email",
@@ -142,7 +150,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .app import App, Page, SignUp, StockResult
+    from .app import App, Page, PublicSignUp, SignUp, StockResult
     from .base import InventoryAdapter, ObserverPlugin, PluginHost, Provider
     from .clock import utcnow
     from .config import Secret
@@ -152,6 +160,7 @@ if TYPE_CHECKING:
         ConfigError,
         InStockError,
         NotFoundError,
+        RateLimitedError,
         RestockError,
         SuppressedError,
         ValidationError,
@@ -177,6 +186,13 @@ if TYPE_CHECKING:
         SubscriptionStatus,
         VariantInfo,
     )
-    from .signup import SignUpRequest
+    from .signup import SignUpContext, SignUpRequest
     from .validators import http_url, not_negative, positive
-    from .web import chunks, error_body, error_response, parse_retry_after, retry_after
+    from .web import (
+        chunks,
+        error_body,
+        error_response,
+        parse_retry_after,
+        retry_after,
+        retry_after_header,
+    )

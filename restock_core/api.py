@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import html
 import logging
-import math
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import attrs
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -20,21 +20,18 @@ from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .app import App
+from .app import App, PublicSignUp
 from .auth import Caller, CallerDep, require_admin
 from .clock import utcnow
 from .errors import (
     NotFoundError,
     RateLimitedError,
-    RefusedError,
     RestockError,
-    SuppressedError,
     ValidationError,
 )
-from .limits import client_ip
 from .models import Channel, Subscription, SubscriptionStatus
 from .signup import SignUpContext, check_text, max_length
-from .web import error_response
+from .web import error_response, retry_after_header
 
 log = logging.getLogger("restock.api")
 
@@ -177,11 +174,12 @@ def subscription_json(sub: Subscription) -> dict[str, Any]:
     }
 
 
-def _page(title: str, body: str) -> HTMLResponse:
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        status_code=status_code,
+        content=f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<meta name='viewport' content='width=device-width'></head>"
-        f"<body style='font-family:sans-serif;max-width:32em;margin:3em auto'>{body}</body></html>"
+        f"<body style='font-family:sans-serif;max-width:32em;margin:3em auto'>{body}</body></html>",
     )
 
 
@@ -234,25 +232,24 @@ ops = APIRouter(tags=["ops"])
 ACCEPTED = {"status": "accepted"}
 
 
+def accepted(outcome: PublicSignUp) -> JSONResponse:
+    """The public sign-up answer. With double opt-in on for the sign-up's channel it adds
+    ``"confirm": true`` (check your inbox): that depends on the channel and the configuration
+    only, so a new, a repeat, a honeypot and a suppressed sign-up still answer alike."""
+    return JSONResponse({**ACCEPTED, "confirm": True} if outcome.confirm else ACCEPTED, 202)
+
+
 def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignUpContext:
     """Who sent this sign-up: the client IP (behind `trusted_proxies` only), user agent,
     honeypot and consent texts."""
     app: App = request.app.state.restock
-    peer = request.client.host if request.client else None
-    ip = client_ip(peer, request.headers.get("x-forwarded-for"), app.trusted_proxies)
-    for name in ("hp", "consent_text", "consent_version"):
-        value = getattr(body, name)
-        if value is not None:
-            check_text(value, name)
-    agent = request.headers.get("user-agent")
-    return SignUpContext(
-        trusted=who.trusted,
-        ip=ip,
-        user_agent=None if agent is None else agent[:500],
+    context = app.public_context(
+        request,
         honeypot=body.hp,
         consent_text=body.consent_text,
         consent_version=body.consent_version,
     )
+    return attrs.evolve(context, trusted=who.trusted)
 
 
 @public.post(
@@ -274,15 +271,9 @@ def create_subscription(
     full record). 409 in stock, 422 invalid, 429 over an abuse limit."""
     context = signup_context(request, body, who)
     fields = body.model_dump(exclude={"hp", "consent_text", "consent_version"})
-    try:
-        result = app.subscribe(**fields, context=context)
-    except (RefusedError, SuppressedError) as exc:
-        # a honeypot catch or a suppressed contact look like any other public sign-up
-        if not who.trusted and (isinstance(exc, SuppressedError) or exc.silent):
-            return JSONResponse(ACCEPTED, status_code=202)
-        raise
     if not who.trusted:
-        return JSONResponse(ACCEPTED, status_code=202)
+        return accepted(app.subscribe_public(**fields, context=context))
+    result = app.subscribe(**fields, context=context)
     return JSONResponse(
         subscription_json(result.subscription), status_code=201 if result.created else 200
     )
@@ -323,7 +314,7 @@ def unsubscribe_page(token: str, app: AppDep) -> HTMLResponse:
             "Unsubscribed",
             "<p>This address gets no back-in-stock messages from us any more.</p>",
         )
-    if sub.status == SubscriptionStatus.PENDING:
+    if sub.status in (SubscriptionStatus.PENDING, SubscriptionStatus.UNCONFIRMED):
         return _page(
             "Unsubscribe",
             f"<p>You asked to hear when {item} is back in stock. Stop that message?</p>"
@@ -372,6 +363,66 @@ def unsubscribe(
         f"<p>You are unsubscribed: you will not get the message about {_item_name(sub)}. "
         "Other items you signed up for are not affected.</p>",
     )
+
+
+CONFIRM_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown, tampered or expired confirm link (a page)"}
+}
+
+
+def _confirm_gone() -> HTMLResponse:
+    return _page(
+        "Link not valid",
+        "<p>This confirmation link is not valid any more: it expired or was never ours. "
+        "Sign up again on the product page if you still want to hear about the item.</p>",
+        status_code=404,
+    )
+
+
+@public.get(
+    "/confirm/{token}",
+    response_class=HTMLResponse,
+    tags=["sign-up"],
+    responses=CONFIRM_ERRORS,
+)
+def confirm_page(token: str, app: AppDep) -> HTMLResponse:
+    """Double opt-in: the page the confirmation message links to. It changes nothing (mail
+    link scanners GET every URL); its button posts the confirmation."""
+    try:
+        sub = app.get_subscription(app.confirm_signer.verify(token))
+    except NotFoundError:
+        return _confirm_gone()
+    item = _item_name(sub)
+    if sub.status == SubscriptionStatus.UNCONFIRMED:
+        action = f"{app.settings.public_url.rstrip('/')}/confirm/{token}"
+        return _page(
+            "Confirm",
+            f"<p>Tell you when {item} is back in stock?</p>"
+            + _button(action, "Yes, tell me when it is back"),
+        )
+    if sub.status == SubscriptionStatus.PENDING:
+        return _page("Confirmed", f"<p>Confirmed: we will tell you when {item} is back.</p>")
+    return _page("Confirm", f"<p>There is nothing to confirm about {item} any more.</p>")
+
+
+@public.post("/confirm/{token}", tags=["sign-up"], responses=CONFIRM_ERRORS)
+def confirm(token: str, request: Request, app: AppDep) -> Response:
+    """Double opt-in: confirm the sign-up (unconfirmed -> pending). Idempotent. A forged
+    token or an expired sign-up gets a 404 page (JSON with ``Accept: application/json``)."""
+    try:
+        sub = app.confirm(token)
+    except NotFoundError:
+        if "application/json" in request.headers.get("accept", ""):
+            raise
+        return _confirm_gone()
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"status": str(sub.status)})
+    if sub.status == SubscriptionStatus.PENDING:
+        return _page(
+            "Confirmed",
+            f"<p>Confirmed: we will tell you once when {_item_name(sub)} is back in stock.</p>",
+        )
+    return _page("Confirm", f"<p>There is nothing to confirm about {_item_name(sub)} any more.</p>")
 
 
 @admin.put("/stock/{variant_id:path}", tags=["stock"])
@@ -549,7 +600,7 @@ async def restock_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
     headers = None
     if isinstance(exc, RateLimitedError):
-        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        headers = retry_after_header(exc.retry_after)
     return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
 
 

@@ -40,7 +40,7 @@ from .errors import (
     SuppressedError,
     ValidationError,
 )
-from .limits import Buckets, parse_networks
+from .limits import Buckets, client_ip, parse_networks
 from .metrics import Metrics
 from .models import (
     Channel,
@@ -68,8 +68,9 @@ from .signup import (
     optional_text,
 )
 from .stock import MAX_QUANTITY
-from .store import MAX_ROW_ID, EventMatch, Store, WebhookLog
+from .store import MAX_ROW_ID, EventMatch, PurgeCounts, Store, WebhookLog
 from .store.outbox import RetryFilter
+from .store.subscriptions import ConfirmPlan
 from .tokens import Signer
 
 if TYPE_CHECKING:
@@ -78,6 +79,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("restock")
 
+#: a repeat sign-up of a still unconfirmed contact sends another confirmation request at most
+#: this often, and no more than CONFIRM_MAX_SENDS in all
+CONFIRM_RESEND_AFTER = timedelta(minutes=15)
+CONFIRM_MAX_SENDS = 3
+
 
 @attrs.frozen
 class SignUp:
@@ -85,6 +91,14 @@ class SignUp:
 
     subscription: Subscription
     created: bool
+
+
+@attrs.frozen
+class PublicSignUp:
+    """What a shopper may be told about their sign-up: only whether to look for a
+    confirmation message (double opt-in), which depends on the channel, not the person."""
+
+    confirm: bool
 
 
 @attrs.frozen
@@ -150,6 +164,7 @@ class App:
             for pid, instance in self.providers.items()
         }
         self._signer: Signer | None = None
+        self._confirm_signer: Signer | None = None
         self._describe_cache: dict[tuple[str, str], tuple[float, VariantInfo | None]] = {}
         window = self.settings.limit_window
         #: public sign-ups per client IP and per variant (in memory, per process)
@@ -209,6 +224,15 @@ class App:
             secret = self.settings.secret_key.value if self.settings.secret_key else None
             self._signer = Signer(secret or self._stored_secret())
         return self._signer
+
+    @property
+    def confirm_signer(self) -> Signer:
+        """Signs double opt-in confirm links (a key of its own: an unsubscribe token does not
+        confirm anything)."""
+        if self._confirm_signer is None:
+            secret = self.settings.secret_key.value if self.settings.secret_key else None
+            self._confirm_signer = Signer(secret or self._stored_secret(), purpose="confirm")
+        return self._confirm_signer
 
     def _stored_secret(self) -> str:
         """No secret_key configured: keep a generated one in the database, so links keep
@@ -359,12 +383,20 @@ class App:
             "attributes": dict(request.attributes),
         }
         limit = self.settings.limit_active_per_contact
+        confirm = None
+        if not context.trusted and self.settings.opt_in(kind):
+            confirm = ConfirmPlan(
+                provider=self.routing[kind].id,
+                resend_after=CONFIRM_RESEND_AFTER,
+                max_sends=CONFIRM_MAX_SENDS,
+            )
         for _ in range(5):  # a notified/unsubscribed race can free the slot between steps
             stored = self.store.subscriptions.insert_or_get(
                 values,
                 consent=context.consent_record(),
                 fill_customer_id=context.trusted,
                 max_active=None if context.trusted or not limit else limit,
+                confirm=confirm,
             )
             if stored is not None:
                 break
@@ -375,6 +407,109 @@ class App:
             self.metrics.signups.labels(channel=str(kind)).inc()
             self.notify_observers("subscription_created", subscription=subscription)
         return SignUp(subscription, created=created)
+
+    def needs_confirmation(self, channel: str | Channel) -> bool:
+        """Whether a public sign-up on `channel` is stored unconfirmed and confirmed by a
+        link (``[restock] double_opt_in``). Depends on the channel only, so saying it in a
+        public answer tells nothing about the person."""
+        return self.settings.opt_in(str(channel))
+
+    def confirm_url(self, subscription_id: int) -> str:
+        base = self.settings.public_url.rstrip("/")
+        return f"{base}/confirm/{self.confirm_signer.sign(subscription_id)}"
+
+    def confirm(self, token: str) -> Subscription:
+        """Double opt-in: the person behind a signed confirm link confirms their sign-up
+        (unconfirmed -> pending). Idempotent; an expired (deleted) sign-up is NotFoundError,
+        as is a forged token."""
+        subscription_id = self.confirm_signer.verify(token)
+        if self.store.subscriptions.confirm(subscription_id):
+            log.info("subscription %s confirmed", subscription_id)
+        return self.get_subscription(subscription_id)
+
+    def confirm_ttl(self) -> timedelta:
+        return timedelta(hours=self.settings.confirm_ttl)
+
+    def expire_unconfirmed(self) -> int:
+        """Delete sign-ups left unconfirmed longer than `confirm_ttl` (the worker calls it)."""
+        expired = self.store.subscriptions.expire_unconfirmed(utcnow() - self.confirm_ttl())
+        if expired:
+            log.info("expired %s unconfirmed sign-ups", expired)
+        return expired
+
+    def purge(self, *, dry_run: bool = False) -> PurgeCounts:
+        """Retention (``[restock] retention``): delete finished sign-ups (notified,
+        unsubscribed, failed) with their deliveries, consent records and provider requests
+        older than their category's days; suppressions are never purged and conversions
+        are kept (without their subscription). `dry_run` only counts."""
+        counts = self.store.retention.purge(
+            self.settings.retention_days(), now=utcnow(), dry_run=dry_run
+        )
+        if counts.total and not dry_run:
+            log.info("retention purged %s", counts.as_dict())
+        return counts
+
+    def public_context(
+        self,
+        request: Any,
+        *,
+        ip: str | None = None,
+        honeypot: str | None = None,
+        consent_text: str | None = None,
+        consent_version: str | None = None,
+        form: Mapping[str, Any] | None = None,
+    ) -> SignUpContext:
+        """The context of a shopper's sign-up reaching a plugin route (a Starlette
+        ``Request``): client IP (``X-Forwarded-For`` only behind `trusted_proxies`) and
+        user agent, so the sign-up passes the same limits and hook as ``POST
+        /subscriptions``. `ip` overrides the address when the plugin knows it better (a
+        platform proxy whose signature it checked)."""
+        peer = request.client.host if request.client else None
+        agent = request.headers.get("user-agent")
+        for name, value in (
+            ("hp", honeypot),
+            ("consent_text", consent_text),
+            ("consent_version", consent_version),
+        ):
+            if value is not None:
+                check_text(value, name)
+        return SignUpContext(
+            trusted=False,
+            ip=ip[:64]
+            if ip
+            else client_ip(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies),
+            user_agent=None if agent is None else agent[:500],
+            honeypot=honeypot,
+            consent_text=consent_text,
+            consent_version=consent_version,
+            form=dict(form or {}),
+        )
+
+    def subscribe_public(
+        self, variant_id: str, *, context: SignUpContext, **fields: Any
+    ) -> PublicSignUp:
+        """A shopper's sign-up through a platform-shaped plugin route: the public limits and
+        ``before_subscribe`` apply and no shop content is accepted. The answer is the same
+        for a new, a repeat, a honeypot-caught and a suppressed sign-up, so a stranger
+        learns nothing about the person. Raises RateLimitedError (429), InStockError,
+        ValidationError and a non-silent RefusedError for the route to map."""
+        if context.trusted:
+            raise ValueError("subscribe_public takes a public context (see public_context)")
+        try:
+            result = self.subscribe(variant_id, context=context, **fields)
+        except SuppressedError:
+            result = None
+        except RefusedError as exc:
+            if not exc.silent:
+                raise
+            result = None
+        if result is not None:
+            channel = str(result.subscription.channel)
+        else:
+            channel = str(fields.get("channel") or "") or (
+                "sms" if fields.get("phone") and not fields.get("email") else "email"
+            )
+        return PublicSignUp(confirm=self.needs_confirmation(channel))
 
     def _admit_public(self, request: SignUpRequest, context: SignUpContext) -> None:
         """The checks only public sign-ups pass: the client's budget, then the plugins'

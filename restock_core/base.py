@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .models import Channel, DeliveryEvent, Message, SendResult, StockKey, StockUpdate, VariantInfo
 
 if TYPE_CHECKING:
-    from .app import Page, SignUp, StockResult
+    from .app import Page, PublicSignUp, SignUp, StockResult
     from .models import Conversion, Order
     from .pacing import ProviderGate
+    from .signup import SignUpContext
     from .store.webhooks import WebhookLog
 
 
@@ -51,8 +52,34 @@ class PluginHost(Protocol):
         attributes: Mapping[str, Any] | None = None,
         check_stock: bool = True,
     ) -> SignUp:
-        """Sign a shopper up (platform-shaped sign-up routes). Raises
-        :class:`~restock_core.RestockError` subclasses on bad input or in-stock variants."""
+        """Sign a shopper up as a trusted caller (the shop's own backend, a signed
+        platform event). Raises :class:`~restock_core.RestockError` subclasses on bad input
+        or in-stock variants. Routes a shopper's browser reaches use `subscribe_public`."""
+        ...
+
+    def public_context(
+        self,
+        request: Any,
+        *,
+        ip: str | None = None,
+        honeypot: str | None = None,
+        consent_text: str | None = None,
+        consent_version: str | None = None,
+        form: Mapping[str, Any] | None = None,
+    ) -> SignUpContext:
+        """The public sign-up context of a Starlette request (client IP behind
+        `trusted_proxies`, or `ip` when the plugin knows it better, e.g. from a platform
+        proxy whose signature it checked), user agent, optional honeypot and consent text."""
+        ...
+
+    def subscribe_public(
+        self, variant_id: str, *, context: SignUpContext, **fields: Any
+    ) -> PublicSignUp:
+        """A shopper's sign-up from a plugin's storefront route: abuse limits and the
+        ``before_subscribe`` hook apply, shop content is refused, and the answer (only
+        whether a confirmation message follows) is the same for a new and a repeat
+        sign-up. Raises RateLimitedError (answer 429 with Retry-After), InStockError,
+        ValidationError or RefusedError."""
         ...
 
     def list_subscriptions(

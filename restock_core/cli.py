@@ -717,6 +717,31 @@ def suppressions_lift(state: State, channel: str, contact: str) -> None:
     click.echo(f"lifted: {channel} {contact}")
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; delete nothing")
+@click.option(
+    "--expire/--no-expire",
+    default=True,
+    show_default=True,
+    help="Also delete sign-ups left unconfirmed past confirm_ttl (double opt-in)",
+)
+@pass_state
+@handle_errors
+def purge(state: State, dry_run: bool, expire: bool) -> None:
+    """Retention ([restock] retention): delete finished sign-ups (notified, unsubscribed,
+    failed) with their deliveries and consent records, old consent records and old provider
+    requests. Suppressions are never purged; conversions are kept. The worker does this
+    every few minutes; this runs it now."""
+    app = state.app()
+    _ensure_schema(app)
+    counts = app.purge(dry_run=dry_run).as_dict()
+    if expire and not dry_run:
+        counts["unconfirmed"] = app.expire_unconfirmed()
+    click.echo(
+        json.dumps({"dry_run": dry_run, "retention": app.settings.retention_days(), **counts})
+    )
+
+
 def _add_global_options(command: click.Command) -> None:
     """Give the group and every command below it `--config` and `--database`."""
     names = {p.name for p in command.params}

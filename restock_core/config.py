@@ -68,6 +68,40 @@ def _regions(instance: Any, attribute: attrs.Attribute, value: list[str]) -> Non
             )
 
 
+#: what `[restock] retention` can name; a single number applies to all but `requests`
+RETENTION_CATEGORIES = ("notified", "unsubscribed", "failed", "consents", "requests")
+#: stored provider requests (Resend batch keys) are forgotten after this many days unless
+#: `retention.requests` says otherwise; Resend keeps an idempotency key 24 hours
+DEFAULT_REQUESTS_RETENTION = 7.0
+
+
+def _opt_in(instance: Any, attribute: attrs.Attribute, value: bool | list[str]) -> None:
+    if isinstance(value, bool):
+        return
+    for channel in value:
+        if channel not in ("email", "sms"):
+            raise ValueError(
+                f"double_opt_in: expected true, false or a list of channels (email, sms), "
+                f"got {channel!r}"
+            )
+
+
+def _retention(
+    instance: Any, attribute: attrs.Attribute, value: float | dict[str, float] | None
+) -> None:
+    if value is None:
+        return
+    items = value.items() if isinstance(value, dict) else [("retention", value)]
+    for name, days in items:
+        if isinstance(value, dict) and name not in RETENTION_CATEGORIES:
+            raise ValueError(
+                f"retention: unknown category {name!r}; expected one of "
+                + ", ".join(RETENTION_CATEGORIES)
+            )
+        if isinstance(days, bool) or not isinstance(days, int | float) or days <= 0:
+            raise ValueError(f"retention: {name} must be a positive number of days, got {days!r}")
+
+
 @attrs.frozen
 class Settings:
     """The `[restock]` table."""
@@ -123,6 +157,32 @@ class Settings:
     cors_origins: list[str] = attrs.field(factory=list, validator=exact_origins)
     #: a directory of message templates overriding the shipped ones by file name
     templates: str | None = None
+    #: double opt-in for public sign-ups: true (every channel), false, or ["email", ...]
+    double_opt_in: bool | list[str] = attrs.field(default=False, validator=_opt_in)
+    #: hours an unconfirmed sign-up waits for its confirmation before it is deleted
+    confirm_ttl: float = attrs.field(default=48.0, validator=positive)
+    #: days to keep finished sign-ups, consent records and provider requests: one number
+    #: (every category but requests) or a table {notified, unsubscribed, failed, consents,
+    #: requests}; unset: kept (provider requests: 7 days)
+    retention: float | dict[str, float] | None = attrs.field(default=None, validator=_retention)
+
+    def opt_in(self, channel: str) -> bool:
+        """Whether a public sign-up on `channel` needs a confirmation (double opt-in)."""
+        if isinstance(self.double_opt_in, bool):
+            return self.double_opt_in
+        return str(channel) in self.double_opt_in
+
+    def retention_days(self) -> dict[str, float]:
+        """Days per category that retention purges after (categories absent: kept)."""
+        value = self.retention
+        if value is None:
+            days: dict[str, float] = {}
+        elif isinstance(value, dict):
+            days = {k: float(v) for k, v in value.items()}
+        else:
+            days = {k: float(value) for k in RETENTION_CATEGORIES if k != "requests"}
+        days.setdefault("requests", DEFAULT_REQUESTS_RETENTION)
+        return days
 
     @property
     def release_policy(self) -> ReleasePolicy:

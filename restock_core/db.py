@@ -52,6 +52,10 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
+#: the sign-ups that hold the one active slot per (variant, scope, channel, contact)
+ACTIVE_WHERE = "status IN ('pending', 'unconfirmed')"
+FINISHED_WHERE = "status IN ('notified', 'unsubscribed', 'failed')"
+
 subscriptions = sa.Table(
     "subscriptions",
     metadata,
@@ -80,8 +84,23 @@ subscriptions = sa.Table(
         "channel",
         "contact",
         unique=True,
-        sqlite_where=sa.text("status = 'pending'"),
-        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text(ACTIVE_WHERE),
+        postgresql_where=sa.text(ACTIVE_WHERE),
+    ),
+    # double opt-in expiry: the unconfirmed sign-ups, oldest first
+    sa.Index(
+        "ix_subscriptions_unconfirmed",
+        "created_at",
+        sqlite_where=sa.text("status = 'unconfirmed'"),
+        postgresql_where=sa.text("status = 'unconfirmed'"),
+    ),
+    # retention: finished rows by when they finished (a pending row is never in it)
+    sa.Index(
+        "ix_subscriptions_finished",
+        "status",
+        "updated_at",
+        sqlite_where=sa.text(FINISHED_WHERE),
+        postgresql_where=sa.text(FINISHED_WHERE),
     ),
     sa.Index("ix_subscriptions_release", "source", "variant_id", "scope", "status", "created_at"),
     sa.Index("ix_subscriptions_contact", "contact"),
@@ -153,9 +172,8 @@ deliveries = sa.Table(
         sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
         nullable=False,
     ),
-    sa.Column(
-        "restock_id", BigId, sa.ForeignKey("restocks.id", ondelete="CASCADE"), nullable=False
-    ),
+    # NULL for a double opt-in confirmation (kind "confirm")
+    sa.Column("restock_id", BigId, sa.ForeignKey("restocks.id", ondelete="CASCADE")),
     sa.Column("channel", sa.String(10), nullable=False),
     sa.Column("provider", sa.String(100)),
     sa.Column("status", sa.String(20), nullable=False, server_default="queued"),
@@ -169,6 +187,8 @@ deliveries = sa.Table(
     sa.Column("sent_at", UTCDateTime),
     # the restock's wave that released it (1, 2, ...); NULL for rows from before 0007
     sa.Column("wave", sa.Integer),
+    # restock: a back-in-stock message; confirm: a double opt-in confirmation request
+    sa.Column("kind", sa.String(10), nullable=False, server_default="restock"),
     sa.UniqueConstraint("subscription_id", "restock_id", name="uq_deliveries_subscription_restock"),
     # Claims walk the queue in id (= release) order and stop after a batch; a partial index
     # keeps that walk on queued rows only. An index on next_attempt_at tempted PostgreSQL into
@@ -324,6 +344,9 @@ orders = sa.Table(
 )
 
 # One conversion per subscription at most (the unique key makes re-delivered orders harmless).
+# A conversion outlives its subscription: retention purges old subscriptions, and the
+# conversion (revenue, variant, when notified) stays for the Revenue page with
+# subscription_id NULL.
 conversions = sa.Table(
     "conversions",
     metadata,
@@ -331,8 +354,7 @@ conversions = sa.Table(
     sa.Column(
         "subscription_id",
         BigId,
-        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
-        nullable=False,
+        sa.ForeignKey("subscriptions.id", ondelete="SET NULL"),
     ),
     sa.Column("source", sa.String(100), nullable=False),
     sa.Column("order_id", sa.String(255), nullable=False),

@@ -21,6 +21,8 @@ class Channel(enum.StrEnum):
 
 
 class SubscriptionStatus(enum.StrEnum):
+    #: double opt-in: signed up, waiting for the person to confirm (never notified)
+    UNCONFIRMED = "unconfirmed"
     PENDING = "pending"
     NOTIFIED = "notified"
     FAILED = "failed"
@@ -33,6 +35,14 @@ class DeliveryStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"  # the subscription left `pending` before its message went out
+
+
+class DeliveryKind(enum.StrEnum):
+    """What an outbox row sends: the back-in-stock message of a restock, or the double
+    opt-in confirmation request of a sign-up."""
+
+    RESTOCK = "restock"
+    CONFIRM = "confirm"
 
 
 class RestockStatus(enum.StrEnum):

@@ -19,8 +19,12 @@ def _unb64(text: str) -> bytes:
 
 
 class Signer:
-    def __init__(self, secret: str):
-        self._key = hashlib.sha256(b"restock-unsubscribe:" + secret.encode()).digest()
+    """HMAC-signed subscription ids. `purpose` separates keys: a token signed for one purpose
+    (unsubscribe links) is worthless for another (double opt-in confirm links)."""
+
+    def __init__(self, secret: str, purpose: str = "unsubscribe"):
+        self._key = hashlib.sha256(f"restock-{purpose}:".encode() + secret.encode()).digest()
+        self._what = f"{purpose} link"
 
     def sign(self, subscription_id: int) -> str:
         body = str(subscription_id).encode()
@@ -41,4 +45,4 @@ class Signer:
                 raise ValueError
             return int(body.decode())
         except (ValueError, UnicodeDecodeError):
-            raise NotFoundError("unknown or tampered unsubscribe link", field="token") from None
+            raise NotFoundError(f"unknown or tampered {self._what}", field="token") from None

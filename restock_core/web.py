@@ -11,6 +11,7 @@ Importing this module does not import FastAPI until :func:`error_response` is ca
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +35,11 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     from fastapi.responses import JSONResponse
 
     return JSONResponse(error_body(code, message, field), status_code=status)
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """The ``Retry-After`` header of a 429 we answer: whole seconds, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 def _header(headers: Any, name: str) -> str | None:

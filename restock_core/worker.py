@@ -20,6 +20,7 @@ from .clock import utcnow
 from .errors import AdapterError
 from .models import (
     Channel,
+    DeliveryKind,
     Hold,
     Message,
     Outcome,
@@ -111,6 +112,7 @@ class Worker:
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self._listener: threading.Thread | None = None
         self._last_reconcile: dict[str, float] = {}
+        self._last_maintenance: float | None = None
 
     # ------------------------------------------------------------------ restocks
 
@@ -235,18 +237,23 @@ class Worker:
         return None if claim is None else claim.token
 
     def dispatch_once(self) -> int:
-        """Claim one batch, send it through the providers and record every result."""
+        """Claim one batch, send it through the providers and record every result.
+        Restock messages go out for pending sign-ups, confirmation requests (double opt-in)
+        for unconfirmed ones; any other is cancelled."""
         claim = self._claim()
         if claim is None:
             return 0
-        live = [c for c in claim.deliveries if c.subscription.status == SubscriptionStatus.PENDING]
-        cancelled = [
-            c.delivery_id
-            for c in claim.deliveries
-            if c.subscription.status != SubscriptionStatus.PENDING
-        ]
+        wanted = {
+            DeliveryKind.RESTOCK: SubscriptionStatus.PENDING,
+            DeliveryKind.CONFIRM: SubscriptionStatus.UNCONFIRMED,
+        }
+        live = [c for c in claim.deliveries if c.subscription.status == wanted[c.kind]]
+        going = {c.delivery_id for c in live}
+        cancelled = [c.delivery_id for c in claim.deliveries if c.delivery_id not in going]
         self.store.outbox.cancel(claim.token, cancelled, "subscription no longer pending")
-        by_provider: dict[str, list[tuple[int, int, Subscription]]] = defaultdict(list)
+        by_provider: dict[tuple[str, DeliveryKind], list[tuple[int, int, Subscription]]] = (
+            defaultdict(list)
+        )
         for item in live:
             sub = item.subscription
             instance = self._provider_for(item.provider, sub.channel)
@@ -254,9 +261,18 @@ class Worker:
                 retry = SendResult.retry(item.delivery_id, f"no provider serves {sub.channel}")
                 self._record(claim.token, "-", [(sub, item.attempts, retry)])
             else:
-                by_provider[instance.id].append((item.delivery_id, item.attempts, sub))
-        for provider_id, items in by_provider.items():
+                by_provider[(instance.id, item.kind)].append((item.delivery_id, item.attempts, sub))
+        for (provider_id, kind), items in by_provider.items():
             instance = self.app.providers[provider_id]
+            if kind == DeliveryKind.CONFIRM:
+                # one confirmation per request with providers that fix request membership:
+                # each keeps its own idempotency key (the delivery id) on every retry
+                size = 1 if instance.obj.stable_requests else int(instance.obj.max_batch_size)
+                for start in range(0, len(items), max(1, size)):
+                    self._send_chunk(
+                        claim.token, instance, items[start : start + max(1, size)], confirm=True
+                    )
+                continue
             if instance.obj.stable_requests:
                 self._send_stable(claim.token, instance, items)
                 continue
@@ -322,6 +338,8 @@ class Worker:
         self,
         items: Sequence[tuple[int, int, Subscription]],
         request: StoredRequest | None = None,
+        *,
+        confirm: bool = False,
     ) -> tuple[list[Message], dict[int, str]]:
         """The rendered messages, and the reason for each delivery whose message failed to
         render (that delivery fails; the others go out). With a stored `request`, variant
@@ -348,6 +366,18 @@ class Worker:
             token = app.signer.sign(sub.id)
             base = app.settings.public_url.rstrip("/")
             try:
+                if confirm:
+                    messages.append(
+                        app.renderer.render_confirmation(
+                            delivery_id=delivery_id,
+                            attempt=attempts,
+                            subscription=sub,
+                            info=infos.get((sub.source, sub.variant_id)),
+                            confirm_url=app.confirm_url(sub.id),
+                            unsubscribe_url=f"{base}/unsubscribe/{token}",
+                        )
+                    )
+                    continue
                 messages.append(
                     app.renderer.render(
                         delivery_id=delivery_id,
@@ -373,6 +403,7 @@ class Worker:
         *,
         request: StoredRequest | None = None,
         extra: Sequence[tuple[int, int, Subscription]] = (),
+        confirm: bool = False,
     ) -> None:
         """Send `items` (plus `extra`, members of a stored request this claim does not hold;
         only `items`' results are recorded) in one provider call and record the results."""
@@ -388,7 +419,7 @@ class Worker:
             )
             return
         everything = sorted([*items, *extra], key=lambda i: i[0])
-        messages, broken = self._messages(everything, request)
+        messages, broken = self._messages(everything, request, confirm=confirm)
         if request is not None and broken:
             # a stored request must go out as it was first sent: a render failure now (the
             # template changed since) fails the request's claimed members instead
@@ -586,6 +617,28 @@ class Worker:
             except Exception:
                 log.exception("reconciliation of %s failed", instance.id)
 
+    # ------------------------------------------------------------------ maintenance
+
+    #: seconds between two maintenance rounds (expiry of unconfirmed sign-ups, retention)
+    maintenance_interval = 300.0
+
+    def maintain(self) -> None:
+        """Expire unconfirmed sign-ups past `confirm_ttl` and run retention. Each step is a
+        few indexed reads when there is nothing to do, and deletes in small transactions."""
+        self.app.expire_unconfirmed()
+        self.app.purge()
+
+    def maintain_due(self) -> None:
+        now = time.monotonic()
+        last = self._last_maintenance
+        if last is not None and now - last < self.maintenance_interval:
+            return
+        self._last_maintenance = now
+        try:
+            self.maintain()
+        except Exception:
+            log.exception("maintenance (expiry, retention) failed; retried next round")
+
     # ------------------------------------------------------------------ loops
 
     def next_due_in(self) -> float:
@@ -625,6 +678,7 @@ class Worker:
                 worked = self.run_once()
                 if reconcile:
                     self.reconcile_due()
+                self.maintain_due()
                 if worked:
                     continue
                 timeout = self.next_due_in()

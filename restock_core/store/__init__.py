@@ -37,6 +37,7 @@ from .outbox import Claim, ClaimedDelivery, EventMatch, Failed, Outbox, Results,
 from .outbox import add_suppression as _add_suppression
 from .products import ProductStore
 from .restocks import Cursor, RestockStore
+from .retention import PurgeCounts, RetentionStore
 from .rights import ContactStore
 from .stock import Recorded, StockStore
 from .subscriptions import SubscriptionStore
@@ -150,6 +151,7 @@ class Store(Db):
         self.orders = OrderStore(self)
         self.webhooks = WebhookLog(self)
         self.dashboard = DashboardStore(self)
+        self.retention = RetentionStore(self)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -197,6 +199,7 @@ __all__ = [
     "Cursor",
     "EventMatch",
     "Failed",
+    "PurgeCounts",
     "Recorded",
     "Results",
     "Retry",

@@ -292,7 +292,27 @@ class OrderStore:
         if variant_id is not None:
             where.append(s.c.variant_id == variant_id)
         joined = s.outerjoin(c, c.c.subscription_id == s.c.id)
+        # conversions whose subscription retention purged: counted from the conversion alone
+        # (it keeps when the person was notified and the variant)
+        kept: list[Any] = [c.c.subscription_id.is_(None)]
+        if start is not None:
+            kept.append(c.c.notified_at >= start)
+        if end is not None:
+            kept.append(c.c.notified_at < end)
+        if variant_id is not None:
+            kept.append(c.c.variant_id == variant_id)
         with self.db.read_engine.connect() as conn:
+            orphans = conn.execute(
+                sa.select(
+                    c.c.variant_id,
+                    c.c.currency,
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(c.c.quantity), 0),
+                    sa.func.coalesce(sa.func.sum(c.c.revenue), 0),
+                )
+                .where(*kept)
+                .group_by(c.c.variant_id, c.c.currency)
+            ).all()
             notified, converted = conn.execute(
                 sa.select(sa.func.count(), sa.func.count(c.c.id)).select_from(joined).where(*where)
             ).one()
@@ -326,25 +346,36 @@ class OrderStore:
                     .group_by(c.c.variant_id, c.c.currency)
                 ):
                     revenue.setdefault(variant, {})[currency] = Decimal(amount)
+        sums: dict[str, list[Any]] = {cur: [int(n), int(q), Decimal(a)] for cur, n, q, a in totals}
+        variants: dict[str, list[int]] = {v: [int(n), int(k)] for v, n, k in per_variant}
+        for variant, currency, count, quantity, amount in orphans:
+            notified, converted = notified + count, converted + count
+            row = sums.setdefault(currency, [0, 0, Decimal(0)])
+            row[0], row[1], row[2] = row[0] + count, row[1] + quantity, row[2] + Decimal(amount)
+            pair = variants.setdefault(variant, [0, 0])
+            pair[0], pair[1] = pair[0] + count, pair[1] + count
+            per = revenue.setdefault(variant, {})
+            per[currency] = per.get(currency, Decimal(0)) + Decimal(amount)
+        ranked = sorted(variants.items(), key=lambda item: (-item[1][0], item[0]))
         return {
             "notified": int(notified),
             "converted": int(converted),
             "totals": [
                 {
                     "currency": currency,
-                    "conversions": int(count),
-                    "quantity": int(quantity),
-                    "revenue": Decimal(amount),
+                    "conversions": count,
+                    "quantity": quantity,
+                    "revenue": amount,
                 }
-                for currency, count, quantity, amount in totals
+                for currency, (count, quantity, amount) in sorted(sums.items())
             ],
             "variants": [
                 {
                     "variant_id": variant,
-                    "notified": int(n),
-                    "converted": int(k),
+                    "notified": n,
+                    "converted": k,
                     "revenue": revenue.get(variant, {}),
                 }
-                for variant, n, k in per_variant
+                for variant, (n, k) in ranked[:variant_limit]
             ],
         }

@@ -25,12 +25,22 @@ from ..db import (
     suppressions,
     utcnow,
 )
-from ..models import Channel, DeliveryEvent, DeliveryStatus, Subscription, SubscriptionStatus
+from ..models import (
+    Channel,
+    DeliveryEvent,
+    DeliveryKind,
+    DeliveryStatus,
+    Subscription,
+    SubscriptionStatus,
+)
 from ._base import Db, chunks, subscription_from_row
 
 d = deliveries
 s = subscriptions
 PENDING = str(SubscriptionStatus.PENDING)
+UNCONFIRMED = str(SubscriptionStatus.UNCONFIRMED)
+RESTOCK = str(DeliveryKind.RESTOCK)
+CONFIRM = str(DeliveryKind.CONFIRM)
 
 
 @attrs.frozen
@@ -39,6 +49,7 @@ class ClaimedDelivery:
     attempts: int
     provider: str | None
     subscription: Subscription
+    kind: DeliveryKind = DeliveryKind.RESTOCK
 
 
 @attrs.frozen
@@ -162,6 +173,7 @@ class Outbox:
                 d.c.id.label("delivery_id"),
                 d.c.attempts.label("delivery_attempts"),
                 d.c.provider.label("delivery_provider"),
+                d.c.kind.label("delivery_kind"),
             )
             .join(d, d.c.subscription_id == s.c.id)
             .where(d.c.claim_token == token, d.c.status == str(DeliveryStatus.SENDING))
@@ -171,7 +183,11 @@ class Outbox:
             rows = conn.execute(query).all()
         return tuple(
             ClaimedDelivery(
-                r.delivery_id, r.delivery_attempts, r.delivery_provider, subscription_from_row(r)
+                r.delivery_id,
+                r.delivery_attempts,
+                r.delivery_provider,
+                subscription_from_row(r),
+                DeliveryKind(r.delivery_kind),
             )
             for r in rows
         )
@@ -222,15 +238,24 @@ class Outbox:
                     ),
                     [{"did": f.delivery_id, "err": f.error} for f in results.failed],
                 )
+                # a failed confirmation request leaves its sign-up unconfirmed (it expires);
+                # a failed restock message fails its pending sign-up
                 conn.execute(
                     sa.update(s)
-                    .where(s.c.id == sa.bindparam("sid"), s.c.status == PENDING)
+                    .where(
+                        s.c.id == sa.bindparam("sid"),
+                        s.c.status == PENDING,
+                        sa.exists().where(d.c.id == sa.bindparam("did"), d.c.kind == RESTOCK),
+                    )
                     .values(
                         status=str(SubscriptionStatus.FAILED),
                         failed_reason=sa.bindparam("err"),
                         updated_at=now,
                     ),
-                    [{"sid": f.subscription_id, "err": f.error} for f in results.failed],
+                    [
+                        {"sid": f.subscription_id, "err": f.error, "did": f.delivery_id}
+                        for f in results.failed
+                    ],
                 )
                 for f in results.failed:
                     if f.suppress is not None:
@@ -258,7 +283,16 @@ class Outbox:
                         lease_until=None,
                     )
                 )
-        for chunk in chunks([row.subscription_id for row in sent], 900):
+        # a sent confirmation request changes nothing on its (unconfirmed) sign-up
+        confirm_ids: set[int] = set()
+        for chunk in chunks([row.delivery_id for row in sent], 900):
+            confirm_ids.update(
+                conn.execute(
+                    sa.select(d.c.id).where(d.c.id.in_(chunk), d.c.kind == CONFIRM)
+                ).scalars()
+            )
+        notified = [row.subscription_id for row in sent if row.delivery_id not in confirm_ids]
+        for chunk in chunks(notified, 900):
             conn.execute(
                 sa.update(s)
                 .where(s.c.id.in_(chunk), s.c.status == PENDING)
@@ -271,7 +305,7 @@ class Outbox:
         (`failure` is the reason) the delivery and its subscription fail and, when
         `event.suppress`, the contact is blocked for that channel. The replay record and the
         change commit together, so a failed update is not mistaken for a replay."""
-        query = sa.select(d.c.id, d.c.subscription_id, s.c.channel, s.c.contact).join(
+        query = sa.select(d.c.id, d.c.subscription_id, d.c.kind, s.c.channel, s.c.contact).join(
             s, s.c.id == d.c.subscription_id
         )
         if event.delivery_id is not None:
@@ -294,15 +328,17 @@ class Outbox:
             if failure is None:
                 return EventMatch.MATCHED
             reason = failure
-            conn.execute(
-                sa.update(s)
-                .where(s.c.id == row.subscription_id)
-                .values(
-                    status=str(SubscriptionStatus.FAILED),
-                    failed_reason=reason[:1000],
-                    updated_at=utcnow(),
+            if row.kind == RESTOCK:
+                # a bounced confirmation request leaves its sign-up unconfirmed; it expires
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.id == row.subscription_id)
+                    .values(
+                        status=str(SubscriptionStatus.FAILED),
+                        failed_reason=reason[:1000],
+                        updated_at=utcnow(),
+                    )
                 )
-            )
             # claim_token cleared: a report that arrives while the worker still holds the
             # delivery (a Twilio callback 50 ms after the 201) is not overwritten by "sent"
             conn.execute(
@@ -342,6 +378,7 @@ class Outbox:
             d.c.status,
             d.c.attempts,
             d.c.subscription_id,
+            d.c.kind,
             s.c.status.label("sub_status"),
             s.c.variant_id,
             s.c.scope,
@@ -365,6 +402,8 @@ class Outbox:
                 row.sub_status not in (PENDING, SubscriptionStatus.NOTIFIED)
             ):
                 return False
+            if row.kind != RESTOCK:
+                return False  # a confirmation request is not sent again on a soft bounce
             # the person signed up again since: that pending sign-up will be notified, and the
             # database allows one pending sign-up per contact and variant
             signed_up_again = conn.execute(
@@ -373,7 +412,7 @@ class Outbox:
                     s.c.scope == row.scope,
                     s.c.channel == row.channel,
                     s.c.contact == row.contact,
-                    s.c.status == PENDING,
+                    s.c.status.in_((PENDING, UNCONFIRMED)),
                     s.c.id != row.subscription_id,
                 )
             ).first()
@@ -489,14 +528,22 @@ class Outbox:
             rows = conn.execute(query).all()
         return [(r.delivery_id, r.delivery_attempts, subscription_from_row(r)) for r in rows]
 
-    def prune_requests(self, older_than: timedelta) -> int:
-        """Forget stored requests older than `older_than` (past the provider's key lifetime)."""
+    def prune_requests(
+        self, older_than: timedelta, *, limit: int | None = None, now: datetime | None = None
+    ) -> int:
+        """Forget stored requests older than `older_than` (past the provider's key lifetime),
+        at most `limit` of them (oldest first). Retention calls it in a loop."""
         r, m = provider_requests, provider_request_members
-        cutoff = utcnow() - older_than
+        cutoff = (now or utcnow()) - older_than
         with self.db.engine.begin() as conn:
-            old = sa.select(r.c.id).where(r.c.created_at < cutoff)
-            conn.execute(sa.delete(m).where(m.c.request_id.in_(old)))
-            return conn.execute(sa.delete(r).where(r.c.created_at < cutoff)).rowcount or 0
+            query = sa.select(r.c.id).where(r.c.created_at < cutoff).order_by(r.c.created_at)
+            if limit is not None:
+                query = query.limit(limit)
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return 0
+            conn.execute(sa.delete(m).where(m.c.request_id.in_(ids)))
+            return conn.execute(sa.delete(r).where(r.c.id.in_(ids))).rowcount or 0
 
     # ------------------------------------------------------------------ operator retries
 
@@ -508,7 +555,7 @@ class Outbox:
         query = (
             sa.select(d.c.id, d.c.subscription_id)
             .join(s, s.c.id == d.c.subscription_id)
-            .where(d.c.status == str(DeliveryStatus.FAILED))
+            .where(d.c.status == str(DeliveryStatus.FAILED), d.c.kind == RESTOCK)
             .where(
                 ~sa.exists().where(
                     suppressions.c.channel == s.c.channel, suppressions.c.contact == s.c.contact
@@ -543,7 +590,7 @@ class Outbox:
                             other.c.scope == sub.scope,
                             other.c.channel == sub.channel,
                             other.c.contact == sub.contact,
-                            other.c.status == PENDING,
+                            other.c.status.in_((PENDING, UNCONFIRMED)),
                         )
                     ).first()
                     if again:

@@ -105,7 +105,9 @@ class RestockStore:
             s.c.status == str(SubscriptionStatus.PENDING),
             s.c.channel.in_([str(c) for c in channels]),
             ~sa.exists().where(
-                deliveries.c.subscription_id == s.c.id, deliveries.c.status.in_(ACTIVE)
+                deliveries.c.subscription_id == s.c.id,
+                deliveries.c.status.in_(ACTIVE),
+                deliveries.c.kind == "restock",
             ),
         )
 

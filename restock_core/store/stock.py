@@ -171,7 +171,9 @@ class StockStore:
                 s.c.scope == key.scope,
                 s.c.status == str(SubscriptionStatus.PENDING),
                 ~sa.exists().where(
-                    deliveries.c.subscription_id == s.c.id, deliveries.c.status.in_(ACTIVE)
+                    deliveries.c.subscription_id == s.c.id,
+                    deliveries.c.status.in_(ACTIVE),
+                    deliveries.c.kind == "restock",
                 ),
             )
             .limit(1)

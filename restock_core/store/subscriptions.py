@@ -3,18 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from ..db import deliveries, subscriptions, utcnow
+from ..db import ACTIVE_WHERE, deliveries, subscriptions, utcnow
 from ..errors import ContactLimitError
-from ..models import Channel, DeliveryStatus, StockKey, Subscription, SubscriptionStatus
+from ..models import (
+    Channel,
+    DeliveryKind,
+    DeliveryStatus,
+    StockKey,
+    Subscription,
+    SubscriptionStatus,
+)
 from ._base import Db, chunks, subscription_from_row
 from .catalog import consent_row, consents
 
 s = subscriptions
 PENDING = str(SubscriptionStatus.PENDING)
+UNCONFIRMED = str(SubscriptionStatus.UNCONFIRMED)
+#: the statuses that hold a contact's one active sign-up per item
+ACTIVE = (PENDING, UNCONFIRMED)
+
+
+@attrs.frozen
+class ConfirmPlan:
+    """Double opt-in for one sign-up: it is stored `unconfirmed` and a confirmation request
+    is queued in the outbox for `provider`. A repeat sign-up of a still unconfirmed contact
+    queues another one only when the last is older than `resend_after`, and never more than
+    `max_sends` in all."""
+
+    provider: str | None
+    resend_after: timedelta
+    max_sends: int
 
 
 class SubscriptionStore:
@@ -28,17 +53,20 @@ class SubscriptionStore:
         consent: Mapping[str, Any] | None = None,
         fill_customer_id: bool = True,
         max_active: int | None = None,
+        confirm: ConfirmPlan | None = None,
     ) -> tuple[Subscription, bool] | None:
         """Insert a pending subscription, or return the pending one for the same (variant,
         scope, channel, contact), filling a missing customer_id when `fill_customer_id`.
         None when a concurrent change freed the slot between the two steps (the caller tries
         again). A new row gets its `consent` record in the same transaction. With
         `max_active`, a contact that already has that many pending subscriptions (one indexed
-        count) gets :class:`ContactLimitError` and nothing is stored."""
+        count) gets :class:`ContactLimitError` and nothing is stored. With `confirm` a new
+        row is `unconfirmed` and a confirmation request is queued with it (see
+        :class:`ConfirmPlan`); an unconfirmed sign-up counts as active like a pending one."""
         now = utcnow()
         row_values = {
             **values,
-            "status": PENDING,
+            "status": UNCONFIRMED if confirm is not None else PENDING,
             "attributes": dict(values.get("attributes") or {}),
             "created_at": now,
             "updated_at": now,
@@ -48,7 +76,7 @@ class SubscriptionStore:
                 active = conn.execute(
                     sa.select(sa.func.count())
                     .select_from(s)
-                    .where(s.c.contact == values["contact"], s.c.status == PENDING)
+                    .where(s.c.contact == values["contact"], s.c.status.in_(ACTIVE))
                 ).scalar_one()
                 if active >= max_active:
                     raise ContactLimitError(
@@ -61,7 +89,7 @@ class SubscriptionStore:
                 .values(**row_values)
                 .on_conflict_do_nothing(
                     index_elements=["variant_id", "scope", "channel", "contact"],
-                    index_where=sa.text("status = 'pending'"),
+                    index_where=sa.text(ACTIVE_WHERE),
                 )
                 .returning(*s.c)
             )
@@ -73,6 +101,8 @@ class SubscriptionStore:
                             consent_row(row.id, values["channel"], values["contact"], consent)
                         )
                     )
+                if confirm is not None:
+                    self._queue_confirmation(conn, row.id, row.channel, confirm.provider, now)
                 return subscription_from_row(row), True
             existing = conn.execute(
                 sa.select(s).where(
@@ -80,11 +110,13 @@ class SubscriptionStore:
                     s.c.scope == values["scope"],
                     s.c.channel == values["channel"],
                     s.c.contact == values["contact"],
-                    s.c.status == PENDING,
+                    s.c.status.in_(ACTIVE),
                 )
             ).first()
             if existing is None:
                 return None
+            if confirm is not None and existing.status == UNCONFIRMED:
+                self._maybe_resend(conn, existing.id, existing.channel, confirm, now)
             customer_id = values.get("customer_id")
             if fill_customer_id and customer_id and not existing.customer_id:
                 conn.execute(
@@ -94,6 +126,85 @@ class SubscriptionStore:
                 )
                 existing = conn.execute(sa.select(s).where(s.c.id == existing.id)).one()
             return subscription_from_row(existing), False
+
+    def _queue_confirmation(
+        self,
+        conn: Connection,
+        subscription_id: int,
+        channel: str,
+        provider: str | None,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            sa.insert(deliveries).values(
+                subscription_id=subscription_id,
+                restock_id=None,
+                kind=str(DeliveryKind.CONFIRM),
+                channel=channel,
+                provider=provider,
+                status=str(DeliveryStatus.QUEUED),
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        self.db.wake(conn)
+
+    def _maybe_resend(
+        self, conn: Connection, subscription_id: int, channel: str, plan: ConfirmPlan, now: datetime
+    ) -> None:
+        """A repeat sign-up of an unconfirmed contact: another confirmation request, at most
+        one per `resend_after` and `max_sends` in all (nobody can make the shop mail a
+        stranger without end)."""
+        d = deliveries
+        sent, last = conn.execute(
+            sa.select(sa.func.count(), sa.func.max(d.c.created_at)).where(
+                d.c.subscription_id == subscription_id, d.c.kind == str(DeliveryKind.CONFIRM)
+            )
+        ).one()
+        if sent >= plan.max_sends:
+            return
+        if last is not None:
+            last = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
+            if last.tzinfo is None:
+                last = last.replace(tzinfo=now.tzinfo)
+            if now - last < plan.resend_after:
+                return
+        self._queue_confirmation(conn, subscription_id, channel, plan.provider, now)
+
+    def confirm(self, subscription_id: int) -> bool:
+        """Double opt-in: an unconfirmed sign-up becomes pending. False when it is not (or
+        no longer) unconfirmed: confirmed before, expired, unsubscribed."""
+        with self.db.engine.begin() as conn:
+            changed = conn.execute(
+                sa.update(s)
+                .where(s.c.id == subscription_id, s.c.status == UNCONFIRMED)
+                .values(status=PENDING, updated_at=utcnow())
+            ).rowcount
+        return bool(changed)
+
+    def expire_unconfirmed(self, older_than: datetime, *, chunk: int = 500) -> int:
+        """Delete sign-ups still unconfirmed that were made before `older_than` (with their
+        confirmation deliveries and consent records), `chunk` rows per transaction."""
+        total = 0
+        while True:
+            with self.db.engine.begin() as conn:
+                ids = list(
+                    conn.execute(
+                        sa.select(s.c.id)
+                        .where(s.c.status == UNCONFIRMED, s.c.created_at < older_than)
+                        .order_by(s.c.created_at)
+                        .limit(chunk)
+                    ).scalars()
+                )
+                if not ids:
+                    return total
+                conn.execute(sa.delete(deliveries).where(deliveries.c.subscription_id.in_(ids)))
+                conn.execute(sa.delete(consents).where(consents.c.subscription_id.in_(ids)))
+                conn.execute(sa.delete(s).where(s.c.id.in_(ids), s.c.status == UNCONFIRMED))
+            total += len(ids)
+            if len(ids) < chunk:
+                return total
 
     def get(self, subscription_id: int) -> Subscription | None:
         with self.db.read_engine.connect() as conn:
@@ -134,12 +245,13 @@ class SubscriptionStore:
             return [subscription_from_row(r) for r in conn.execute(query)]
 
     def unsubscribe(self, subscription_id: int) -> None:
-        """Unsubscribe a pending subscription and cancel its queued delivery, together."""
+        """Unsubscribe a pending (or unconfirmed) subscription and cancel its queued
+        delivery, together."""
         now = utcnow()
         with self.db.engine.begin() as conn:
             conn.execute(
                 sa.update(s)
-                .where(s.c.id == subscription_id, s.c.status == PENDING)
+                .where(s.c.id == subscription_id, s.c.status.in_(ACTIVE))
                 .values(status=str(SubscriptionStatus.UNSUBSCRIBED), updated_at=now)
             )
             conn.execute(
@@ -159,14 +271,16 @@ class SubscriptionStore:
             ids = list(
                 conn.execute(
                     sa.select(s.c.id).where(
-                        s.c.channel == str(channel), s.c.contact == contact, s.c.status == PENDING
+                        s.c.channel == str(channel),
+                        s.c.contact == contact,
+                        s.c.status.in_(ACTIVE),
                     )
                 ).scalars()
             )
             for chunk in chunks(ids, 900):
                 conn.execute(
                     sa.update(s)
-                    .where(s.c.id.in_(chunk), s.c.status == PENDING)
+                    .where(s.c.id.in_(chunk), s.c.status.in_(ACTIVE))
                     .values(
                         status=str(SubscriptionStatus.UNSUBSCRIBED),
                         failed_reason=reason[:1000],

@@ -8,7 +8,6 @@ come from the adapter, never from the shopper's browser)."""
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import threading
 import time
@@ -24,14 +23,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import (
     InStockError,
     RateLimitedError,
-    RefusedError,
     RestockError,
-    SuppressedError,
     ValidationError,
 )
-from ..limits import client_ip
 from ..models import Channel, StockKey
-from ..signup import SignUpContext
+from ..web import retry_after_header
 
 if TYPE_CHECKING:
     from ..app import App
@@ -201,51 +197,41 @@ def build_router(app: App) -> APIRouter:
         limits and `before_subscribe` apply; a filled honeypot, a repeat sign-up and a
         suppressed contact get the same answer as a new sign-up, and nothing is stored
         for the first and the last."""
-        accepted = JSONResponse(
-            {
-                "status": "subscribed",
-                "channel": "sms" if body.phone and not body.email else "email",
-                "confirm": False,
-            },
-            status_code=201,
-        )
         if not body.consent:
             return _error(422, "consent_required", "please confirm the consent box", "consent")
-        peer = request.client.host if request.client else None
-        agent = request.headers.get("user-agent")
-        context = SignUpContext(
-            trusted=False,
-            ip=client_ip(peer, request.headers.get("x-forwarded-for"), app.trusted_proxies),
-            user_agent=None if agent is None else agent[:500],
+        context = app.public_context(
+            request,
             honeypot=body.hp,
             consent_text="widget consent checkbox",
             consent_version="widget",
         )
         try:
-            app.subscribe(
+            outcome = app.subscribe_public(
                 body.variant_id,
+                context=context,
                 email=body.email,
                 phone=body.phone,
                 scope=body.scope,
                 source=body.source,
                 locale=body.locale,
                 attributes={"form": "widget"},
-                context=context,
             )
         except InStockError:
             return _error(409, "in_stock", "this variant is in stock", "variant_id")
-        except (RefusedError, SuppressedError) as exc:
-            if isinstance(exc, SuppressedError) or exc.silent:
-                return accepted
-            return _error(422, exc.code, exc.message, exc.field)
         except RateLimitedError as exc:
             answer = _error(429, exc.code, exc.message, exc.field)
-            answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            answer.headers.update(retry_after_header(exc.retry_after))
             return answer
         except RestockError as exc:
             status = exc.status_code if 400 <= exc.status_code < 500 else 503
             return _error(status, exc.code, exc.message, exc.field)
-        return accepted
+        channel = "sms" if body.phone and not body.email else "email"
+        # the same answer for a new, a repeat, a honeypot-caught and a suppressed sign-up;
+        # `confirm` (double opt-in) depends on the channel only, so it leaks nothing
+        return JSONResponse(
+            {"status": "subscribed", "channel": channel, "confirm": outcome.confirm},
+            status_code=201,
+        )
 
     return router
 

@@ -69,6 +69,8 @@ class Magento2Adapter(InventoryAdapter):
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._order_poller: Any = None
+        #: where the next search for cancelled orders starts (orders.poll_orders)
+        self.cancellations_since: Any = None
 
     def __repr__(self) -> str:
         return f"Magento2Adapter({self.options.rest_root!r})"

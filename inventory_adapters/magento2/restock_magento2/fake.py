@@ -357,6 +357,18 @@ class FakeMagento:
             self.orders.append(order)
         return order
 
+    def cancel_order(self, entity_id: int, updated_at: str) -> None:
+        """Cancel an order as the admin (or `POST /V1/orders/{id}/cancel`) does: `state` and
+        `status` become "canceled" and `updated_at` moves ("Y-m-d H:i:s", UTC), which is what
+        a search on `updated_at` finds (AdobeDocs commerce-webapi
+        rest/tutorials/orders/order-create-order.md lists both fields on the order)."""
+        with self._lock:
+            for order in self.orders:
+                if order["entity_id"] == entity_id:
+                    order.update(state="canceled", status="canceled", updated_at=updated_at)
+                    return
+        raise KeyError(entity_id)
+
     def unauthorized(self) -> None:
         self.token = "revoked-" + self.token
 

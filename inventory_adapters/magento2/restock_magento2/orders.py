@@ -9,9 +9,11 @@ no webhooks, so `GET /V1/orders` is searched on `created_at` from where the last
   child's SKU, and the `simple` child with `parent_item_id` and price 0; bundle children carry
   their own prices under a priced parent. Only rows without `parent_item_id` are counted, so
   nothing is counted twice, and the SKU (restock's Magento variant id) is the parent row's.
-- `state = canceled` counts nothing (and a later poll of a cancelled order takes its
-  conversions back only when it arrives as a new order; cancellations of recorded orders
-  need the reconciliation by `updated_at`, not done yet).
+- `state = canceled` counts nothing. A cancellation after the order was first read moves
+  the order's `updated_at`, so each poll also searches `state eq canceled` AND `updated_at
+  gteq <cursor>` (two filter groups = AND, same page) and takes those orders' conversions
+  back. The cursor is where the previous poll started minus `OVERLAP`; the first poll
+  after a start reads `orders_lookback` seconds back.
 """
 
 from __future__ import annotations
@@ -94,8 +96,43 @@ def parse_order(item: Mapping[str, Any], source: str) -> Order | None:
 
 def poll_orders(adapter: Magento2Adapter, *, since: datetime | None = None) -> int:
     """Record every order created since `since` (default: the newest recorded order of this
-    source minus a small overlap, else `orders_lookback` seconds ago). Returns the
-    conversions made."""
+    source minus a small overlap, else `orders_lookback` seconds ago), then take back the
+    conversions of orders cancelled since the last poll. Returns the conversions made."""
+    started = utcnow()
+    made = record_new_orders(adapter, since=since)
+    cancelled_since = adapter.cancellations_since or started - timedelta(
+        seconds=adapter.options.orders_lookback
+    )
+    removed = take_back_cancellations(adapter, cancelled_since)
+    adapter.cancellations_since = started - OVERLAP
+    if removed:
+        log.info("%s: %s conversions taken back for cancelled orders", adapter.id, removed)
+    return made
+
+
+def take_back_cancellations(adapter: Magento2Adapter, since: datetime) -> int:
+    """`GET /V1/orders` with `updated_at gteq since` AND `state eq canceled`: each order's
+    conversions are taken back (an order never recorded, or already taken back, changes
+    nothing). Returns the conversions removed."""
+    removed = 0
+    for item in adapter.client.search(
+        ORDERS,
+        [
+            [("updated_at", since.astimezone(UTC).strftime(TIME_FORMAT), "gteq")],
+            [("state", "canceled", "eq")],
+        ],
+        page_size=adapter.options.page_size,
+        sort=[("updated_at", "ASC")],
+        extra=[("fields", "items[entity_id,state,updated_at],total_count")],
+    ):
+        entity_id = item.get("entity_id")
+        if entity_id is not None and item.get("state") == "canceled":
+            removed += len(adapter.host.cancel_order(adapter.id, str(entity_id)))
+    return removed
+
+
+def record_new_orders(adapter: Magento2Adapter, *, since: datetime | None = None) -> int:
+    """Record every order created since `since` (see :func:`poll_orders`)."""
     host = adapter.host
     if since is None:
         latest = host.latest_order_at(adapter.id)

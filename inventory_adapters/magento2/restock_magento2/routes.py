@@ -47,12 +47,14 @@ from restock_core import (
     AdapterError,
     InStockError,
     PluginHost,
+    RateLimitedError,
     RestockError,
-    SuppressedError,
+    SignUpContext,
     ValidationError,
     error_body,
     normalize_email,
     normalize_phone,
+    retry_after_header,
 )
 
 log = logging.getLogger("restock.magento2")
@@ -141,8 +143,10 @@ class KlaviyoError(Exception):
         pointer: str | None = None,
         parameter: str | None = None,
         field: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ):
         super().__init__(detail)
+        self.headers = dict(headers or {})
         self.status = status
         self.detail = detail
         self.code = code
@@ -169,6 +173,7 @@ class KlaviyoError(Exception):
             {"errors": [entry], **error_body(self.code, self.detail, field)},
             status_code=self.status,
             media_type=JSON_API,
+            headers=self.headers or None,
         )
 
 
@@ -265,7 +270,11 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
             response.headers["Vary"] = "Origin"
         return response
 
-    def _subscribe(sku: str, email: str, scope: str, fields: Mapping[str, str]) -> Any:
+    def _subscribe(
+        request: Request, sku: str, email: str, scope: str, fields: Mapping[str, str]
+    ) -> Any:
+        """A shopper's sign-up from the storefront form: public limits, the
+        before_subscribe hook, and an answer that is the same for a repeat sign-up."""
         attributes: dict[str, Any] = {"form": "klaviyo-back-in-stock"}
         for name in ("platform", "store"):
             if fields.get(name):
@@ -274,8 +283,9 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
             attributes["subscribe_for_newsletter"] = (
                 fields["subscribe_for_newsletter"].strip().lower() in TRUE
             )
-        return app.subscribe(
+        return app.subscribe_public(
             sku,
+            context=app.public_context(request),
             email=email,
             scope=scope,
             source=adapter.id,
@@ -307,7 +317,11 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
             sku = found
         scope = adapter.scope_for_store((fields.get("store") or "").strip() or None)
         try:
-            result = await run_in_threadpool(_subscribe, sku, email, scope, fields)
+            await run_in_threadpool(_subscribe, request, sku, email, scope, fields)
+        except RateLimitedError as exc:
+            answer = _errors(429, exc.code, exc.message, exc.field)
+            answer.headers.update(retry_after_header(exc.retry_after))
+            return answer
         except InStockError as exc:
             return _errors(409, exc.code, f"{IN_STOCK} ({exc.message})", "variant")
         except ValidationError as exc:
@@ -317,7 +331,7 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
         except RestockError as exc:
             status = exc.status_code if 400 <= exc.status_code < 500 else 503
             return _errors(status, exc.code, exc.message, exc.field)
-        return JSONResponse({"email": result.subscription.contact, "success": True})
+        return JSONResponse({"email": email, "success": True})
 
     async def form_route(request: Request) -> Response:
         return _cors(request, await subscribe(request))
@@ -385,11 +399,16 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
         return found
 
     def client_subscribe(
-        sku: str, scope: str, found: list[tuple[str, str]], parsed: Mapping[str, Any], revision: str
+        context: SignUpContext,
+        sku: str,
+        scope: str,
+        found: list[tuple[str, str]],
+        parsed: Mapping[str, Any],
+        revision: str,
     ) -> int:
-        """Sign up each (channel, contact); a suppressed contact, or a channel no configured
-        provider sends, is skipped while another one can be signed up. Returns the number of
-        pending subscriptions (new or existing)."""
+        """Sign up each (channel, contact) as a public caller (a suppressed contact answers
+        like any other); a channel no configured provider sends is skipped while another
+        one can be signed up. Returns the number of channels signed up (new or repeat)."""
         attributes = {
             "form": "klaviyo-client-api",
             "revision": revision,
@@ -401,8 +420,9 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
         skipped: RestockError | None = None
         for channel, contact in found:
             try:
-                app.subscribe(
+                app.subscribe_public(
                     sku,
+                    context=context,
                     email=contact if channel == "email" else None,
                     phone=contact if channel == "sms" else None,
                     channel=channel,
@@ -410,9 +430,6 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
                     source=adapter.id,
                     attributes=attributes,
                 )
-            except SuppressedError as exc:
-                skipped = exc
-                continue
             except ValidationError as exc:
                 if exc.field != "channel":  # contacts were checked before: not offered here
                     raise
@@ -468,7 +485,17 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
         catalog = parsed["catalog"]
         scope = adapter.scope_for_store(None if catalog == "$default" else catalog)
         try:
-            await run_in_threadpool(client_subscribe, sku, scope, found, parsed, revision)
+            context = app.public_context(request)
+            await run_in_threadpool(client_subscribe, context, sku, scope, found, parsed, revision)
+        except RateLimitedError as exc:
+            # Klaviyo's own 429: `throttled` with Retry-After
+            raise KlaviyoError(
+                429,
+                exc.message,
+                code="throttled",
+                title="Request was throttled.",
+                headers=retry_after_header(exc.retry_after),
+            ) from None
         except InStockError as exc:
             raise KlaviyoError(
                 409,
@@ -477,10 +504,6 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
                 title="Conflict.",
                 pointer="/data/relationships/variant/data/id",
                 field="variant",
-            ) from None
-        except SuppressedError as exc:
-            raise KlaviyoError(
-                422, exc.message, code=exc.code, title="Unprocessable entity.", pointer=PROFILE
             ) from None
         except ValidationError as exc:
             if exc.field == "channel":

@@ -13,10 +13,21 @@ from restock_magento2.fake import FakeMagento
 from restock_magento2.orders import parse_order
 
 from restock_core import StockKey, StockUpdate
+from restock_core.testing import wait_for
 
 
 def magento_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def created_searches(fake: FakeMagento) -> list[Any]:
+    field = "searchCriteria[filter_groups][0][filters][0][field]"
+    return [r for r in fake.received("/V1/orders") if r.query[field] == ["created_at"]]
+
+
+def cancellation_searches(fake: FakeMagento) -> list[Any]:
+    field = "searchCriteria[filter_groups][0][filters][0][field]"
+    return [r for r in fake.received("/V1/orders") if r.query[field] == ["updated_at"]]
 
 
 def notified(app: Any, fake: FakeMagento, sku: str = "WS12-M-Orange") -> Any:
@@ -52,7 +63,7 @@ def test_polled_orders_convert_once(make_app: Any, m2_config: Any, fake: FakeMag
     # the parent row's price and quantity; the child's 0 row is not counted again
     assert (conversion.order_id, conversion.quantity, conversion.revenue) == ("3", 2, Decimal("44"))
     assert adapter.poll_orders() == 0  # the same orders again: nothing twice
-    [request, *_] = fake.received("/V1/orders")
+    [request, *_] = created_searches(fake)
     assert request.query["searchCriteria[filter_groups][0][filters][0][field]"] == ["created_at"]
     assert request.query["searchCriteria[filter_groups][0][filters][0][condition_type]"] == ["gteq"]
     assert request.query["searchCriteria[sortOrders][0][field]"] == ["created_at"]
@@ -90,7 +101,7 @@ def test_the_poll_resumes_after_the_newest_recorded_order(
     adapter.poll_orders()
     assert app.latest_order_at("m2") == (now - timedelta(hours=1)).replace(microsecond=0)
     adapter.poll_orders()
-    last = fake.received("/V1/orders")[-1]
+    last = created_searches(fake)[-1]
     since = last.query["searchCriteria[filter_groups][0][filters][0][value]"][0]
     assert since == magento_time(now - timedelta(hours=1, minutes=10))
 
@@ -113,3 +124,48 @@ def test_parse_order_counts_top_level_rows_only() -> None:
     ]
     assert parsed.placed_at == datetime(2017, 8, 21, 22, 22, 19, tzinfo=UTC)
     assert parsed.customer_id == "3" and parsed.currency == "USD"
+
+
+def test_a_late_cancellation_takes_the_conversion_back(
+    make_app: Any, m2_config: Any, fake: FakeMagento
+) -> None:
+    app = make_app(m2_config())
+    sub = notified(app, fake)
+    adapter = app.adapters["m2"].obj
+    placed = sub.notified_at + timedelta(minutes=30)
+    fake.add_order(
+        3, sku="WS12-M-Orange", email="jdoe@example.com", created_at=magento_time(placed)
+    )
+    fake.add_order(4, sku="WS12-M-Orange", email="eve@example.com", created_at=magento_time(placed))
+    assert adapter.poll_orders() == 1
+    assert app.conversion_of(sub.id) is not None
+
+    # cancelled after the first read: created_at does not move, updated_at does
+    fake.cancel_order(3, magento_time(datetime.now(UTC)))
+    assert adapter.poll_orders() == 0
+    assert app.conversion_of(sub.id) is None
+    assert app.store.orders.is_stored("m2", "4")  # the other order is untouched
+
+    # the search: updated_at gteq <where the previous poll started − 10 min> AND state eq
+    # canceled (two filter groups), sorted by updated_at
+    first, second = cancellation_searches(fake)[-2:]
+    query = second.query
+    assert query["searchCriteria[filter_groups][0][filters][0][condition_type]"] == ["gteq"]
+    assert query["searchCriteria[filter_groups][1][filters][0][field]"] == ["state"]
+    assert query["searchCriteria[filter_groups][1][filters][0][value]"] == ["canceled"]
+    assert query["searchCriteria[sortOrders][0][field]"] == ["updated_at"]
+    cursor = query["searchCriteria[filter_groups][0][filters][0][value]"][0]
+    previous = first.query["searchCriteria[filter_groups][0][filters][0][value]"][0]
+    assert previous < cursor <= magento_time(datetime.now(UTC) - timedelta(minutes=10))
+
+
+def test_cancellations_are_searched_on_the_poller_schedule(
+    make_app: Any, m2_config: Any, fake: FakeMagento
+) -> None:
+    app = make_app(m2_config(orders_poll_interval=0.05))
+    sub = notified(app, fake)
+    placed = magento_time(sub.notified_at + timedelta(minutes=1))
+    fake.add_order(5, sku="WS12-M-Orange", email="jdoe@example.com", created_at=placed)
+    wait_for(lambda: app.conversion_of(sub.id))
+    fake.cancel_order(5, magento_time(datetime.now(UTC)))
+    wait_for(lambda: app.conversion_of(sub.id) is None)

@@ -449,14 +449,37 @@ def test_client_api_cors_preflight_allows_the_revision_header(client_for: Any):
 
 
 def test_client_api_suppressed_contact(client_for: Any):
+    """A suppressed address answers like any other (a stranger learns nothing about it)
+    and stays without a sign-up; its other channel is signed up."""
     app, client = client_for()
     app.suppress("email", "ada@example.com", "bounced")
     response = post_client(client, bis_body())
-    assert response.status_code == 422
-    assert klaviyo_error(response)["code"] == "suppressed"
+    assert response.status_code == 202
+    assert app.list_subscriptions().items == ()
     both = bis_body(channels=["EMAIL", "SMS"], phone="+14155550123")
     assert post_client(client, both).status_code == 202
     assert [str(s.channel) for s in app.list_subscriptions().items] == ["sms"]
+
+
+def test_klaviyo_routes_spend_the_public_ip_budget(make_app: Any, m2_config: Any) -> None:
+    """The storefront form and the client API are public: over `limit_signups_per_ip` they
+    answer 429 with Retry-After in Klaviyo's shapes, and nothing is stored."""
+    app = make_app({**m2_config(), "restock": {"limit_signups_per_ip": 2}})
+    client = TestClient(create_api(app))
+    assert post_client(client, bis_body()).status_code == 202
+    assert post_client(client, bis_body(email="bob@example.com")).status_code == 202
+    throttled = post_client(client, bis_body(email="eve@example.com"))
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) >= 1
+    assert klaviyo_error(throttled)["code"] == "throttled"
+    form_answer = client.post(FORM, data=form(email="eve@example.com"))
+    assert form_answer.status_code == 429
+    assert int(form_answer.headers["retry-after"]) >= 1
+    assert form_answer.json()["success"] is False
+    assert {s.contact for s in app.list_subscriptions().items} == {
+        "ada@example.com",
+        "bob@example.com",
+    }
 
 
 def test_client_api_channel_no_provider_sends(make_app: Any, m2_config: Any, tmp_path: Any):

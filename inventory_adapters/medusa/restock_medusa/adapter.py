@@ -74,6 +74,10 @@ class MedusaOptions:
     retry_backoff: float = attrs.field(default=0.5, validator=not_negative)
     #: POST the v1 plugin's `{variant_id, emails}` shape here after each released batch
     forward_restocked_url: str | None = attrs.field(default=None, validator=http_url)
+    #: seconds between order catch-up reads (Admin API) for revenue attribution; unset = none
+    orders_poll_interval: float | None = attrs.field(default=None, validator=positive)
+    #: seconds of orders the first catch-up reads when no order of this source is recorded yet
+    orders_lookback: float = attrs.field(default=86400.0, validator=positive)
 
     @store_route.validator
     def _check_route(self, attribute: attrs.Attribute, value: str) -> None:
@@ -87,6 +91,10 @@ class MedusaOptions:
             raise ValueError(
                 "publishable_key is required to read stock through the Store API "
                 "(or set use_admin_api = true with admin_token)"
+            )
+        if self.orders_poll_interval is not None and self.admin_token is None:
+            raise ValueError(
+                "orders_poll_interval needs admin_token (orders are read with the Admin API)"
             )
         if self.max_batch_size > 1000:
             raise ValueError(f"max_batch_size must be at most 1000, got {self.max_batch_size}")
@@ -196,6 +204,7 @@ class MedusaAdapter(InventoryAdapter):
         self._scope_of_channel = {sc: scope for scope, sc in options.sales_channels.items()}
         self._channel_of_key = {key: sc for sc, key in options.publishable_keys.items()}
         self._locations: dict[str, list[str] | None] = {}
+        self._order_poller: Any = None
 
     def __repr__(self) -> str:
         return f"MedusaAdapter(id={self.id!r}, base_url={self.options.base_url!r})"
@@ -205,6 +214,14 @@ class MedusaAdapter(InventoryAdapter):
     def bind(self, app: PluginHost, instance_id: str) -> None:
         super().bind(app, instance_id)
         self.id = instance_id
+        interval = self.options.orders_poll_interval
+        if interval is not None and self._order_poller is None:
+            from .orders import OrderPoller
+
+            self._order_poller = OrderPoller(
+                f"{instance_id} orders", interval, self.poll_orders, self.options.timeout + 5
+            )
+            self._order_poller.start()
 
     def observers(self) -> list[object]:
         """With `forward_restocked_url`, an observer that forwards this adapter's restocks
@@ -221,15 +238,18 @@ class MedusaAdapter(InventoryAdapter):
         return build_router(self, app)
 
     def close(self) -> None:
+        if self._order_poller is not None:
+            self._order_poller.close()
         self.client.close()
 
     def poll_orders(self, since: datetime | None = None) -> int:
-        """Revenue attribution's reconciliation read: record the orders created since
-        `since` (default: the newest recorded order minus 10 minutes, else a day ago)
-        through the Admin API. Returns the conversions made."""
+        """Revenue attribution's catch-up read: record the orders created since `since`
+        (default: the newest recorded order minus 10 minutes, else `orders_lookback` seconds
+        ago) through the Admin API. Returns the conversions made. With
+        `orders_poll_interval` a thread runs it on that schedule."""
         from .orders import default_since, poll_orders
 
-        return poll_orders(self, since or default_since(self, 86400.0))
+        return poll_orders(self, since or default_since(self, self.options.orders_lookback))
 
     # ------------------------------------------------------------------ scopes
 

@@ -5,8 +5,12 @@
   (restock-forwarder.ts) at `POST /<id>/events`; the order itself is read with the Admin API
   `GET /admin/orders/{id}?fields=…` (the event is only a hint), `order.canceled` takes the
   order's conversions back;
-- a reconciliation read, `GET /admin/orders?created_at[$gte]=…&order=created_at`, paged by
-  `count`, catches orders whose event never arrived (`adapter.poll_orders()`).
+- a catch-up read, `GET /admin/orders?created_at[$gte]=…&order=created_at`, paged by
+  `count`, catches orders whose event never arrived (`adapter.poll_orders()`; every
+  `orders_poll_interval` seconds in a thread, :class:`OrderPoller`). It resumes from the
+  newest order recorded for this source (minus 10 minutes): the orders table is the
+  persisted cursor, so a restart does not re-read everything, and an order read twice
+  counts once (the store keys orders by source and id).
 
 Medusa v2 amounts are in major units; an item's `total` is requested explicitly (totals are
 only computed when asked for). Draft orders (`is_draft_order`) and canceled ones count nothing.
@@ -14,8 +18,10 @@ only computed when asked for). Draft orders (`is_draft_order`) and canceled ones
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +29,8 @@ from restock_core import Order, OrderLine, utcnow
 
 if TYPE_CHECKING:
     from .adapter import MedusaAdapter
+
+log = logging.getLogger("restock.medusa")
 
 ORDER_PLACED = "order.placed"
 ORDER_CANCELED = "order.canceled"
@@ -166,7 +174,41 @@ def poll_orders(adapter: MedusaAdapter, since: datetime) -> int:
 
 
 def default_since(adapter: MedusaAdapter, lookback: float) -> datetime:
-    from datetime import timedelta
-
     latest = adapter.host.latest_order_at(adapter.id)
     return latest - timedelta(minutes=10) if latest else utcnow() - timedelta(seconds=lookback)
+
+
+class OrderPoller:
+    """Runs `poll` every `interval` seconds in a daemon thread (the same mechanism as the
+    magento2 adapter's order polling); a failed pass is logged and the next one tries again
+    from the same cursor."""
+
+    def __init__(
+        self, name: str, interval: float, poll: Callable[[], int], join_timeout: float
+    ) -> None:
+        self.name = name
+        self.interval = interval
+        self.poll = poll
+        self.join_timeout = join_timeout
+        self.passes = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"restock-{name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=self.join_timeout)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                made = self.poll()
+                if made:
+                    log.info("%s: %s conversions from the catch-up read", self.name, made)
+            except Exception as exc:  # the next pass resumes from the same cursor
+                log.warning("%s: order catch-up failed: %s", self.name, exc)
+            finally:
+                self.passes += 1

@@ -24,9 +24,11 @@ from restock_core import (
     AdapterError,
     InStockError,
     PluginHost,
+    RateLimitedError,
     RestockError,
     StockUpdate,
     error_response,
+    retry_after_header,
     utcnow,
 )
 
@@ -154,14 +156,23 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
 
     # ------------------------------------------------------------------ sign-up
 
-    def _subscribe(variant_id: str, email: Any, scope: str, customer_id: str | None) -> Any:
-        return app.subscribe(
+    def _subscribe(
+        request: Request, variant_id: str, email: str, scope: str, customer_id: str | None
+    ) -> Any:
+        """A shopper's sign-up: public limits, the before_subscribe hook, no content."""
+        return app.subscribe_public(
             variant_id,
+            context=app.public_context(request),
             email=email,
             scope=scope,
             source=adapter.id,
             customer_id=customer_id,
         )
+
+    def _rate_limited(medusa_type: str | None, exc: RateLimitedError) -> JSONResponse:
+        answer = _medusa_error(medusa_type, exc.message, exc.code, exc.field, status=429)
+        answer.headers.update(retry_after_header(exc.retry_after))
+        return answer
 
     @router.post(
         "/store/restock-subscriptions",
@@ -202,21 +213,23 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
             )
         scope = adapter.scope_for_channel(channel)
         try:
-            signup = await run_in_threadpool(_subscribe, variant_id, email, scope, customer_id)
+            await run_in_threadpool(_subscribe, request, variant_id, email, scope, customer_id)
         except InStockError:
             return _medusa_error("invalid_data", V2_IN_STOCK, "in_stock", "variant_id")
+        except RateLimitedError as exc:
+            return _rate_limited("not_allowed", exc)
         except RestockError as exc:
             return _medusa_error("invalid_data", exc.message, exc.code, exc.field)
-        sub = signup.subscription
+        # the guide's shape, from what the shopper sent only: a repeat sign-up answers the
+        # same as a new one and nothing stored about the person is echoed
         return JSONResponse(
             {
                 "restock_subscription": {
-                    "id": str(sub.id),
-                    "variant_id": sub.variant_id,
-                    "sales_channel_id": adapter.channel_for_scope(sub.scope),
-                    "email": sub.contact,
-                    "customer_id": sub.customer_id,
-                    "created_at": sub.created_at.isoformat(),
+                    "variant_id": variant_id,
+                    "sales_channel_id": adapter.channel_for_scope(scope),
+                    "email": email,
+                    "customer_id": customer_id,
+                    "created_at": utcnow().isoformat(),
                 }
             },
             status_code=201,
@@ -244,9 +257,11 @@ def build_router(adapter: Any, app: PluginHost) -> APIRouter:
         )
         scope = adapter.scope_for_channel(key_channel or channel)
         try:
-            await run_in_threadpool(_subscribe, variant_id, email, scope, None)
+            await run_in_threadpool(_subscribe, request, variant_id, email, scope, None)
         except InStockError:
             return _medusa_error(None, V1_IN_STOCK, "in_stock", "variant_id")
+        except RateLimitedError as exc:
+            return _rate_limited(None, exc)
         except RestockError as exc:
             return _medusa_error(None, exc.message, exc.code, exc.field)
         return PlainTextResponse("Created", status_code=201)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from restock_medusa import sign
 from restock_medusa.testing import EVENT_SECRET, SC_A, FakeMedusa, medusa_options
@@ -20,6 +21,8 @@ from restock_medusa.testing import EVENT_SECRET, SC_A, FakeMedusa, medusa_option
 from restock_core import StockKey, StockUpdate
 from restock_core.api import create_api
 from restock_core.app import App
+from restock_core.db import conversions
+from restock_core.testing import wait_for
 
 
 @pytest.fixture
@@ -133,3 +136,68 @@ def test_the_reconciliation_read_catches_missed_events(app: App, fake_medusa: Fa
     assert adapter.poll_orders() == 0
     listed = [r for r in fake_medusa.server.requests if r.path == "/admin/orders"]
     assert listed[0].query["order"] == ["created_at"] and "created_at[$gte]" in listed[0].query
+
+
+def test_the_catch_up_read_runs_on_its_schedule_and_resumes_after_a_restart(
+    make_app: Callable[..., App], fake_medusa: FakeMedusa, tmp_path: Path
+) -> None:
+    def build(**options: Any) -> App:
+        return make_app(
+            {
+                "plugins": [
+                    {"resolve": "logger", "options": {"file": str(tmp_path / "out.jsonl")}},
+                    {
+                        "resolve": "medusa",
+                        "id": "shop",
+                        "options": medusa_options(fake_medusa.url, **options),
+                    },
+                ]
+            }
+        )
+
+    app = build()  # no orders_poll_interval: no thread, no order reads
+    sub = notified(app, fake_medusa)
+    placed = sub.notified_at + timedelta(minutes=5)
+    fake_medusa.add_order(
+        "order_6", variant_id="variant_1", email="jane@example.com", created_at=iso(placed)
+    )
+    assert app.adapters["shop"].obj._order_poller is None
+    app.close()
+
+    # the thread reads the missed order without anyone calling poll_orders
+    scheduled = build(orders_poll_interval=0.05)
+    poller = scheduled.adapters["shop"].obj._order_poller
+    conversion = wait_for(lambda: scheduled.conversion_of(sub.id))
+    assert (conversion.order_id, conversion.revenue) == ("order_6", Decimal("20"))
+    scheduled.close()
+    assert not poller.thread.is_alive()
+
+    # a restart resumes from the newest recorded order (persisted), not from the lookback,
+    # and the order read again counts nothing new
+    fake_medusa.server.requests.clear()
+    restarted = build(orders_poll_interval=0.05, orders_lookback=30 * 86400)
+    poller = restarted.adapters["shop"].obj._order_poller
+    wait_for(lambda: poller.passes >= 2)
+    restarted.close()
+    listed = [r for r in fake_medusa.server.requests if r.path == "/admin/orders"]
+    since = datetime.fromisoformat(listed[0].query["created_at[$gte]"][0].replace("Z", "+00:00"))
+    assert since == placed - timedelta(minutes=10)
+    assert restarted.conversion_of(sub.id) is not None
+    with restarted.engine.connect() as conn:
+        count = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(conversions)
+            .where(conversions.c.order_id == "order_6")
+        ).scalar()
+    assert count == 1
+
+
+def test_orders_poll_interval_needs_the_admin_token(fake_medusa: FakeMedusa) -> None:
+    from restock_medusa import MedusaOptions
+
+    from restock_core.config import structure_options
+
+    options = medusa_options(fake_medusa.url, orders_poll_interval=60)
+    del options["admin_token"]
+    with pytest.raises(Exception, match="orders_poll_interval needs admin_token"):
+        structure_options(MedusaOptions, options, plugin="medusa")

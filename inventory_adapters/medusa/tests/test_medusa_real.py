@@ -17,6 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,189 @@ def test_signup_restock_through_the_medusa_subscriber_event(
     assert sent_to(outbox) == ["dee@example.com"]
     (sub,) = real_app.list_subscriptions(variant_id=variant_id).items
     assert sub.status == SubscriptionStatus.NOTIFIED
+
+
+REGION = "restock tests EUR"
+ADDRESS = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "address_1": "1 Main St",
+    "city": "Berlin",
+    "postal_code": "10115",
+    "country_code": "de",
+}
+
+
+def ensure_checkout(medusa: Medusa) -> str:
+    """What a store needs before a Store API checkout (reference/orders.md §2; the starter's
+    seed does the same): a region (EUR, Germany) with Medusa's system payment provider
+    `pp_system_default`, and a free shipping option of the manual fulfillment provider in a
+    service zone of this session's stock location. The region id."""
+    cached = getattr(medusa, "region_id", None)
+    if cached:
+        return str(cached)
+    regions = medusa.call(
+        "GET", "/admin/regions", params={"q": REGION, "fields": "id,name", "limit": 10}
+    )["regions"]
+    region_id = next((r["id"] for r in regions if r["name"] == REGION), None)
+    body = {"currency_code": "eur", "countries": ["de"], "payment_providers": ["pp_system_default"]}
+    if region_id is None:  # the database outlives the server: one region for every run
+        region_id = medusa.call("POST", "/admin/regions", json={"name": REGION, **body})["region"][
+            "id"
+        ]
+    else:
+        medusa.call("POST", f"/admin/regions/{region_id}", json=body)
+    location = medusa.ensure_location()
+    medusa.call(
+        "POST",
+        f"/admin/stock-locations/{location}/fulfillment-providers",
+        json={"add": ["manual_manual"]},
+    )
+    medusa.call(
+        "POST",
+        f"/admin/stock-locations/{location}/fulfillment-sets",
+        json={"name": f"restock shipping {location}", "type": "shipping"},
+    )
+    sets = medusa.call(
+        "GET", f"/admin/stock-locations/{location}", params={"fields": "id,*fulfillment_sets"}
+    )["stock_location"]["fulfillment_sets"]
+    zone_set = medusa.call(
+        "POST",
+        f"/admin/fulfillment-sets/{sets[0]['id']}/service-zones",
+        json={
+            "name": f"Germany {location}",
+            "geo_zones": [{"type": "country", "country_code": "de"}],
+        },
+    )["fulfillment_set"]
+    profile = medusa.call("GET", "/admin/shipping-profiles")["shipping_profiles"][0]["id"]
+    medusa.call(
+        "POST",
+        "/admin/shipping-options",
+        json={
+            "name": "Free shipping",
+            "service_zone_id": zone_set["service_zones"][0]["id"],
+            "shipping_profile_id": profile,
+            "provider_id": "manual_manual",
+            "price_type": "flat",
+            "type": {"label": "Free", "description": "Free shipping", "code": "free"},
+            "prices": [{"currency_code": "eur", "amount": 0}],
+            "rules": [
+                {"attribute": "enabled_in_store", "value": "true", "operator": "eq"},
+                {"attribute": "is_return", "value": "false", "operator": "eq"},
+            ],
+        },
+    )
+    medusa.region_id = region_id  # type: ignore[attr-defined]
+    return str(region_id)
+
+
+def checkout(medusa: Medusa, region_id: str, variant_id: str, email: str, quantity: int) -> str:
+    """The Store API checkout a storefront runs (reference/orders.md §2 and
+    samples/orders-medusa-store-checkout-flow.json): cart → line item → address → shipping
+    method → payment collection → session with the system provider → complete. The order id."""
+    store = httpx.Client(
+        base_url=medusa.url,
+        timeout=60,
+        headers={"x-publishable-api-key": medusa.state["publishable_key"]},
+    )
+
+    def call(path: str, body: dict[str, Any] | None = None) -> Any:
+        response = store.post(path, json=body or {})
+        assert response.status_code < 300, f"POST {path}: {response.status_code} {response.text}"
+        return response.json()
+
+    with store:
+        cart = call(
+            "/store/carts",
+            {
+                "region_id": region_id,
+                "sales_channel_id": medusa.state["sales_channel_id"],
+                "email": email,
+            },
+        )["cart"]
+        path = f"/store/carts/{cart['id']}"
+        call(f"{path}/line-items", {"variant_id": variant_id, "quantity": quantity})
+        call(path, {"email": email, "shipping_address": ADDRESS})
+        options = store.get("/store/shipping-options", params={"cart_id": cart["id"]})
+        assert options.status_code == 200, options.text
+        call(f"{path}/shipping-methods", {"option_id": options.json()["shipping_options"][0]["id"]})
+        collection = call("/store/payment-collections", {"cart_id": cart["id"]})
+        call(
+            f"/store/payment-collections/{collection['payment_collection']['id']}/payment-sessions",
+            {"provider_id": "pp_system_default"},
+        )
+        done = call(f"{path}/complete")
+    assert done.get("type") == "order", done
+    return str(done["order"]["id"])
+
+
+def test_orders_placed_through_the_store_checkout_convert(
+    real_app: App, medusa: Medusa, outbox: Path
+) -> None:
+    variant_id, item, _ = medusa.create_sold_out_variant()
+    region_id = ensure_checkout(medusa)
+
+    with TestClient(create_api(real_app), raise_server_exceptions=False) as client:
+        for email in ("ada@example.com", "bob@example.com"):
+            signed_up = client.post(
+                "/shop/store/restock-subscriptions",
+                json={"variant_id": variant_id, "email": email},
+                headers={"x-publishable-api-key": medusa.state["publishable_key"]},
+            )
+            assert signed_up.status_code == 201, signed_up.text
+        medusa.set_stocked(item, 3)
+        assert real_app.worker().reconcile("shop").restocks_opened == 1
+        real_app.worker().drain()
+        assert sent_to(outbox) == ["ada@example.com", "bob@example.com"]
+        subs = {s.email: s for s in real_app.list_subscriptions(variant_id=variant_id).items}
+
+        # Ada buys two: Medusa emits order.placed, the forwarder inside Medusa signs and posts
+        # it; the adapter reads the order through the Admin API and records the conversion
+        ada_order = checkout(medusa, region_id, variant_id, "ada@example.com", 2)
+
+        def placed(order_id: str) -> Any:
+            for request in medusa.sink.requests:
+                body = request.json
+                if body.get("name") == "order.placed" and body["data"].get("id") == order_id:
+                    return request
+            return None
+
+        request = wait_for(lambda: placed(ada_order), timeout=30)
+        headers = {
+            name: request.headers[name]
+            for name in (
+                "content-type",
+                "x-restock-signature",
+                "x-restock-timestamp",
+                "x-restock-event-id",
+            )
+        }
+        received = client.post("/shop/events", content=request.body, headers=headers)
+        assert received.status_code == 200, received.text
+        answer = received.json()
+        assert (answer["status"], answer["order_id"], answer["conversions"]) == (
+            "recorded",
+            ada_order,
+            1,
+        )
+        again = client.post("/shop/events", content=request.body, headers=headers)
+        assert again.json()["status"] == "duplicate"
+
+        # Bob's event is lost on the way: the catch-up read of the Admin API finds his order
+        bob_order = checkout(medusa, region_id, variant_id, "bob@example.com", 1)
+        wait_for(lambda: placed(bob_order), timeout=30)  # emitted, never handed over
+        adapter = real_app.adapters["shop"].obj
+        assert adapter.poll_orders() == 1
+        assert adapter.poll_orders() == 0  # read again: counted once
+
+    ada = real_app.conversion_of(subs["ada@example.com"].id)
+    bob = real_app.conversion_of(subs["bob@example.com"].id)
+    assert (ada.order_id, ada.variant_id, ada.quantity, ada.revenue, ada.currency) == (
+        ada_order,
+        variant_id,
+        2,
+        Decimal("40"),
+        "EUR",
+    )
+    assert (bob.order_id, bob.quantity, bob.revenue) == (bob_order, 1, Decimal("20"))
+    assert ada.notified_at <= ada.ordered_at

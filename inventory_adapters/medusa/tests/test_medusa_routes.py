@@ -109,7 +109,65 @@ def test_v2_signup_answers_201_in_the_guides_shape(client: TestClient, app: App)
     assert (sub.scope, sub.source, sub.status) == (SC_A, "shop", SubscriptionStatus.PENDING)
     again = v2_signup(client, sales_channel_id=SC_A)
     assert again.status_code == 201
-    assert again.json()["restock_subscription"]["id"] == body["id"]
+    assert again.json()["restock_subscription"].keys() == body.keys()
+    assert len(app.list_subscriptions().items) == 1
+
+
+def test_v2_repeat_signup_by_a_stranger_leaks_nothing_stored(client: TestClient, app: App) -> None:
+    """The storefront route is public: a repeat sign-up answers like a new one, echoes only
+    what was sent, and cannot attach a customer id to somebody else's sign-up."""
+    first = v2_signup(client, sales_channel_id=SC_A, customer_id="cus_real")
+    assert first.status_code == 201
+    stranger = v2_signup(client, sales_channel_id=SC_A)
+    assert stranger.status_code == 201
+    answer = stranger.json()["restock_subscription"]
+    assert answer["customer_id"] is None and "id" not in answer
+    other = v2_signup(client, "variant_1", sales_channel_id=SC_A, email="bob@example.com")
+    (sub_b, sub_a) = sorted(app.list_subscriptions().items, key=lambda s: s.contact, reverse=True)
+    assert other.status_code == 201 and sub_b.contact == "bob@example.com"
+    hijack = v2_signup(
+        client,
+        "variant_1",
+        sales_channel_id=SC_A,
+        email="bob@example.com",
+        customer_id="cus_attacker",
+    )
+    assert hijack.status_code == 201
+    assert app.get_subscription(sub_b.id).customer_id is None
+    assert sub_a.customer_id == "cus_real"
+
+
+def test_storefront_signups_pass_the_public_ip_limit(
+    make_app: Callable[..., App], fake_medusa: FakeMedusa, outbox: Path
+) -> None:
+    """Public plugin routes spend the same per-IP budget as POST /subscriptions: over it,
+    429 in Medusa's error shape with Retry-After, and nothing is stored."""
+    app = make_app(
+        {
+            "restock": {"secret_key": "test-signing-key", "limit_signups_per_ip": 2},
+            "plugins": [
+                {"resolve": "logger", "options": {"file": str(outbox)}},
+                {"resolve": "medusa", "id": "shop", "options": medusa_options(fake_medusa.url)},
+            ],
+        }
+    )
+    with TestClient(create_api(app), raise_server_exceptions=False) as client:
+        for n in range(2):
+            ok = v2_signup(client, f"variant_{n}", sales_channel_id=SC_A)
+            assert ok.status_code == 201, ok.text
+        refused = v2_signup(client, "variant_9", sales_channel_id=SC_A)
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["type"] == "not_allowed"
+        assert refused.json()["error"]["code"] == "rate_limited"
+        v1 = client.post(
+            "/shop/restock-notifications/variants/variant_8",
+            json={"email": "eve@example.com"},
+            headers={"x-publishable-api-key": PK},
+        )
+        assert v1.status_code == 429
+        assert int(v1.headers["retry-after"]) >= 1
+    assert {s.variant_id for s in app.list_subscriptions().items} == {"variant_0", "variant_1"}
 
 
 def test_v2_signup_takes_the_channel_from_the_publishable_key(

@@ -103,6 +103,10 @@ class ShopifyAdapter(InventoryAdapter):
         self._lock = threading.Lock()
         self._item_variant: OrderedDict[str, str | None] = OrderedDict()
         self._level_seen: OrderedDict[tuple[str, str], datetime] = OrderedDict()
+        from .order_sync import OrderSync
+
+        self.order_sync = OrderSync(self)
+        self._order_poller: Any = None
 
     def __repr__(self) -> str:
         return f"ShopifyAdapter(shop={self.options.shop!r}, id={self.id!r})"
@@ -112,9 +116,25 @@ class ShopifyAdapter(InventoryAdapter):
     def bind(self, app: PluginHost, instance_id: str) -> None:
         super().bind(app, instance_id)
         self.id = instance_id
+        interval = self.options.orders_poll_interval
+        if interval is not None and self._order_poller is None:
+            from .order_sync import OrderPoller
+
+            self._order_poller = OrderPoller(
+                f"{instance_id} orders", interval, self.poll_orders, self.options.timeout + 5
+            )
+            self._order_poller.start()
 
     def close(self) -> None:
+        if self._order_poller is not None:
+            self._order_poller.close()
         self.client.close()
+
+    def poll_orders(self, since: datetime | None = None) -> int:
+        """One order reconciliation pass (GraphQL `orders` by `updated_at`): records orders
+        whose webhook never arrived, takes back conversions of cancelled ones. Returns the
+        conversions made. With `orders_poll_interval` a thread runs it on that schedule."""
+        return self.order_sync.run(since)
 
     def routes(self, app: PluginHost) -> Any:
         from .orders import build_orders_router

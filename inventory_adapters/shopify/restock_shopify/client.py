@@ -109,7 +109,8 @@ class ShopifyGraphQL:
                 word = "unauthorized" if status == 401 else "forbidden"
                 raise AdapterError(
                     f"shopify: {status} {word}: the Admin API refused the access token "
-                    "(check access_token and the app's read_products/read_inventory scopes)"
+                    "(check access_token and the app's read_products/read_inventory scopes, and "
+                    "read_orders for order reconciliation)"
                 )
             if status == 404:
                 raise AdapterError(

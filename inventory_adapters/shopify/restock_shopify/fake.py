@@ -1,8 +1,10 @@
 """A fake Shopify GraphQL Admin API for tests and benchmarks (not a GraphQL engine).
 
-It answers the adapter's three operations the way Shopify does (reference/shopify-magento.md
+It answers the adapter's operations the way Shopify does (reference/shopify-magento.md
 §2): `nodes(ids: …)` with `null` for unknown ids, an error for an id that is not a global id,
-an error above 250 ids, `extensions.cost` on every answer; `inventoryItem(id:)`. It checks the
+an error above 250 ids, `extensions.cost` on every answer; `inventoryItem(id:)`; and
+`orders(first:, after:, sortKey: UPDATED_AT, query: "updated_at:>='…'")` (see
+`_orders`). It checks the
 access token, records every request and can throttle (the THROTTLED sample), refuse (401),
 vanish (404), fail (500) or find a query too costly.
 
@@ -14,6 +16,7 @@ Run it alone (for bench/bench_reconcile_shopify.py)::
 from __future__ import annotations
 
 import argparse
+import base64
 import re
 import sys
 import threading
@@ -77,6 +80,7 @@ class FakeShopify:
         self.throttle_left = 0
         self.throttle_status = 200
         self.max_ids_per_query: int | None = None  # above: MAX_COST_EXCEEDED
+        self.orders: dict[int, dict[str, Any]] = {}  # id -> REST Order (order_payload)
         self._lock = threading.Lock()
         self.server = FakeHTTPServer(self.handle)
         # answer without Nagle's delay (headers and body go out in two writes): keeps
@@ -123,6 +127,20 @@ class FakeShopify:
     def set_available(self, variant_id: int, quantity: int, location: int = 1) -> None:
         with self._lock:
             self.variants[variant_id].levels[location] = quantity
+
+    def add_order(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Store an order (an `order_payload` body): the webhook it would send, and what the
+        GraphQL `orders` query answers for it."""
+        with self._lock:
+            self.orders[int(payload["id"])] = payload
+        return payload
+
+    def cancel_order(self, order_id: int, when: datetime | None = None) -> None:
+        """Cancel an order as the admin does: `cancelledAt` set, `updatedAt` moves."""
+        stamp = (when or datetime.now(UTC)).isoformat()
+        with self._lock:
+            order = self.orders[order_id]
+            order.update(cancelled_at=stamp, updated_at=stamp, cancel_reason="customer")
 
     def graphql_requests(self) -> list[RecordedRequest]:
         return [r for r in self.server.requests if r.path.endswith("/graphql.json")]
@@ -201,6 +219,8 @@ class FakeShopify:
                     return _error(f"Invalid global id '{gid}'", "argumentLiteralsIncompatible")
                 nodes.append(self._node(match["kind"], int(match["id"]), query))
             return {"data": {"nodes": nodes}, "extensions": self._cost(len(ids) * 3)}
+        if "orders(" in query:
+            return self._orders(query, variables)
         if "inventoryItem(id: $id)" in query:
             match = _GID.match(str(variables.get("id")))
             if match is None or match["kind"] != "InventoryItem":
@@ -216,6 +236,111 @@ class FakeShopify:
                 }
             return {"data": {"inventoryItem": item}, "extensions": self._cost(2)}
         return _error("Field is not supported by the fake", "undefinedField")
+
+    def _orders(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """`orders(first:, after:, sortKey: UPDATED_AT, query:)` as the Admin API answers
+        (shopify.dev/docs/api/admin-graphql/latest/queries/orders): the `updated_at:>=` search
+        filter, opaque cursors and `pageInfo { hasNextPage endCursor }`
+        (shopify.dev/docs/api/usage/pagination-graphql), `first` at most 250, and the
+        requested cost (2 per connection + first × node cost, 1 per object;
+        shopify.dev/docs/api/usage/rate-limits) refused above 1000 with MAX_COST_EXCEEDED.
+        Order nodes carry the fields of the `Order` / `LineItem` objects the adapter asks
+        for, built from the stored REST order."""
+        first = variables.get("first")
+        if not isinstance(first, int) or not 0 < first <= 250:
+            return _error("first must be between 1 and 250", "BAD_REQUEST")
+        found = re.search(r"lineItems\(first: (\d+)\)", query)
+        lines = int(found.group(1)) if found else 0
+        per_order = 4 + (2 + 4 * lines if found else 0)
+        requested = 2 + first * per_order
+        if requested > 1000:
+            return _error(
+                f"Query cost is {requested}, which exceeds the single query max cost limit (1000).",
+                "MAX_COST_EXCEEDED",
+            )
+        search = str(variables.get("query") or "")
+        since = re.search(r"updated_at:>=?'?([^' ]+)'?", search)
+        floor = _parse_time(since.group(1)) if since else None
+        if since and floor is None:
+            return _error(f"Invalid search query: {search}", "INVALID")
+
+        def key(order: dict[str, Any]) -> tuple[datetime, int]:
+            return (
+                _parse_time(order["updated_at"]) or datetime.min.replace(tzinfo=UTC),
+                order["id"],
+            )
+
+        listed = sorted(
+            (o for o in self.orders.values() if floor is None or key(o)[0] >= floor), key=key
+        )
+        after = variables.get("after")
+        if after:
+            try:
+                stamp, number = base64.b64decode(after).decode().rsplit("|", 1)
+                position = (datetime.fromisoformat(stamp), int(number))
+            except (ValueError, UnicodeDecodeError):
+                return _error(f"Invalid cursor for current pagination sort: {after}", "INVALID")
+            listed = [o for o in listed if key(o) > position]
+        page = listed[:first]
+        nodes = [self._order_node(order, lines) for order in page]
+        end = None
+        if page:
+            last_time, last_id = key(page[-1])
+            end = base64.b64encode(f"{last_time.isoformat()}|{last_id}".encode()).decode()
+        actual = 2 + sum(4 + 2 + 4 * len(n["lineItems"]["nodes"]) for n in nodes)
+        cost = self._cost(requested)
+        cost["cost"]["actualQueryCost"] = actual
+        return {
+            "data": {
+                "orders": {
+                    "nodes": nodes,
+                    "pageInfo": {"hasNextPage": len(listed) > first, "endCursor": end},
+                }
+            },
+            "extensions": cost,
+        }
+
+    @staticmethod
+    def _order_node(order: dict[str, Any], lines: int) -> dict[str, Any]:
+        currency = order["currency"]
+
+        def money(amount: str) -> dict[str, Any]:
+            return {
+                "shopMoney": {"amount": amount, "currencyCode": currency},
+                "presentmentMoney": {"amount": amount, "currencyCode": currency},
+            }
+
+        customer = order.get("customer")
+        items = order.get("line_items") or []
+        return {
+            "id": f"gid://shopify/Order/{order['id']}",
+            "legacyResourceId": str(order["id"]),
+            "createdAt": order["created_at"],
+            "updatedAt": order["updated_at"],
+            "cancelledAt": order.get("cancelled_at"),
+            "test": bool(order.get("test")),
+            "email": order.get("email"),
+            "phone": order.get("phone"),
+            "currencyCode": currency,
+            "customer": {"id": f"gid://shopify/Customer/{customer['id']}"} if customer else None,
+            "totalPriceSet": money(order["total_price"]),
+            "lineItems": {
+                "nodes": [
+                    {
+                        "quantity": item["quantity"],
+                        "currentQuantity": item.get("current_quantity", item["quantity"]),
+                        "variant": (
+                            {"id": f"gid://shopify/ProductVariant/{item['variant_id']}"}
+                            if item.get("variant_id")
+                            else None
+                        ),
+                        "originalUnitPriceSet": money(item["price"]),
+                    }
+                    for item in items[:lines]
+                ],
+                "pageInfo": {"hasNextPage": len(items) > lines},
+            },
+        }
 
     def _node(self, kind: str, number: int, query: str) -> dict[str, Any] | None:
         if kind == "InventoryItem" and number in self.items:
@@ -329,6 +454,14 @@ def proxy_query(
     }
     query["signature"] = proxy_signature(query, secret)
     return query
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _error(message: str, code: str) -> dict[str, Any]:

@@ -117,6 +117,13 @@ class ShopifyOptions:
     max_locations: int = attrs.field(default=10, validator=positive)
     #: seconds an app proxy request's `timestamp` may differ from now; None = no check
     proxy_max_age: float | None = attrs.field(default=90.0, validator=positive)
+    #: seconds between GraphQL order reconciliation passes (missed webhooks, cancellations);
+    #: unset = none
+    orders_poll_interval: float | None = attrs.field(default=None, validator=positive)
+    #: seconds of order updates the first pass reads (after a start) at least
+    orders_lookback: float = attrs.field(default=86400.0, validator=positive)
+    #: line items read per order by the reconciliation (more are logged, not counted)
+    orders_max_lines: int = attrs.field(default=20, validator=positive)
 
     @property
     def admin_url(self) -> str:

@@ -17,7 +17,13 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from restock_core import RestockError, error_response, utcnow
+from restock_core import (
+    RateLimitedError,
+    RestockError,
+    error_response,
+    retry_after_header,
+    utcnow,
+)
 
 from .adapter import parse_time
 from .options import DEFAULT_SCOPE, to_gid
@@ -35,7 +41,8 @@ TOPIC = "inventory_levels/update"
 
 def _restock_error(exc: RestockError) -> JSONResponse:
     status = exc.status_code if 400 <= exc.status_code < 500 else 502
-    return JSONResponse(exc.to_dict(), status_code=status)
+    headers = retry_after_header(exc.retry_after) if isinstance(exc, RateLimitedError) else None
+    return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
 
 
 def _other_shop(adapter: ShopifyAdapter, domain: str | None) -> bool:
@@ -168,10 +175,15 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
             value = fields.get(name)
             return value if isinstance(value, str) and value.strip() else None
 
+        # Shopify's proxy, not the shopper, is our peer: the signature proves Shopify sent
+        # this, and the right-most X-Forwarded-For entry is the one its proxy wrote.
+        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+        context = adapter.host.public_context(request, ip=hops[-1] or None)
         try:
-            result = await run_in_threadpool(
-                lambda: adapter.host.subscribe(
+            outcome = await run_in_threadpool(
+                lambda: adapter.host.subscribe_public(
                     variant,
+                    context=context,
                     email=text("email"),
                     phone=text("phone"),
                     channel=text("channel"),
@@ -183,17 +195,11 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
             )
         except RestockError as exc:
             return _restock_error(exc)
-        sub = result.subscription
-        return JSONResponse(
-            {
-                "id": sub.id,
-                "status": str(sub.status),
-                "variant_id": sub.variant_id,
-                "scope": sub.scope,
-                "channel": str(sub.channel),
-                "created": result.created,
-            },
-            status_code=201 if result.created else 200,
-        )
+        # the same answer for a new and a repeat sign-up: a storefront visitor learns
+        # nothing about who else signed up
+        answer: dict[str, Any] = {"status": "accepted"}
+        if outcome.confirm:
+            answer["confirm"] = True
+        return JSONResponse(answer, status_code=202)
 
     return router

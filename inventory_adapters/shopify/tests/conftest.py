@@ -6,9 +6,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from restock_shopify import ShopifyAdapter, ShopifyOptions
 from restock_shopify.fake import TOKEN, FakeShopify
 
+from restock_core.api import create_api
 from restock_core.config import structure_options
 
 CLIENT_SECRET = "shpss_fake_client_secret_5678"
@@ -70,3 +72,16 @@ def shopify_config(shopify_options: dict[str, Any], tmp_path: Any) -> Callable[.
         }
 
     return build
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Any], shopify_config: Callable[..., dict[str, Any]]) -> Any:
+    """A migrated App (SQLite and PostgreSQL) with the shopify adapter on the fake."""
+    return make_app(shopify_config())
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    """The core API (with the adapter's routes) of `app`."""
+    with TestClient(create_api(app)) as test_client:
+        yield test_client

@@ -38,7 +38,7 @@ def test_proxy_sign_up_then_webhook_notifies_everyone(
                 "/shopify/proxy/subscribe",
                 params=proxy_query(SECRET, variant_id="101", **contact),
             )
-            assert response.status_code == 201, response.text
+            assert response.status_code == 202, response.text
         assert app.worker().drain() == 0 and messages(tmp_path) == []
 
         fake.set_available(101, 5)

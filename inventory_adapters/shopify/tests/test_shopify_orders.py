@@ -6,33 +6,19 @@ re-deliveries, other variants, test orders and orders outside the window count n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from restock_shopify.fake import FakeShopify, order_payload, webhook_headers
 from restock_shopify.orders import parse_order
 
 from restock_core import StockKey, StockUpdate
-from restock_core.api import create_api
 
 SECRET = "shpss_fake_client_secret_5678"
 CREATE = "/shopify/webhooks/orders/create"
 CANCELLED = "/shopify/webhooks/orders/cancelled"
 VARIANT = "gid://shopify/ProductVariant/101"
-
-
-@pytest.fixture
-def app(make_app: Any, shopify_config: Any) -> Any:
-    return make_app(shopify_config())
-
-
-@pytest.fixture
-def client(app: Any) -> Iterator[TestClient]:
-    with TestClient(create_api(app)) as test_client:
-        yield test_client
 
 
 def notify(app: Any, fake: FakeShopify, email: str = "jon@example.com") -> int:

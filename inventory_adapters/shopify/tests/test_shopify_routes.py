@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from restock_shopify.fake import FakeShopify, proxy_query, webhook_headers
@@ -20,17 +18,6 @@ SECRET = "shpss_fake_client_secret_5678"
 WEBHOOK = "/shopify/webhooks/inventory_levels/update"
 PROXY = "/shopify/proxy/subscribe"
 VARIANT = "gid://shopify/ProductVariant/101"
-
-
-@pytest.fixture
-def app(make_app: Any, shopify_config: Any) -> Any:
-    return make_app(shopify_config())
-
-
-@pytest.fixture
-def client(app: Any) -> Iterator[TestClient]:
-    with TestClient(create_api(app)) as test_client:
-        yield test_client
 
 
 def level(available: int, updated_at: datetime, item: int = 1000101, location: int = 1) -> dict:
@@ -238,19 +225,25 @@ def test_webhook_for_an_unsubscribed_variant_reads_no_stock(
 # ---------------------------------------------------------------------------- app proxy
 
 
+def only_subscription(app: Any) -> Any:
+    (sub,) = app.list_subscriptions().items
+    return sub
+
+
 def test_proxy_sign_up(app: Any, client: TestClient) -> None:
     query = proxy_query(
         SECRET, variant_id="101", email="ada@example.com", logged_in_customer_id="7001"
     )
     response = client.get(PROXY, params=query)
-    assert response.status_code == 201, response.text
-    assert response.json()["variant_id"] == VARIANT
-    assert response.json()["created"] is True
-    sub = app.get_subscription(response.json()["id"])
+    assert response.status_code == 202, response.text
+    assert response.json() == {"status": "accepted"}
+    sub = only_subscription(app)
     assert (sub.variant_id, sub.source, sub.email) == (VARIANT, "shopify", "ada@example.com")
     assert sub.customer_id == "gid://shopify/Customer/7001"
+    # a repeat sign-up answers exactly like a new one: the storefront learns nothing
     again = client.get(PROXY, params=query)
-    assert again.status_code == 200 and again.json()["created"] is False
+    assert (again.status_code, again.json()) == (202, response.json())
+    assert only_subscription(app).id == sub.id
 
 
 def test_proxy_post_form_body(app: Any, client: TestClient) -> None:
@@ -259,9 +252,40 @@ def test_proxy_post_form_body(app: Any, client: TestClient) -> None:
         params=proxy_query(SECRET),
         data={"variant_id": VARIANT, "phone": "+14155550123"},
     )
-    assert response.status_code == 201, response.text
-    sub = app.get_subscription(response.json()["id"])
+    assert response.status_code == 202, response.text
+    sub = only_subscription(app)
     assert (sub.variant_id, sub.phone, sub.customer_id) == (VARIANT, "+14155550123", None)
+
+
+def test_proxy_shop_content_never_reaches_the_message(app: Any, client: TestClient) -> None:
+    """A storefront visitor cannot put their own title or link into the shop's message:
+    the proxy route takes only the sign-up fields."""
+    query = proxy_query(SECRET, variant_id="101", email="ada@example.com")
+    response = client.post(
+        PROXY, params=query, json={"product_title": "Your payment failed", "url": "https://x.co"}
+    )
+    assert response.status_code == 202
+    sub = only_subscription(app)
+    assert (sub.product_title, sub.url) == (None, None)
+
+
+def test_proxy_sign_ups_spend_the_shoppers_ip_budget(make_app: Any, shopify_config: Any) -> None:
+    """Behind Shopify's proxy the shopper is the right-most X-Forwarded-For entry: over
+    `limit_signups_per_ip` that shopper gets 429 with Retry-After; another shopper does not."""
+    app = make_app({**shopify_config(), "restock": {"limit_signups_per_ip": 2}})
+    with TestClient(create_api(app), raise_server_exceptions=False) as client:
+
+        def sign_up(variant: int, ip: str) -> Any:
+            query = proxy_query(SECRET, variant_id=str(variant), email="ada@example.com")
+            return client.get(PROXY, params=query, headers={"x-forwarded-for": f"1.1.1.1, {ip}"})
+
+        assert [sign_up(v, "203.0.113.5").status_code for v in (101, 102)] == [202, 202]
+        refused = sign_up(103, "203.0.113.5")
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert sign_up(103, "198.51.100.7").status_code == 202
+    assert len(app.list_subscriptions().items) == 3
 
 
 def test_proxy_bad_signature_is_401(app: Any, client: TestClient) -> None:

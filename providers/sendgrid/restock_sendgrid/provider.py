@@ -328,11 +328,12 @@ class SendGridProvider(Provider):
     def plan(self, messages: Sequence[Message]) -> list[tuple[_Content, list[Message]]]:
         """Group messages into requests: all of them for a dynamic template, else by content
         (identical once the unsubscribe link is a substitution tag), in first-seen order."""
-        if self.options.template_id:
-            return [(_TEMPLATE, list(messages))] if messages else []
         groups: dict[_Content, list[Message]] = {}
         for message in messages:
-            groups.setdefault(content_of(message), []).append(message)
+            # the dynamic template is the restock message's; a double opt-in confirmation
+            # (template "confirm") goes out with restock's own rendered text
+            dynamic = self.options.template_id and message.template == "restock"
+            groups.setdefault(_TEMPLATE if dynamic else content_of(message), []).append(message)
         return list(groups.items())
 
     def payload(self, content: _Content, messages: Sequence[Message]) -> dict[str, Any]:
@@ -344,7 +345,7 @@ class SendGridProvider(Provider):
         }
         if self.options.reply_to:
             body["reply_to"] = {"email": self.options.reply_to}
-        if self.options.template_id:
+        if self.options.template_id and content == _TEMPLATE:
             body["template_id"] = self.options.template_id
         else:
             body["subject"] = content.subject or "(no subject)"
@@ -380,7 +381,7 @@ class SendGridProvider(Provider):
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         if headers:
             item["headers"] = headers
-        if self.options.template_id:
+        if self.options.template_id and content == _TEMPLATE:
             data = _json_safe(message.template_data)
             data.setdefault("unsubscribe_url", message.unsubscribe_url)
             if message.subject:
