@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -102,22 +103,29 @@ def main() -> None:
             )
             app.migrate()
             now = datetime.now(UTC)
-            rows = [
-                {
-                    "variant_id": f"v_{index // len(SCOPES):06d}",
-                    "scope": SCOPES[index % len(SCOPES)],
-                    "source": "shop",
-                    "channel": "email",
-                    "contact": f"s{index}@example.com",
-                    "status": "pending",
-                    "attributes": {},
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for index in range(args.pairs)
-            ]
-            with app.engine.begin() as conn:
-                conn.execute(sa.insert(subscriptions), rows)
+
+            def rows(first: int, last: int) -> list[dict[str, object]]:
+                return [
+                    {
+                        "variant_id": f"v_{index // len(SCOPES):06d}",
+                        "scope": SCOPES[index % len(SCOPES)],
+                        "source": "shop",
+                        "channel": "email",
+                        "contact": f"s{index}@example.com",
+                        "status": "pending",
+                        "attributes": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for index in range(first, last)
+                ]
+
+            with app.engine.begin() as conn:  # in chunks: seeding must not set the peak RSS
+                for first in range(0, args.pairs, 20_000):
+                    conn.execute(
+                        sa.insert(subscriptions), rows(first, min(args.pairs, first + 20_000))
+                    )
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             started = time.perf_counter()
             result = app.worker().reconcile("shop")
             seconds = time.perf_counter() - started
@@ -132,6 +140,9 @@ def main() -> None:
                     "restocks_opened": result.restocks_opened,
                     "errors": list(result.errors),
                     "seconds": round(seconds, 2),
+                    "peak_rss_before_pass_mb": round(rss_before / 1024),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                    "load": Path("/proc/loadavg").read_text().split()[0],
                 }
             )
         )

@@ -12,6 +12,7 @@ Prints the GraphQL requests the pass made and how long it took.
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -79,23 +80,30 @@ def main() -> None:
         )
         app.migrate()
         now = utcnow()
-        rows = [
-            {
-                "variant_id": f"gid://shopify/ProductVariant/{n}",
-                "scope": scope,
-                "source": "shopify",
-                "channel": "email",
-                "contact": f"shopper{n}@example.com",
-                "status": "pending",
-                "attributes": {},
-                "created_at": now,
-                "updated_at": now,
-            }
-            for n in range(1, args.pairs + 1)
-        ]
-        with app.engine.begin() as conn:
+
+        def rows(first: int, last: int) -> list[dict[str, object]]:
+            return [
+                {
+                    "variant_id": f"gid://shopify/ProductVariant/{n}",
+                    "scope": scope,
+                    "source": "shopify",
+                    "channel": "email",
+                    "contact": f"shopper{n}@example.com",
+                    "status": "pending",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in range(first, last)
+            ]
+
+        with app.engine.begin() as conn:  # in chunks, so seeding does not set the peak RSS
             conn.execute(sa.delete(subscriptions).where(subscriptions.c.source == "shopify"))
-            conn.execute(sa.insert(subscriptions), rows)
+            for first in range(1, args.pairs + 1, 20_000):
+                conn.execute(
+                    sa.insert(subscriptions), rows(first, min(args.pairs + 1, first + 20_000))
+                )
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
         def requests_made() -> int:
             return int(httpx.get(f"{url}/_fake/stats", timeout=10).json()["requests"])
@@ -109,7 +117,10 @@ def main() -> None:
             f"pairs={result.keys} scope={scope} available={args.available} "
             f"requests={requests} restocks_opened={result.restocks_opened} "
             f"errors={len(result.errors)} seconds={seconds:.2f} "
-            f"pairs_per_second={result.keys / seconds:,.0f}"
+            f"pairs_per_second={result.keys / seconds:,.0f} "
+            f"peak_rss_before_pass={rss_before / 1024:.0f}MB "
+            f"peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}MB "
+            f"load={Path('/proc/loadavg').read_text().split()[0]}"
         )
         app.close()
         tmp.cleanup()

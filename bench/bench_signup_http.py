@@ -1,20 +1,44 @@
-"""Sign-up throughput over HTTP against a real `restock serve` on SQLite.
+"""Sign-up throughput over HTTP: restock's `POST /subscriptions` against a bare endpoint.
 
-    .venv/bin/python bench/bench_signup_http.py [--requests 5000] [--concurrency 32] [--no-limits]
+    .venv/bin/python bench/bench_signup_http.py [--duration 20] [--threads 2] [--connections 32]
+    .venv/bin/python bench/bench_signup_http.py --database postgresql
+    RESTOCK_BENCH_PROFILE=/tmp/signup.prof .venv/bin/python bench/bench_signup_http.py --sides restock
 
-Starts the server in its own process on 127.0.0.1 (temporary database), sends public sign-ups
-(no key) from concurrent clients (10% of them repeats of an earlier sign-up), then prints
-sign-ups/s, p50/p99 latency, and the rows stored against the 2xx responses. Stops by itself.
+Load comes from wrk (Debian's `wrk`, `apt-get install wrk`), driven by a Lua script that
+POSTs JSON with a unique email per request and a distinct `X-Forwarded-For` address per
+request. Each side runs in its own server process on 127.0.0.1 with a fresh database, gets a
+2 s warm-up, then `--duration` seconds of measured load:
 
-The abuse limits are on as by default (per-IP and per-variant buckets, the per-contact count,
-the honeypot hook), except that the per-IP budget is raised so the one bench client is
-measured instead of refused; `--no-limits` turns every limit off to compare.
+- **baseline**: written here. FastAPI + a pydantic model + one
+  `INSERT ... ON CONFLICT DO NOTHING RETURNING` into an indexed SQLite table (WAL,
+  synchronous=NORMAL, like restock), served by uvicorn with `restock serve`'s settings
+  (`log_level="warning", access_log=False`, default thread pool).
+- **restock**: `restock serve` (default plugins.toml-like config: logger provider, manual
+  source, in-process worker), SQLite, abuse limits **on at their defaults** (30 sign-ups per
+  IP per 10 min, 1,000 per variant, 50 active per contact, the honeypot hook, the consent
+  record). `trusted_proxies = ["127.0.0.1"]` and the distinct X-Forwarded-For addresses keep
+  the per-IP limit on the hot path without turning the run into 429s; sign-ups spread over
+  1,000 variants so the per-variant bucket is never exhausted either.
+- **nolimits**: the same with every limit set to 0 (issue 9's "within 10%" comparison).
+- **pg** (`--database postgresql`): restock on PostgreSQL at 127.0.0.1:5432 (a scratch
+  schema), limits on, same load.
+
+Prints req/s, p50/p99, non-2xx counts per side, the ratios to the baseline, and checks that
+rows stored equal the 2xx answers (a request still in flight when wrk stops may be stored
+without its answer being counted: at most one per connection). The load average is printed
+with every figure: the machine is shared, so ratios from one run are what count.
+
+`RESTOCK_BENCH_PROFILE=<file>` profiles `App.sign_up` inside the restock server (cProfile per
+request thread, merged; wall-clock time, so waiting on SQLite's write lock shows) and prints
+the top functions; the raw stats are written to `<file>`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,112 +46,361 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import sqlalchemy as sa
+
+PG_URL = os.environ.get("RESTOCK_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+BASELINE_SERVER = r"""
+import sqlite3, sys, threading
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+db_path, port = sys.argv[1], int(sys.argv[2])
+setup = sqlite3.connect(db_path, isolation_level=None)
+setup.execute("PRAGMA journal_mode=WAL")
+setup.execute(
+    "CREATE TABLE IF NOT EXISTS signups (id INTEGER PRIMARY KEY, variant_id TEXT NOT NULL,"
+    " email TEXT NOT NULL, created_at TEXT NOT NULL)"
+)
+setup.execute("CREATE UNIQUE INDEX IF NOT EXISTS ux_signups ON signups (variant_id, email)")
+setup.close()
+local = threading.local()
+
+
+def connection() -> sqlite3.Connection:
+    conn = getattr(local, "conn", None)
+    if conn is None:
+        conn = sqlite3.connect(db_path, isolation_level=None, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        local.conn = conn
+    return conn
+
+
+class SignUp(BaseModel):
+    variant_id: str = Field(min_length=1, max_length=255)
+    email: str = Field(min_length=3, max_length=320)
+
+
+api = FastAPI()
+
+
+@api.post("/subscriptions")
+def create(body: SignUp) -> JSONResponse:
+    connection().execute(
+        "INSERT INTO signups (variant_id, email, created_at) VALUES (?, ?, datetime('now'))"
+        " ON CONFLICT DO NOTHING RETURNING id",
+        (body.variant_id, body.email),
+    ).fetchall()
+    return JSONResponse({"status": "accepted"}, status_code=202)
+
+
+@api.get("/health")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+uvicorn.run(api, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+"""
+
+#: restock serve, with App.sign_up profiled per request thread (RESTOCK_BENCH_PROFILE)
+PROFILED_SERVER = r"""
+import atexit, cProfile, io, os, pstats, signal, sys, threading
+from restock_core.app import App
+
+out = sys.argv.pop(1)
+profiles, local, original = [], threading.local(), App.sign_up
+calls = [0, 0.0]
+
+
+def sign_up(self, *args, **kwargs):
+    import time
+    profile = getattr(local, "profile", None)
+    if profile is None:
+        profile = local.profile = cProfile.Profile()
+        profiles.append(profile)
+    started = time.perf_counter()
+    profile.enable()
+    try:
+        return original(self, *args, **kwargs)
+    finally:
+        profile.disable()
+        calls[0] += 1
+        calls[1] += time.perf_counter() - started
+
+
+App.sign_up = sign_up
+
+
+def dump():
+    if not profiles:
+        return
+    stats = pstats.Stats(profiles[0])
+    for p in profiles[1:]:
+        stats.add(p)
+    stats.dump_stats(out)
+    text = io.StringIO()
+    pstats.Stats(out, stream=text).sort_stats("cumulative").print_stats(40)
+    print(f"PROFILE sign_up calls={calls[0]} mean_wall_ms={calls[1] / max(1, calls[0]) * 1000:.2f}"
+          f" threads={len(profiles)}", file=sys.stderr)
+    print(text.getvalue(), file=sys.stderr)
+
+
+atexit.register(dump)
+
+
+def on_term(signum, frame):  # uvicorn re-raises SIGTERM after its shutdown: dump, then exit
+    dump()
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
+sys.argv = ["restock", *sys.argv[1:]]
+from restock_core.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+"""
+
+WRK_SCRIPT = r"""
+-- one unique email and one distinct X-Forwarded-For address per request, POST JSON
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  prefix = args[1] or "m"
+  counter = 0
+  statuses = {}
+end
+function request()
+  counter = counter + 1
+  local n = counter
+  local ip = string.format("10.%d.%d.%d", tid, math.floor(n / 256) % 256, n % 256)
+  local body = string.format('{"variant_id":"v%d","email":"%s-%d-%d@example.com"}',
+    n % 1000, prefix, tid, n)
+  return wrk.format("POST", "/subscriptions",
+    {["Content-Type"] = "application/json", ["X-Forwarded-For"] = ip}, body)
+end
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local codes = {}
+  for _, thread in ipairs(threads) do
+    local s = thread:get("statuses")
+    for code, n in pairs(s) do codes[code] = (codes[code] or 0) + n end
+  end
+  local parts = {}
+  for code, n in pairs(codes) do table.insert(parts, string.format('"%d":%d', code, n)) end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f,' ..
+    '"max_us":%d,"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"codes":{%s}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.mean, latency.max, e.connect, e.read, e.write, e.status, e.timeout,
+    table.concat(parts, ",")))
+end
+"""
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-async def run_clients(
-    base: str, total: int, concurrency: int
-) -> tuple[list[float], dict[int, int], set[str]]:
-    latencies: list[float] = []
-    codes: dict[int, int] = {}
-    unique: set[str] = set()
-    counter = iter(range(total))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
 
-        async def one_client() -> None:
-            for i in counter:
-                n = i if i % 10 else max(0, i - 5)  # every tenth is a repeat sign-up
-                email = f"shopper{n}@example.com"
-                started = time.perf_counter()
-                response = await client.post(
-                    "/subscriptions", json={"variant_id": f"v{n % 100}", "email": email}
-                )
-                latencies.append(time.perf_counter() - started)
-                codes[response.status_code] = codes.get(response.status_code, 0) + 1
-                if response.status_code < 300:
-                    unique.add(f"v{n % 100}/{email}")
 
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-    return latencies, codes, unique
+def wait_up(port: int, server: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited with {server.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def wrk(port: int, script: Path, args: argparse.Namespace, seconds: float, prefix: str) -> dict:
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+            "--",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRKJSON "))
+    result: dict = json.loads(line[len("WRKJSON ") :])
+    return result
+
+
+def restock_config(tmp: Path, url: str, port: int, limits_on: bool) -> Path:
+    limits = (
+        ""
+        if limits_on
+        else "limit_signups_per_ip = 0\nlimit_signups_per_variant = 0\nlimit_active_per_contact = 0\n"
+    )
+    config = tmp / f"plugins-{port}.toml"
+    config.write_text(
+        f'[restock]\ndatabase = "{url}"\nlog_level = "WARNING"\ntrigger_delay = 0\n'
+        f'inventory_required = 1\nadmin_api_key = "bench-admin-key"\n'
+        f'public_url = "http://127.0.0.1:{port}"\ntrusted_proxies = ["127.0.0.1"]\n{limits}\n'
+        '[[plugins]]\nresolve = "logger"\noptions = { channels = ["email", "sms"] }\n\n'
+        '[[plugins]]\nresolve = "manual"\n'
+    )
+    return config
+
+
+def run_side(side: str, tmp: Path, args: argparse.Namespace, script: Path) -> dict:
+    port = free_port()
+    schema = None
+    profile = os.environ.get("RESTOCK_BENCH_PROFILE") if side != "baseline" else None
+    if side == "baseline":
+        db_path = tmp / "baseline.db"
+        cmd = [sys.executable, "-c", BASELINE_SERVER, str(db_path), str(port)]
+        count_sql, engine_url = "SELECT count(*) FROM signups WHERE email LIKE 'm-%'", None
+        engine_url = f"sqlite:///{db_path}"
+    else:
+        if side == "pg":
+            schema = f"bench_signup_{os.getpid()}"
+            admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+            admin.dispose()
+            engine_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        else:
+            engine_url = f"sqlite:///{tmp / f'restock-{side}.db'}"
+        config = restock_config(tmp, engine_url, port, limits_on=side != "nolimits")
+        cli = [sys.executable, "-m", "restock_core.cli", "--config", str(config)]
+        if side == "pg":
+            subprocess.run([*cli, "db", "upgrade"], check=True, capture_output=True)
+        if profile:
+            cmd = [sys.executable, "-c", PROFILED_SERVER, profile, "--config", str(config)]
+        else:
+            cmd = cli
+        cmd = [*cmd, "serve", "--port", str(port)]
+        count_sql = "SELECT count(*) FROM subscriptions WHERE contact LIKE 'm-%'"
+    server = subprocess.Popen(cmd, stderr=subprocess.PIPE if profile else subprocess.DEVNULL)
+    try:
+        wait_up(port, server)
+        wrk(port, script, args, 2, "w")  # warm-up, not counted
+        load_before = loadavg()
+        result = wrk(port, script, args, args.duration, "m")
+        result["load"] = f"{load_before}-{loadavg()}"
+    finally:
+        server.terminate()
+        try:
+            _, err = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            _, err = server.communicate()
+    if profile and err:
+        text = err.decode(errors="replace")
+        start = text.find("PROFILE ")
+        print(text[start:] if start >= 0 else text[-4000:])
+    engine = sa.create_engine(engine_url)
+    with engine.connect() as conn:
+        result["rows"] = int(conn.execute(sa.text(count_sql)).scalar() or 0)
+    engine.dispose()
+    if schema is not None:
+        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+    return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--no-limits", action="store_true", help="turn every abuse limit off")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of measured load")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="postgresql adds a restock-on-PostgreSQL side",
+    )
+    parser.add_argument(
+        "--sides",
+        default="baseline,restock,nolimits",
+        help="comma-separated: baseline, restock, nolimits, pg",
+    )
     args = parser.parse_args()
-    if args.no_limits:
-        limits = "limit_signups_per_ip = 0\nlimit_signups_per_variant = 0\nlimit_active_per_contact = 0\n"
-    else:  # on, but the bench is one client: let it through the per-IP budget
-        limits = "limit_signups_per_ip = 10000000\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        db_path = Path(tmp) / "bench.db"
-        config = Path(tmp) / "plugins.toml"
-        config.write_text(
-            f'[restock]\ndatabase = "sqlite:///{db_path}"\nlog_level = "WARNING"\n{limits}\n'
-            '[[plugins]]\nresolve = "logger"\n\n[[plugins]]\nresolve = "manual"\n'
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    if args.database == "postgresql" and "pg" not in sides:
+        sides.append("pg")
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        script = tmp / "signup.lua"
+        script.write_text(WRK_SCRIPT)
+        for side in sides:
+            print(f"running {side} ...", flush=True)
+            results[side] = run_side(side, tmp, args, script)
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, unique email and "
+        "X-Forwarded-For per request\n"
+    )
+    header = (
+        f"{'side':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'2xx':>7} {'non-2xx':>8} "
+        f"{'sock err':>8} {'rows':>7}  check  load"
+    )
+    print(header)
+    base = results.get("baseline")
+    for side, r in results.items():
+        seconds = r["duration_us"] / 1e6
+        ok = sum(n for code, n in r["codes"].items() if 200 <= int(code) < 300)
+        non2xx = {code: n for code, n in r["codes"].items() if not 200 <= int(code) < 300}
+        errors = sum(r["errors"][k] for k in ("connect", "read", "write", "timeout"))
+        r["rps"] = ok / seconds
+        drift = r["rows"] - ok
+        check = "OK" if 0 <= drift <= args.connections else f"MISMATCH ({drift:+d})"
+        print(
+            f"{side:<10} {r['rps']:>8.0f} {r['p50_us'] / 1000:>8.1f} {r['p99_us'] / 1000:>8.1f} "
+            f"{ok:>7} {sum(non2xx.values()):>8} {errors:>8} {r['rows']:>7}  {check}  "
+            f"{r['load']}" + (f"  non-2xx: {non2xx}" if non2xx else "")
         )
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "restock_core.cli",
-                "--config",
-                str(config),
-                "serve",
-                "--port",
-                str(port),
-            ],
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("server did not start")
-                time.sleep(0.1)
-            started = time.perf_counter()
-            latencies, codes, unique = asyncio.run(
-                run_clients(base, args.requests, args.concurrency)
+    if base:
+        print()
+        for side, r in results.items():
+            if side == "baseline":
+                continue
+            print(
+                f"{side} / baseline: throughput {r['rps'] / base['rps']:.2f}x, "
+                f"p99 {r['p99_us'] / base['p99_us']:.2f}x"
             )
-            elapsed = time.perf_counter() - started
-        finally:
-            server.terminate()
-            server.wait(10)
-        engine = sa.create_engine(f"sqlite:///{db_path}")
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("select count(*) from subscriptions")).scalar()
-        latencies.sort()
-        ok = sum(n for code, n in codes.items() if 200 <= code < 300)
-        print(
-            f"requests: {args.requests}  concurrency: {args.concurrency}  elapsed: {elapsed:.2f} s"
-        )
-        print(f"sign-ups/s: {args.requests / elapsed:.0f}")
-        print(
-            f"latency p50: {latencies[len(latencies) // 2] * 1000:.1f} ms  "
-            f"p99: {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms"
-        )
-        print(f"responses: {dict(sorted(codes.items()))}  2xx: {ok}")
-        print(
-            f"rows stored: {rows}  distinct sign-ups answered 2xx: {len(unique)}  "
-            f"{'OK' if rows == len(unique) else 'MISMATCH'}"
-        )
+    if "restock" in results and "nolimits" in results:
+        cost = 1 - results["restock"]["rps"] / results["nolimits"]["rps"]
+        print(f"abuse limits cost: {cost * 100:+.1f}% of throughput (limits on vs off)")
 
 
 if __name__ == "__main__":

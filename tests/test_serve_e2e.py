@@ -52,7 +52,7 @@ def test_serve_signup_restock_notifies_once(tmp_path: Path, database_url: str) -
         )
         assert stock.status_code == 200 and stock.json()["restocks_opened"]
         wait_for(
-            lambda: "notification to=ada@example.com" in (tmp_path / "serve.log").read_text(),
+            lambda: "first to=ada@example.com" in (tmp_path / "serve.log").read_text(),
             timeout=5,
         )
         elapsed = time.monotonic() - started
@@ -63,7 +63,7 @@ def test_serve_signup_restock_notifies_once(tmp_path: Path, database_url: str) -
         httpx.put(f"{base}/stock/v1", json={"quantity": 0}, headers={"Authorization": "Bearer k"})
         httpx.put(f"{base}/stock/v1", json={"quantity": 4}, headers={"Authorization": "Bearer k"})
         time.sleep(0.5)
-        assert (tmp_path / "serve.log").read_text().count("notification to=ada@example.com") == 1
+        assert (tmp_path / "serve.log").read_text().count("first to=ada@example.com") == 1
     finally:
         server.terminate()
         server.wait(10)

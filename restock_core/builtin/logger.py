@@ -1,5 +1,9 @@
-"""The local logger provider: prints one line per message instead of sending it, for
-development without accounts (in the spirit of Medusa's local notification provider)."""
+"""The local logger provider: logs what it would send instead of sending it, for development
+without accounts (in the spirit of Medusa's local notification provider).
+
+One summary line per batch at INFO (how many messages, the first recipient and subject), one
+line per message at DEBUG, and, with `file`, one JSON line per message appended to that file.
+A 100,000-subscriber restock therefore writes 100 INFO lines, not 100,000 (issue 13)."""
 
 from __future__ import annotations
 
@@ -38,38 +42,57 @@ class LoggerProvider(Provider):
         self._lock = threading.Lock()
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
-        lines = []
-        for message in messages:
+        if messages:
+            first = messages[0]
+            channels = sorted({str(m.channel) for m in messages})
+            variants = {m.variant_id for m in messages}
             log.info(
-                "notification to=%s channel=%s template=%s variant=%s subject=%r delivery=%s",
-                message.to,
-                message.channel,
-                message.template,
-                message.variant_id,
-                message.subject or message.text,
-                message.delivery_id,
+                "notification batch of %d: channel=%s variants=%d first to=%s template=%s "
+                "variant=%s subject=%r delivery=%s",
+                len(messages),
+                ",".join(channels),
+                len(variants),
+                first.to,
+                first.template,
+                first.variant_id,
+                first.subject or first.text,
+                first.delivery_id,
             )
-            if self.options.file:
-                lines.append(
-                    json.dumps(
-                        {
-                            "delivery_id": message.delivery_id,
-                            "to": message.to,
-                            "channel": str(message.channel),
-                            "template": message.template,
-                            "variant_id": message.variant_id,
-                            "subject": message.subject,
-                            "text": message.text,
-                            "html": message.html,
-                            "locale": message.locale,
-                            "unsubscribe_url": message.unsubscribe_url,
-                        }
-                    )
+        if log.isEnabledFor(logging.DEBUG):
+            for message in messages:
+                log.debug(
+                    "notification to=%s channel=%s template=%s variant=%s subject=%r delivery=%s",
+                    message.to,
+                    message.channel,
+                    message.template,
+                    message.variant_id,
+                    message.subject or message.text,
+                    message.delivery_id,
                 )
-        if lines:
-            with self._lock, open(self.options.file, "a", encoding="utf-8") as fh:  # type: ignore[arg-type]
+        if self.options.file and messages:
+            lines = [
+                json.dumps(
+                    {
+                        "delivery_id": message.delivery_id,
+                        "to": message.to,
+                        "channel": str(message.channel),
+                        "template": message.template,
+                        "variant_id": message.variant_id,
+                        "subject": message.subject,
+                        "text": message.text,
+                        "html": message.html,
+                        "locale": message.locale,
+                        "unsubscribe_url": message.unsubscribe_url,
+                    }
+                )
+                for message in messages
+            ]
+            with self._lock, open(self.options.file, "a", encoding="utf-8") as fh:
                 fh.write("\n".join(lines) + "\n")
-        return [SendResult.sent(m.delivery_id, f"logger-{m.delivery_id}") for m in messages]
+        # one provider message id per batch, as SendGrid gives one per request: the outbox
+        # records a batch that shares an id in a few set-based UPDATEs instead of one per message
+        batch_id = f"logger-{messages[0].delivery_id}" if messages else "logger"
+        return [SendResult.sent(m.delivery_id, batch_id) for m in messages]
 
 
 @hookimpl
@@ -78,5 +101,5 @@ def register_providers(register):  # type: ignore[no-untyped-def]
         "logger",
         LoggerProvider,
         options=LoggerOptions,
-        description="Logs each message instead of sending it (development)",
+        description="Logs messages instead of sending them (development)",
     )
