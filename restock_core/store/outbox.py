@@ -141,11 +141,21 @@ class Outbox:
         lease_until = now + timedelta(seconds=lease_seconds)
         claimed = 0
         with self.db.engine.begin() as conn:
-            for condition in (
-                sa.and_(d.c.status == str(DeliveryStatus.SENDING), d.c.lease_until < now),
-                sa.and_(d.c.status == str(DeliveryStatus.QUEUED), d.c.next_attempt_at <= now),
+            for condition, order in (
+                # expired leases, oldest lease first: ordered by `lease_until` so the partial
+                # index ix_deliveries_leased serves it (ordered by id, SQLite walked the whole
+                # table on every claim once ANALYZE had run: 0.45 s per claim at 1M rows)
+                (
+                    sa.and_(d.c.status == str(DeliveryStatus.SENDING), d.c.lease_until < now),
+                    (d.c.lease_until, d.c.id),
+                ),
+                # queued, in id (= release = sign-up) order, on ix_deliveries_queued
+                (
+                    sa.and_(d.c.status == str(DeliveryStatus.QUEUED), d.c.next_attempt_at <= now),
+                    (d.c.id,),
+                ),
             ):
-                due = sa.select(d.c.id).where(condition, skip).order_by(d.c.id)
+                due = sa.select(d.c.id).where(condition, skip).order_by(*order)
                 due = due.limit(batch_size - claimed)
                 if self.db.is_postgres:
                     due = due.with_for_update(skip_locked=True)
