@@ -41,6 +41,8 @@ PENDING = str(SubscriptionStatus.PENDING)
 UNCONFIRMED = str(SubscriptionStatus.UNCONFIRMED)
 RESTOCK = str(DeliveryKind.RESTOCK)
 CONFIRM = str(DeliveryKind.CONFIRM)
+#: up to this many distinct provider message ids in one result, UPDATE ... IN per id
+_GROUPED_IDS = 4
 
 
 @attrs.frozen
@@ -275,37 +277,44 @@ class Outbox:
     def _record_sent(
         conn: Connection, token: str, provider_id: str, sent: Sequence[Sent], now: datetime
     ) -> None:
-        # set-based: one UPDATE per provider message id (SendGrid gives one per request),
-        # instead of one statement per message
+        # set-based: one UPDATE per provider message id when a request has one (SendGrid);
+        # one executemany keyed by delivery id when messages have their own (Twilio, Resend
+        # batches), instead of one statement per id
         by_pmid: dict[str | None, list[int]] = defaultdict(list)
         for row in sent:
             by_pmid[row.provider_message_id].append(row.delivery_id)
-        for pmid, ids in by_pmid.items():
-            for chunk in chunks(ids, 900):
-                conn.execute(
-                    sa.update(d)
-                    .where(d.c.id.in_(chunk), d.c.claim_token == token)
-                    .values(
-                        status=str(DeliveryStatus.SENT),
-                        provider=provider_id,
-                        provider_message_id=pmid,
-                        sent_at=now,
-                        lease_until=None,
+        values = {
+            "status": str(DeliveryStatus.SENT),
+            "provider": provider_id,
+            "sent_at": now,
+            "lease_until": None,
+        }
+        if len(by_pmid) <= _GROUPED_IDS:
+            for pmid, ids in by_pmid.items():
+                for chunk in chunks(ids, 900):
+                    conn.execute(
+                        sa.update(d)
+                        .where(d.c.id.in_(chunk), d.c.claim_token == token)
+                        .values(provider_message_id=pmid, **values)
                     )
-                )
-        # a sent confirmation request changes nothing on its (unconfirmed) sign-up
-        confirm_ids: set[int] = set()
-        for chunk in chunks([row.delivery_id for row in sent], 900):
-            confirm_ids.update(
-                conn.execute(
-                    sa.select(d.c.id).where(d.c.id.in_(chunk), d.c.kind == CONFIRM)
-                ).scalars()
+        else:
+            conn.execute(
+                sa.update(d)
+                .where(d.c.id == sa.bindparam("did"), d.c.claim_token == token)
+                .values(provider_message_id=sa.bindparam("pmid"), **values),
+                [{"did": row.delivery_id, "pmid": row.provider_message_id} for row in sent],
             )
-        notified = [row.subscription_id for row in sent if row.delivery_id not in confirm_ids]
-        for chunk in chunks(notified, 900):
+        # the sign-ups of sent restock messages are notified; a sent confirmation request
+        # changes nothing on its sign-up (which may have been confirmed meanwhile)
+        for chunk in chunks([row.delivery_id for row in sent], 900):
             conn.execute(
                 sa.update(s)
-                .where(s.c.id.in_(chunk), s.c.status == PENDING)
+                .where(
+                    s.c.status == PENDING,
+                    s.c.id.in_(
+                        sa.select(d.c.subscription_id).where(d.c.id.in_(chunk), d.c.kind == RESTOCK)
+                    ),
+                )
                 .values(status=str(SubscriptionStatus.NOTIFIED), notified_at=now, updated_at=now)
             )
 
