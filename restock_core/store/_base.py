@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..db import UTCDateTime
+from ..db import UTCDateTime, subscriptions
 from ..models import Channel, Restock, RestockStatus, Subscription, SubscriptionStatus
 from ..web import chunks as chunks
 
@@ -98,6 +98,57 @@ def subscription_from_row(row: Any) -> Subscription:
         attributes=m["attributes"] or {},
         notified_at=m["notified_at"],
         failed_reason=m["failed_reason"],
+    )
+
+
+#: the columns `subscription_from_values` reads, in its order (a claim selects these first)
+SUBSCRIPTION_COLUMNS = tuple(
+    subscriptions.c[name]
+    for name in (
+        "id",
+        "variant_id",
+        "scope",
+        "source",
+        "channel",
+        "contact",
+        "status",
+        "created_at",
+        "customer_id",
+        "product_id",
+        "locale",
+        "product_title",
+        "variant_title",
+        "url",
+        "attributes",
+        "notified_at",
+        "failed_reason",
+    )
+)
+_CHANNELS = {str(c): c for c in Channel}
+_STATUSES = {str(s): s for s in SubscriptionStatus}
+
+
+def subscription_from_values(v: Any) -> Subscription:
+    """A Subscription from a row that starts with `SUBSCRIPTION_COLUMNS`, by position: the
+    claim builds 1,000 per batch and `_mapping` look-ups by name were a third of its cost."""
+    return Subscription(
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        _CHANNELS[v[4]],
+        v[5],
+        _STATUSES[v[6]],
+        v[7],
+        v[8],
+        v[9],
+        v[10],
+        v[11],
+        v[12],
+        v[13],
+        v[14] or {},
+        v[15],
+        v[16],
     )
 
 

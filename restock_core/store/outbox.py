@@ -33,7 +33,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
-from ._base import Db, chunks, subscription_from_row
+from ._base import SUBSCRIPTION_COLUMNS, Db, chunks, subscription_from_row, subscription_from_values
 
 d = deliveries
 s = subscriptions
@@ -180,27 +180,17 @@ class Outbox:
 
     def _load(self, token: str) -> tuple[ClaimedDelivery, ...]:
         query = (
-            sa.select(
-                s,
-                d.c.id.label("delivery_id"),
-                d.c.attempts.label("delivery_attempts"),
-                d.c.provider.label("delivery_provider"),
-                d.c.kind.label("delivery_kind"),
-            )
+            sa.select(*SUBSCRIPTION_COLUMNS, d.c.id, d.c.attempts, d.c.provider, d.c.kind)
             .join(d, d.c.subscription_id == s.c.id)
             .where(d.c.claim_token == token, d.c.status == str(DeliveryStatus.SENDING))
             .order_by(d.c.id)
         )
+        n = len(SUBSCRIPTION_COLUMNS)
+        kinds = {str(k): k for k in DeliveryKind}
         with self.db.read_engine.connect() as conn:
             rows = conn.execute(query).all()
         return tuple(
-            ClaimedDelivery(
-                r.delivery_id,
-                r.delivery_attempts,
-                r.delivery_provider,
-                subscription_from_row(r),
-                DeliveryKind(r.delivery_kind),
-            )
+            ClaimedDelivery(r[n], r[n + 1], r[n + 2], subscription_from_values(r), kinds[r[n + 3]])
             for r in rows
         )
 
