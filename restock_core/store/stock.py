@@ -101,6 +101,10 @@ class StockStore:
                 sa.select(stock.c.variant_id, stock.c.scope, stock.c.quantity, stock.c.observed_at)
                 .where(
                     stock.c.source == source,
+                    # SQLite cannot search the primary key with a row-value IN list: alone,
+                    # it scanned every stock row of the source per chunk (a reconciliation
+                    # pass grew quadratically); the plain IN makes it an index search
+                    stock.c.variant_id.in_(sorted({v for v, _ in chunk})),
                     sa.tuple_(stock.c.variant_id, stock.c.scope).in_(chunk),
                 )
                 .order_by(stock.c.variant_id, stock.c.scope)
