@@ -339,9 +339,10 @@ class SendGridProvider(Provider):
     def payload(self, content: _Content, messages: Sequence[Message]) -> dict[str, Any]:
         """The Mail Send body for these messages (personalizations in message order, so an
         error naming `personalizations.N` names messages[N])."""
+        tags = content.tags  # once per request, not per personalization
         body: dict[str, Any] = {
             "from": dict(self._from),
-            "personalizations": [self._personalization(content, m) for m in messages],
+            "personalizations": [self._personalization(content, m, tags) for m in messages],
         }
         if self.options.reply_to:
             body["reply_to"] = {"email": self.options.reply_to}
@@ -367,7 +368,9 @@ class SendGridProvider(Provider):
         another restock install on the same SendGrid account are not applied here."""
         return self._host.install_id if self._host is not None else None
 
-    def _personalization(self, content: _Content, message: Message) -> dict[str, Any]:
+    def _personalization(
+        self, content: _Content, message: Message, tags: tuple[str, ...]
+    ) -> dict[str, Any]:
         custom_args = {"delivery_id": str(message.delivery_id)}
         install = self.install_id
         if install:
@@ -388,11 +391,10 @@ class SendGridProvider(Provider):
                 data.setdefault("subject", message.subject)
             item["dynamic_template_data"] = data
         elif content.substituted:
-            values = {
-                TAG: message.unsubscribe_url,
-                HTML_TAG: html_lib.escape(message.unsubscribe_url),
+            url = message.unsubscribe_url
+            item["substitutions"] = {
+                tag: (url if tag == TAG else html_lib.escape(url)) for tag in tags
             }
-            item["substitutions"] = {tag: values[tag] for tag in content.tags}
         return item
 
     def _request(self, body: dict[str, Any]) -> _Reply:
