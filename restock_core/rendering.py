@@ -76,9 +76,11 @@ class TemplateSet:
     html: jinja2.Template
     sms: jinja2.Template
     used: tuple[str, ...]  # variables the templates read (the render cache key)
+    #: the file names, computed once (they are part of every render's cache key)
+    names: tuple[str, ...] = attrs.field(init=False)
 
-    @property
-    def names(self) -> tuple[str, ...]:
+    @names.default
+    def _names(self) -> tuple[str, ...]:
         return tuple(str(t.name) for t in (self.subject, self.text, self.html, self.sms))
 
 
