@@ -236,10 +236,15 @@ class App:
             self._confirm_signer = Signer(secret or self._stored_secret(), purpose="confirm")
         return self._confirm_signer
 
+    @functools.cached_property
+    def _stored_secret_value(self) -> str:
+        return self.store.meta.get_or_create("unsubscribe_secret")
+
     def _stored_secret(self) -> str:
         """No secret_key configured: keep a generated one in the database, so links keep
-        working across restarts and processes."""
-        return self.store.meta.get_or_create("unsubscribe_secret")
+        working across restarts and processes. Constant once made, so read once per App
+        (every public sign-up hashes the contact with it for the suppression check)."""
+        return self._stored_secret_value
 
     @functools.cached_property
     def install_id(self) -> str:
@@ -567,9 +572,13 @@ class App:
     def contact_hash(self, contact: str) -> str:
         """What an erased contact's suppression is kept as: a keyed hash (the signing
         secret), so the list still blocks the person without naming them."""
-        key = self.settings.secret_key.value if self.settings.secret_key else self._stored_secret()
-        digest = hmac.new(key.encode(), contact.encode(), hashlib.sha256).hexdigest()
+        digest = hmac.new(self._hash_key, contact.encode(), hashlib.sha256).hexdigest()
         return f"sha256:{digest}"
+
+    @functools.cached_property
+    def _hash_key(self) -> bytes:
+        secret = self.settings.secret_key.value if self.settings.secret_key else None
+        return (secret or self._stored_secret()).encode()
 
     def suppress(self, channel: Channel, contact: str, reason: str) -> None:
         self.store.suppressions.add(channel, contact, reason)
