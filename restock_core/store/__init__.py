@@ -101,8 +101,12 @@ class MetaStore:
         self, key: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)
     ) -> str:
         """The stored value of `key`; `make()` is stored the first time (concurrent first
-        calls agree on one value)."""
+        calls agree on one value). A value already stored is read without a write
+        transaction."""
         meta = tables.meta
+        found = self.get(key)
+        if found:
+            return found
         with self.db.engine.begin() as conn:
             found = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
             if found:
@@ -221,6 +225,7 @@ class Store(Db):
         return [t for t in found if t is not None]
 
     def dispose(self) -> None:
+        self.subscriptions.close()
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
