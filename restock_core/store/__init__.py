@@ -44,7 +44,6 @@ from .stock import Recorded, StockStore
 from .subscriptions import SubscriptionStore
 from .webhooks import WebhookDelivery, WebhookLog
 
-
 #: built once: every sign-up runs it (a statement built per call cost twice its run, issue 13)
 _SUPPRESSED = (
     sa.select(sa.literal(1))

@@ -131,7 +131,7 @@ class SubscriptionStore:
                     decided.append((w, _contact_limit(w.values["channel"])))
                 else:
                     inserting[_key(w.values)] = w
-            rows = []
+            rows: list[Any] = []
             if inserting:
                 insert = (
                     self.db.insert(s)
@@ -141,9 +141,9 @@ class SubscriptionStore:
                     )
                     .returning(*s.c)
                 )
-                rows = conn.execute(
-                    insert, [self._row_values(w, now) for w in inserting.values()]
-                ).all()
+                rows = list(
+                    conn.execute(insert, [self._row_values(w, now) for w in inserting.values()])
+                )
             consent_rows = []
             confirmations = []
             for row in rows:
@@ -233,9 +233,7 @@ class SubscriptionStore:
         now: datetime,
     ) -> None:
         conn.execute(
-            sa.insert(deliveries).values(
-                _confirmation_row(subscription_id, channel, provider, now)
-            )
+            sa.insert(deliveries).values(_confirmation_row(subscription_id, channel, provider, now))
         )
         self.db.wake(conn)
 
@@ -501,25 +499,39 @@ class SignUpWriter:
         self.grouped = 0
 
     def submit(self, write: SignUpWrite) -> tuple[Subscription, bool] | None:
-        if self._thread is None:
-            with self._start:
-                if self._closed:
-                    raise RuntimeError("the sign-up writer is closed")
+        """Queue `write` for the writer thread and wait for its answer. After `close` (the
+        App is closing) the caller's thread stores it itself."""
+        with self._start:
+            if self._closed:
+                inline = True
+            else:
+                inline = False
                 if self._thread is None:
                     self._thread = threading.Thread(
                         target=self._run, name="restock-signup-writer", daemon=True
                     )
                     self._thread.start()
-        self._queue.put(write)
+                self._queue.put(write)
+        if inline:
+            self.store_group([write])
         return write.result()
 
     def close(self) -> None:
+        """Store what is queued, then stop the thread."""
         with self._start:
             self._closed = True
             thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
         if thread is not None:
-            self._queue.put(None)
             thread.join(timeout=30)
+        while True:  # nothing is left waiting, whatever happened to the thread
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.store_group([item])
 
     def _run(self) -> None:
         while True:
