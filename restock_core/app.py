@@ -97,9 +97,11 @@ class SignUp:
 
 @attrs.frozen
 class PublicSignUp:
-    """What a shopper may be told about their sign-up: only whether to look for a
-    confirmation message (double opt-in), which depends on the channel, not the person."""
+    """What a shopper may be told about their sign-up: the channel it is on and whether to
+    look for a confirmation message (double opt-in), which depend on the request and the
+    configuration, not on the person."""
 
+    channel: str
     confirm: bool
 
 
@@ -516,7 +518,7 @@ class App:
             channel = str(fields.get("channel") or "") or (
                 "sms" if fields.get("phone") and not fields.get("email") else "email"
             )
-        return PublicSignUp(confirm=self.needs_confirmation(channel))
+        return PublicSignUp(channel=channel, confirm=self.needs_confirmation(channel))
 
     def _admit_public(self, request: SignUpRequest, context: SignUpContext) -> None:
         """The checks only public sign-ups pass: the client's budget, then the plugins'

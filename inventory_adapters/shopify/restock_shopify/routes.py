@@ -197,7 +197,7 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
             return _restock_error(exc)
         # the same answer for a new and a repeat sign-up: a storefront visitor learns
         # nothing about who else signed up
-        answer: dict[str, Any] = {"status": "accepted"}
+        answer: dict[str, Any] = {"status": "accepted", "channel": outcome.channel}
         if outcome.confirm:
             answer["confirm"] = True
         return JSONResponse(answer, status_code=202)
