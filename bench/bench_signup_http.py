@@ -29,8 +29,9 @@ without its answer being counted: at most one per connection). The load average 
 with every figure: the machine is shared, so ratios from one run are what count.
 
 `RESTOCK_BENCH_PROFILE=<file>` profiles `App.sign_up` inside the restock server (cProfile per
-request thread, merged; wall-clock time, so waiting on SQLite's write lock shows) and prints
-the top functions; the raw stats are written to `<file>`.
+request thread, merged; wall-clock time, so waiting for the sign-up writer shows) and prints
+the top functions; the raw stats are written to `<file>`. The group-commit writer thread
+(`SignUpWriter`) is profiled on its own, with its group count and mean group size.
 """
 
 from __future__ import annotations
@@ -133,10 +134,27 @@ def sign_up(self, *args, **kwargs):
 
 App.sign_up = sign_up
 
+# the group-commit writer thread, profiled on its own
+from restock_core.store.subscriptions import SignUpWriter
+writer_profile, writers, original_run = cProfile.Profile(), [], SignUpWriter._run
+
+
+def run(self):
+    writers.append(self)
+    writer_profile.enable()
+    try:
+        original_run(self)
+    finally:
+        writer_profile.disable()
+
+
+SignUpWriter._run = run
+
 
 def dump():
     if not profiles:
         return
+    writer_profile.disable()
     stats = pstats.Stats(profiles[0])
     for p in profiles[1:]:
         stats.add(p)
@@ -146,6 +164,13 @@ def dump():
     print(f"PROFILE sign_up calls={calls[0]} mean_wall_ms={calls[1] / max(1, calls[0]) * 1000:.2f}"
           f" threads={len(profiles)}", file=sys.stderr)
     print(text.getvalue(), file=sys.stderr)
+    for w in writers:
+        print(f"WRITER groups={w.groups} sign-ups in groups={w.grouped} "
+              f"mean group={w.grouped / max(1, w.groups):.1f}", file=sys.stderr)
+    if writers:
+        text = io.StringIO()
+        pstats.Stats(writer_profile, stream=text).sort_stats("cumulative").print_stats(25)
+        print(text.getvalue(), file=sys.stderr)
 
 
 atexit.register(dump)

@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "retry_after_header": "web",
     "chunks": "web",
     "utcnow": "clock",
+    "parse_iso_utc": "clock",
 }
 
 __all__ = [
@@ -133,6 +134,7 @@ __all__ = [
     "positive",
     "retry_after",
     "utcnow",
+    "parse_iso_utc",
 ]
 
 
@@ -154,7 +156,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .app import App, Page, PublicSignUp, SignUp, StockResult
     from .base import InventoryAdapter, ObserverPlugin, PeriodicTask, PluginHost, Provider
-    from .clock import utcnow
+    from .clock import parse_iso_utc, utcnow
     from .config import Secret
     from .contacts import normalize_email, normalize_phone
     from .errors import (

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App, PublicSignUp
-from .auth import Caller, CallerDep, require_admin
+from .auth import Caller, caller, require_admin
 from .clock import utcnow
 from .errors import (
     NotFoundError,
@@ -210,13 +210,23 @@ class QueueCollector:
         return [depth, oldest, subs]
 
 
-def get_app(request: Request) -> App:
-    """The `App` behind this FastAPI application (a dependency of every route)."""
+async def get_app(request: Request) -> App:
+    """The `App` behind this FastAPI application (a dependency of every route). `async`,
+    though it awaits nothing: FastAPI runs a plain-`def` dependency in its thread pool, a
+    thread hand-off per request for an attribute read."""
     app: App = request.app.state.restock
     return app
 
 
 AppDep = Annotated[App, Depends(get_app)]
+
+
+async def _signup_caller(request: Request) -> Caller:
+    """:func:`restock_core.auth.caller` without the thread-pool hop (it does no I/O)."""
+    return caller(request)
+
+
+SignUpCallerDep = Annotated[Caller, Depends(_signup_caller)]
 
 
 #: no key: a shopper's browser
@@ -264,7 +274,7 @@ def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignU
     },
 )
 def create_subscription(
-    body: SubscriptionIn, request: Request, app: AppDep, who: CallerDep
+    body: SubscriptionIn, request: Request, app: AppDep, who: SignUpCallerDep
 ) -> JSONResponse:
     """Sign up for a sold-out variant. Public callers get `202 {"status": "accepted"}` for a
     new and a repeat sign-up alike; with the secret or admin key: 201 new, 200 existing (the

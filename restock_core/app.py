@@ -97,9 +97,11 @@ class SignUp:
 
 @attrs.frozen
 class PublicSignUp:
-    """What a shopper may be told about their sign-up: only whether to look for a
-    confirmation message (double opt-in), which depends on the channel, not the person."""
+    """What a shopper may be told about their sign-up: the channel it is on and whether to
+    look for a confirmation message (double opt-in), which depend on the request and the
+    configuration, not on the person."""
 
+    channel: str
     confirm: bool
 
 
@@ -236,10 +238,15 @@ class App:
             self._confirm_signer = Signer(secret or self._stored_secret(), purpose="confirm")
         return self._confirm_signer
 
+    @functools.cached_property
+    def _stored_secret_value(self) -> str:
+        return self.store.meta.get_or_create("unsubscribe_secret")
+
     def _stored_secret(self) -> str:
         """No secret_key configured: keep a generated one in the database, so links keep
-        working across restarts and processes."""
-        return self.store.meta.get_or_create("unsubscribe_secret")
+        working across restarts and processes. Constant once made, so read once per App
+        (every public sign-up hashes the contact with it for the suppression check)."""
+        return self._stored_secret_value
 
     @functools.cached_property
     def install_id(self) -> str:
@@ -511,7 +518,7 @@ class App:
             channel = str(fields.get("channel") or "") or (
                 "sms" if fields.get("phone") and not fields.get("email") else "email"
             )
-        return PublicSignUp(confirm=self.needs_confirmation(channel))
+        return PublicSignUp(channel=channel, confirm=self.needs_confirmation(channel))
 
     def _admit_public(self, request: SignUpRequest, context: SignUpContext) -> None:
         """The checks only public sign-ups pass: the client's budget, then the plugins'
@@ -567,9 +574,13 @@ class App:
     def contact_hash(self, contact: str) -> str:
         """What an erased contact's suppression is kept as: a keyed hash (the signing
         secret), so the list still blocks the person without naming them."""
-        key = self.settings.secret_key.value if self.settings.secret_key else self._stored_secret()
-        digest = hmac.new(key.encode(), contact.encode(), hashlib.sha256).hexdigest()
+        digest = hmac.new(self._hash_key, contact.encode(), hashlib.sha256).hexdigest()
         return f"sha256:{digest}"
+
+    @functools.cached_property
+    def _hash_key(self) -> bytes:
+        secret = self.settings.secret_key.value if self.settings.secret_key else None
+        return (secret or self._stored_secret()).encode()
 
     def suppress(self, channel: Channel, contact: str, reason: str) -> None:
         self.store.suppressions.add(channel, contact, reason)

@@ -44,6 +44,16 @@ from .stock import Recorded, StockStore
 from .subscriptions import SubscriptionStore
 from .webhooks import WebhookDelivery, WebhookLog
 
+#: built once: every sign-up runs it (a statement built per call cost twice its run, issue 13)
+_SUPPRESSED = (
+    sa.select(sa.literal(1))
+    .where(
+        suppressions.c.channel == sa.bindparam("channel"),
+        suppressions.c.contact.in_([sa.bindparam("contact"), sa.bindparam("hashed")]),
+    )
+    .limit(1)
+)
+
 
 class SuppressionStore:
     def __init__(self, db: Db):
@@ -51,12 +61,10 @@ class SuppressionStore:
 
     def contains(self, channel: Channel, contact: str, hashed: str | None = None) -> bool:
         """Whether `contact` (or, after an erasure, its `hashed` form) is suppressed."""
-        names = [contact] if hashed is None else [contact, hashed]
         with self.db.read_engine.connect() as conn:
             found = conn.execute(
-                sa.select(sa.literal(1)).where(
-                    suppressions.c.channel == str(channel), suppressions.c.contact.in_(names)
-                )
+                _SUPPRESSED,
+                {"channel": str(channel), "contact": contact, "hashed": hashed or contact},
             ).first()
         return found is not None
 
@@ -101,8 +109,12 @@ class MetaStore:
         self, key: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)
     ) -> str:
         """The stored value of `key`; `make()` is stored the first time (concurrent first
-        calls agree on one value)."""
+        calls agree on one value). A value already stored is read without a write
+        transaction."""
         meta = tables.meta
+        found = self.get(key)
+        if found:
+            return found
         with self.db.engine.begin() as conn:
             found = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
             if found:
@@ -221,6 +233,7 @@ class Store(Db):
         return [t for t in found if t is not None]
 
     def dispose(self) -> None:
+        self.subscriptions.close()
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()

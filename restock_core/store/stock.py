@@ -28,6 +28,14 @@ class Recorded:
     opened: tuple[tuple[int, StockKey, int], ...]
 
 
+#: built once: every public sign-up's stock check runs it, and building and cache-keying a
+#: new statement per call cost more than running it (issue 13)
+_QUANTITIES = sa.select(stock.c.variant_id, stock.c.scope, stock.c.quantity).where(
+    stock.c.source == sa.bindparam("source"),
+    stock.c.variant_id.in_(sa.bindparam("variant_ids", expanding=True)),
+)
+
+
 class StockStore:
     def __init__(self, db: Db):
         self.db = db
@@ -39,11 +47,7 @@ class StockStore:
             return found
         variant_ids = sorted({k.variant_id for k in keys})
         with self.db.read_engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(stock.c.variant_id, stock.c.scope, stock.c.quantity).where(
-                    stock.c.source == source, stock.c.variant_id.in_(variant_ids)
-                )
-            )
+            rows = conn.execute(_QUANTITIES, {"source": source, "variant_ids": variant_ids})
             for variant_id, scope, quantity in rows:
                 key = StockKey(variant_id, scope)
                 if key in found:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import queue
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +26,8 @@ from ..models import (
 )
 from ._base import Db, chunks, subscription_from_row
 from .catalog import consent_row, consents
+
+log = logging.getLogger("restock")
 
 s = subscriptions
 PENDING = str(SubscriptionStatus.PENDING)
@@ -62,28 +68,119 @@ class SubscriptionStore:
         `max_active`, a contact that already has that many pending subscriptions (one indexed
         count) gets :class:`ContactLimitError` and nothing is stored. With `confirm` a new
         row is `unconfirmed` and a confirmation request is queued with it (see
-        :class:`ConfirmPlan`); an unconfirmed sign-up counts as active like a pending one."""
-        now = utcnow()
-        row_values = {
-            **values,
-            "status": UNCONFIRMED if confirm is not None else PENDING,
-            "attributes": dict(values.get("attributes") or {}),
+        :class:`ConfirmPlan`); an unconfirmed sign-up counts as active like a pending one.
+
+        The sign-up is handed to this store's :class:`SignUpWriter`, which stores the
+        sign-ups queued at that moment together, in one transaction (group commit); the call
+        returns once the transaction holding its row has committed."""
+        request = SignUpWrite(
+            values=dict(values),
+            consent=consent,
+            fill_customer_id=fill_customer_id,
+            max_active=max_active,
+            confirm=confirm,
+        )
+        return self.writer.submit(request)
+
+    @functools.cached_property
+    def writer(self) -> SignUpWriter:
+        return SignUpWriter(self)
+
+    def close(self) -> None:
+        """Stop the sign-up writer thread (if one was started)."""
+        if "writer" in self.__dict__:
+            self.writer.close()
+
+    def _row_values(self, write: SignUpWrite, now: datetime) -> dict[str, Any]:
+        return {
+            **write.values,
+            "status": UNCONFIRMED if write.confirm is not None else PENDING,
+            "attributes": dict(write.values.get("attributes") or {}),
             "created_at": now,
             "updated_at": now,
         }
+
+    def _store_group(self, writes: Sequence[SignUpWrite]) -> list[SignUpWrite]:
+        """Store `writes` (one per contact, all with the same columns) in one transaction:
+        one per-contact count, one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, the
+        consent records and confirmation requests of the new rows. Answers the ones it
+        decided (new rows, contact limits) once the transaction has committed; returns the
+        rest (repeats: an active row exists) for the one-at-a-time path. Raises (nothing is
+        answered, nothing is stored) when the transaction fails."""
+        now = utcnow()
+        decided: list[tuple[SignUpWrite, Any]] = []
+        repeats: list[SignUpWrite] = []
         with self.db.engine.begin() as conn:
-            if max_active is not None:
+            limited = [w for w in writes if w.max_active is not None]
+            counts: dict[str, int] = {}
+            if limited:
+                counts = {
+                    contact: n
+                    for contact, n in conn.execute(
+                        sa.select(s.c.contact, sa.func.count())
+                        .where(
+                            s.c.contact.in_(sorted({w.values["contact"] for w in limited})),
+                            s.c.status.in_(ACTIVE),
+                        )
+                        .group_by(s.c.contact)
+                    )
+                }
+            inserting: dict[tuple[str, str, str, str], SignUpWrite] = {}
+            for w in writes:
+                if w.max_active is not None and counts.get(w.values["contact"], 0) >= w.max_active:
+                    decided.append((w, _contact_limit(w.values["channel"])))
+                else:
+                    inserting[_key(w.values)] = w
+            rows: list[Any] = []
+            if inserting:
+                insert = (
+                    self.db.insert(s)
+                    .on_conflict_do_nothing(
+                        index_elements=["variant_id", "scope", "channel", "contact"],
+                        index_where=sa.text(ACTIVE_WHERE),
+                    )
+                    .returning(*s.c)
+                )
+                rows = list(
+                    conn.execute(insert, [self._row_values(w, now) for w in inserting.values()])
+                )
+            consent_rows = []
+            confirmations = []
+            for row in rows:
+                w = inserting.pop((row.variant_id, row.scope, row.channel, row.contact))
+                if w.consent is not None:
+                    consent_rows.append(consent_row(row.id, row.channel, row.contact, w.consent))
+                if w.confirm is not None:
+                    confirmations.append(
+                        _confirmation_row(row.id, row.channel, w.confirm.provider, now)
+                    )
+                decided.append((w, (subscription_from_row(row), True)))
+            repeats.extend(inserting.values())
+            if consent_rows:
+                conn.execute(sa.insert(consents), consent_rows)
+            if confirmations:
+                conn.execute(sa.insert(deliveries), confirmations)
+                self.db.wake(conn)
+        for w, outcome in decided:  # committed: now the answers may go out
+            w.answer(outcome)
+        return repeats
+
+    def _store_one(self, write: SignUpWrite) -> tuple[Subscription, bool] | None:
+        """One sign-up in its own transaction: the general path (repeats, a group that
+        failed)."""
+        values = write.values
+        now = utcnow()
+        row_values = self._row_values(write, now)
+        confirm = write.confirm
+        with self.db.engine.begin() as conn:
+            if write.max_active is not None:
                 active = conn.execute(
                     sa.select(sa.func.count())
                     .select_from(s)
                     .where(s.c.contact == values["contact"], s.c.status.in_(ACTIVE))
                 ).scalar_one()
-                if active >= max_active:
-                    raise ContactLimitError(
-                        "too many active sign-ups for this contact; try again later",
-                        field="email" if values["channel"] == "email" else "phone",
-                        retry_after=3600,
-                    )
+                if active >= write.max_active:
+                    raise _contact_limit(values["channel"])
             insert = (
                 self.db.insert(s)
                 .values(**row_values)
@@ -95,10 +192,10 @@ class SubscriptionStore:
             )
             row = conn.execute(insert).first()
             if row is not None:
-                if consent is not None:
+                if write.consent is not None:
                     conn.execute(
                         sa.insert(consents).values(
-                            consent_row(row.id, values["channel"], values["contact"], consent)
+                            consent_row(row.id, values["channel"], values["contact"], write.consent)
                         )
                     )
                 if confirm is not None:
@@ -118,7 +215,7 @@ class SubscriptionStore:
             if confirm is not None and existing.status == UNCONFIRMED:
                 self._maybe_resend(conn, existing.id, existing.channel, confirm, now)
             customer_id = values.get("customer_id")
-            if fill_customer_id and customer_id and not existing.customer_id:
+            if write.fill_customer_id and customer_id and not existing.customer_id:
                 conn.execute(
                     sa.update(s)
                     .where(s.c.id == existing.id)
@@ -136,17 +233,7 @@ class SubscriptionStore:
         now: datetime,
     ) -> None:
         conn.execute(
-            sa.insert(deliveries).values(
-                subscription_id=subscription_id,
-                restock_id=None,
-                kind=str(DeliveryKind.CONFIRM),
-                channel=channel,
-                provider=provider,
-                status=str(DeliveryStatus.QUEUED),
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            sa.insert(deliveries).values(_confirmation_row(subscription_id, channel, provider, now))
         )
         self.db.wake(conn)
 
@@ -330,3 +417,175 @@ class SubscriptionStore:
             )
         with self.db.read_engine.connect() as conn:
             return [StockKey(v, sc) for v, sc in conn.execute(query)]
+
+
+def _key(values: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (values["variant_id"], values["scope"], values["channel"], values["contact"])
+
+
+def _contact_limit(channel: str) -> ContactLimitError:
+    return ContactLimitError(
+        "too many active sign-ups for this contact; try again later",
+        field="email" if channel == "email" else "phone",
+        retry_after=3600,
+    )
+
+
+def _confirmation_row(
+    subscription_id: int, channel: str, provider: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "subscription_id": subscription_id,
+        "restock_id": None,
+        "kind": str(DeliveryKind.CONFIRM),
+        "channel": channel,
+        "provider": provider,
+        "status": str(DeliveryStatus.QUEUED),
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+_UNANSWERED = object()
+
+
+@attrs.define(eq=False)
+class SignUpWrite:
+    """One queued sign-up and, once stored, its answer (the stored subscription and whether
+    it is new, None for a lost race, or the exception to raise in the caller)."""
+
+    values: dict[str, Any]
+    consent: Mapping[str, Any] | None
+    fill_customer_id: bool
+    max_active: int | None
+    confirm: ConfirmPlan | None
+    outcome: Any = _UNANSWERED
+    done: threading.Event = attrs.field(factory=threading.Event)
+
+    def answer(self, outcome: Any) -> None:
+        if self.outcome is _UNANSWERED:
+            self.outcome = outcome
+            self.done.set()
+
+    def result(self) -> tuple[Subscription, bool] | None:
+        self.done.wait()
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        result: tuple[Subscription, bool] | None = self.outcome
+        return result
+
+
+class SignUpWriter:
+    """Group commit for sign-ups: one thread takes every sign-up queued at that moment (up
+    to `max_group`) and stores them in one transaction, then answers each caller. On SQLite
+    this replaces N writers queueing for the database's write lock (and N BEGIN/COMMIT
+    pairs) with one writer; on PostgreSQL it saves round trips and commits.
+
+    A caller is answered only after the transaction holding its row has committed. A
+    group whose transaction fails is stored again one sign-up per transaction, so a bad
+    sign-up fails alone and the others are stored; repeats (an active row exists) and a
+    second sign-up of the same contact in one group take that one-at-a-time path too."""
+
+    def __init__(self, store: SubscriptionStore, *, max_group: int = 256):
+        self.store = store
+        self.max_group = max_group
+        self._queue: queue.SimpleQueue[SignUpWrite | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self._closed = False
+        #: how many groups were stored and their sizes (for benchmarks and tests)
+        self.groups = 0
+        self.grouped = 0
+
+    def submit(self, write: SignUpWrite) -> tuple[Subscription, bool] | None:
+        """Queue `write` for the writer thread and wait for its answer. After `close` (the
+        App is closing) the caller's thread stores it itself."""
+        with self._start:
+            if self._closed:
+                inline = True
+            else:
+                inline = False
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="restock-signup-writer", daemon=True
+                    )
+                    self._thread.start()
+                self._queue.put(write)
+        if inline:
+            self.store_group([write])
+        return write.result()
+
+    def close(self) -> None:
+        """Store what is queued, then stop the thread."""
+        with self._start:
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout=30)
+        while True:  # nothing is left waiting, whatever happened to the thread
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.store_group([item])
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < self.max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.store_group(group)
+                    return
+                group.append(item)
+            self.store_group(group)
+
+    def store_group(self, writes: Sequence[SignUpWrite]) -> None:
+        """Store `writes` and answer every one of them (never raises)."""
+        try:
+            batch: list[SignUpWrite] = []
+            later: list[SignUpWrite] = []
+            contacts: set[str] = set()
+            columns = None
+            for w in writes:
+                if columns is None:
+                    columns = frozenset(w.values)
+                if w.values["contact"] in contacts or frozenset(w.values) != columns:
+                    later.append(w)
+                else:
+                    contacts.add(w.values["contact"])
+                    batch.append(w)
+            if len(batch) > 1:
+                try:
+                    later.extend(self.store._store_group(batch))
+                    self.groups += 1
+                    self.grouped += len(batch)
+                except Exception:
+                    log.warning(
+                        "storing %d sign-ups together failed; storing them one by one",
+                        len(batch),
+                        exc_info=True,
+                    )
+                    later = [w for w in writes if w.outcome is _UNANSWERED]
+            else:
+                later = list(writes)
+            for w in later:
+                try:
+                    w.answer(self.store._store_one(w))
+                except Exception as exc:
+                    w.answer(exc)
+        except BaseException as exc:  # pragma: no cover - never leave a caller waiting
+            for w in writes:
+                w.answer(exc)
+            if not isinstance(exc, Exception):
+                raise

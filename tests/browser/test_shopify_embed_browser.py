@@ -142,7 +142,7 @@ def test_shopify_snippet_signs_up_through_the_app_proxy(
             page.get_by_role("checkbox").check()
             page.get_by_role("button", name="Notify me").click()
             page.locator("[role=status]").filter(has_text="We'll email you").wait_for()
-            assert shop.proxied == [("POST", "/subscribe", 201)]
+            assert shop.proxied == [("POST", "/subscribe", 202)]
             assert not [u for u in asked if "/widget/availability" in u]  # Liquid knew
             (sub,) = app.list_subscriptions().items
             assert sub.variant_id == "gid://shopify/ProductVariant/101"

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from restock_core import Order, OrderLine, utcnow
+from restock_core import Order, OrderLine, parse_iso_utc, utcnow
 
 if TYPE_CHECKING:
     from .adapter import MedusaAdapter
@@ -60,16 +60,6 @@ FIELDS = ",".join(
 PAGE = 100
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, Mapping):  # BigNumber as JSON: {"value": "20", "precision": 20}
         value = value.get("value")
@@ -82,7 +72,7 @@ def _decimal(value: Any) -> Decimal | None:
 def parse_order(order: Mapping[str, Any], source: str) -> Order | None:
     """An Admin API order as a restock Order; None without an id or a creation time."""
     order_id = order.get("id")
-    placed_at = _time(order.get("created_at"))
+    placed_at = parse_iso_utc(order.get("created_at"))
     if not isinstance(order_id, str) or not order_id or placed_at is None:
         return None
     lines = []

@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from restock_core import (
@@ -67,19 +67,6 @@ DESCRIBE_QUERY = """query RestockDescribe($ids: [ID!]!) {
     }
   }
 }"""
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Shopify timestamps ("2023-02-02T10:00:50-05:00", "…Z") -> an aware UTC datetime."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _available(level: Mapping[str, Any]) -> int:

@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from restock_core import AdapterError, Order, OrderLine, utcnow
+from restock_core import AdapterError, Order, OrderLine, parse_iso_utc, utcnow
 
 from .client import QueryTooCostly
 from .options import numeric_id, to_gid
@@ -99,16 +99,6 @@ def page_size(max_query_cost: int, lines: int) -> int:
     return max(1, min(MAX_PAGE, (max_query_cost - 2) // order_cost(lines)))
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def _amount(money_bag: Any) -> Decimal | None:
     shop = money_bag.get("shopMoney") if isinstance(money_bag, Mapping) else None
     value = shop.get("amount") if isinstance(shop, Mapping) else None
@@ -128,7 +118,7 @@ def parse_graphql_order(node: Mapping[str, Any], source: str) -> Order | None:
     gid = node.get("id")
     legacy = node.get("legacyResourceId")
     order_id = str(legacy) if legacy else numeric_id(gid) if isinstance(gid, str) else None
-    placed_at = _time(node.get("createdAt"))
+    placed_at = parse_iso_utc(node.get("createdAt"))
     currency = node.get("currencyCode")
     if not order_id or not order_id.isdigit() or placed_at is None:
         return None

@@ -23,9 +23,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from restock_core import Order, OrderLine, RestockError, error_response
+from restock_core import Order, OrderLine, RestockError, error_response, parse_iso_utc
 
-from .adapter import parse_time
 from .options import to_gid
 from .signatures import verify_webhook
 
@@ -56,7 +55,9 @@ def parse_order(payload: Mapping[str, Any], source: str) -> Order:
     order_id = payload.get("id")
     if not isinstance(order_id, int) or isinstance(order_id, bool):
         raise NotAnOrder("id must be a Shopify order id")
-    placed_at = parse_time(payload.get("created_at")) or parse_time(payload.get("processed_at"))
+    placed_at = parse_iso_utc(payload.get("created_at")) or parse_iso_utc(
+        payload.get("processed_at")
+    )
     if placed_at is None:
         raise NotAnOrder("created_at is missing or not a time")
     currency = payload.get("currency")

@@ -21,11 +21,11 @@ from restock_core import (
     RateLimitedError,
     RestockError,
     error_response,
+    parse_iso_utc,
     retry_after_header,
     utcnow,
 )
 
-from .adapter import parse_time
 from .options import DEFAULT_SCOPE, to_gid
 from .signatures import verify_proxy, verify_webhook
 
@@ -113,8 +113,8 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
                 return JSONResponse({"status": "duplicate"})
         # orders deliveries of one level only; the re-read is stamped with its own time
         updated_at = (
-            parse_time(payload.get("updated_at"))
-            or parse_time(request.headers.get("x-shopify-triggered-at"))
+            parse_iso_utc(payload.get("updated_at"))
+            or parse_iso_utc(request.headers.get("x-shopify-triggered-at"))
             or utcnow()
         )
         background.add_task(process, payload, updated_at, webhook_id or event_id or "-")
@@ -197,7 +197,7 @@ def build_router(adapter: ShopifyAdapter) -> APIRouter:
             return _restock_error(exc)
         # the same answer for a new and a repeat sign-up: a storefront visitor learns
         # nothing about who else signed up
-        answer: dict[str, Any] = {"status": "accepted"}
+        answer: dict[str, Any] = {"status": "accepted", "channel": outcome.channel}
         if outcome.confirm:
             answer["confirm"] = True
         return JSONResponse(answer, status_code=202)

@@ -236,7 +236,7 @@ def test_proxy_sign_up(app: Any, client: TestClient) -> None:
     )
     response = client.get(PROXY, params=query)
     assert response.status_code == 202, response.text
-    assert response.json() == {"status": "accepted"}
+    assert response.json() == {"status": "accepted", "channel": "email"}
     sub = only_subscription(app)
     assert (sub.variant_id, sub.source, sub.email) == (VARIANT, "shopify", "ada@example.com")
     assert sub.customer_id == "gid://shopify/Customer/7001"
@@ -253,6 +253,7 @@ def test_proxy_post_form_body(app: Any, client: TestClient) -> None:
         data={"variant_id": VARIANT, "phone": "+14155550123"},
     )
     assert response.status_code == 202, response.text
+    assert response.json()["channel"] == "sms"  # the widget words its answer by it
     sub = only_subscription(app)
     assert (sub.variant_id, sub.phone, sub.customer_id) == (VARIANT, "+14155550123", None)
 
