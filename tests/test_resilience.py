@@ -218,7 +218,7 @@ def test_flaky_sendgrid_still_delivers_everyone_once(make_app) -> None:
             return Reply(500, {"errors": [{"message": "boom"}]})
         if roll < 0.15:
             failures["timeout"] += 1
-            return Reply(500, delay=1.0)  # the client gives up first
+            return Reply(500, delay=3.0)  # the client gives up first
         if roll < 0.20:
             failures["reset"] += 1
             return Reply(reset=True)
@@ -237,7 +237,10 @@ def test_flaky_sendgrid_still_delivers_everyone_once(make_app) -> None:
                             "api_key": "SG.test",
                             "from_email": "shop@example.com",
                             "base_url": fake.url,
-                            "timeout": 0.3,
+                            # well above a loaded machine's slowest 202 (SendGrid has no
+                            # idempotency key: a 202 that outlasts the timeout is a real
+                            # duplicate), well below the simulated timeout's delay
+                            "timeout": 1.5,
                             "batch_size": 50,
                         },
                     },
