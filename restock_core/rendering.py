@@ -226,33 +226,25 @@ class Renderer:
                 for n in CONFIRM_FILES
             )
             if subscription.channel == Channel.SMS:
-                return Message(
+                return _message(
+                    subscription,
+                    CONFIRM_TEMPLATE_NAME,
+                    data,
                     delivery_id=delivery_id,
-                    channel=Channel.SMS,
-                    to=subscription.contact,
-                    text=sms.render(data).strip(),
-                    unsubscribe_url=unsubscribe_url,
-                    template=CONFIRM_TEMPLATE_NAME,
-                    variant_id=subscription.variant_id,
-                    template_data=data,
-                    locale=subscription.locale,
-                    subscription_id=subscription.id,
                     attempt=attempt,
+                    unsubscribe_url=unsubscribe_url,
+                    text=sms.render(data).strip(),
                 )
-            return Message(
+            return _message(
+                subscription,
+                CONFIRM_TEMPLATE_NAME,
+                data,
                 delivery_id=delivery_id,
-                channel=Channel.EMAIL,
-                to=subscription.contact,
+                attempt=attempt,
+                unsubscribe_url=unsubscribe_url,
                 subject=" ".join(subject.render(data).split()),
                 text=text.render(data),
                 html=html.render(data),
-                unsubscribe_url=unsubscribe_url,
-                template=CONFIRM_TEMPLATE_NAME,
-                variant_id=subscription.variant_id,
-                template_data=data,
-                locale=subscription.locale,
-                subscription_id=subscription.id,
-                attempt=attempt,
             )
         except Exception as exc:  # any template error fails this message only
             raise RenderError(f"template error: {type(exc).__name__}: {exc}"[:500]) from exc
@@ -272,36 +264,62 @@ class Renderer:
         text = text.replace(_LINK, unsubscribe_url)
         data["unsubscribe_url"] = unsubscribe_url
         if subscription.channel == Channel.SMS:
-            return Message(
+            return _message(
+                subscription,
+                TEMPLATE_NAME,
+                data,
                 delivery_id=delivery_id,
-                channel=Channel.SMS,
-                to=subscription.contact,
-                text=text,
-                unsubscribe_url=unsubscribe_url,
-                template=TEMPLATE_NAME,
-                variant_id=subscription.variant_id,
-                template_data=data,
-                locale=subscription.locale,
-                subscription_id=subscription.id,
                 attempt=attempt,
+                unsubscribe_url=unsubscribe_url,
+                text=text,
             )
-        return Message(
+        return _message(
+            subscription,
+            TEMPLATE_NAME,
+            data,
             delivery_id=delivery_id,
-            channel=Channel.EMAIL,
-            to=subscription.contact,
+            attempt=attempt,
+            unsubscribe_url=unsubscribe_url,
             subject=(subject or "").replace(_LINK, unsubscribe_url),
             text=text,
             html=(html or "").replace(_LINK, str(markupsafe.escape(unsubscribe_url))),
-            unsubscribe_url=unsubscribe_url,
-            template=TEMPLATE_NAME,
-            variant_id=subscription.variant_id,
             # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the URL
             headers={
                 "List-Unsubscribe": f"<{unsubscribe_post_url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
-            template_data=data,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            attempt=attempt,
         )
+
+
+def _message(
+    subscription: Subscription,
+    template: str,
+    data: dict[str, Any],
+    *,
+    delivery_id: int,
+    attempt: int,
+    unsubscribe_url: str,
+    text: str,
+    subject: str | None = None,
+    html: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Message:
+    """The Message of one rendered template for `subscription`: an SMS carries only the
+    text; an email its subject, text, HTML and headers."""
+    common: dict[str, Any] = {
+        "delivery_id": delivery_id,
+        "to": subscription.contact,
+        "text": text,
+        "unsubscribe_url": unsubscribe_url,
+        "template": template,
+        "variant_id": subscription.variant_id,
+        "template_data": data,
+        "locale": subscription.locale,
+        "subscription_id": subscription.id,
+        "attempt": attempt,
+    }
+    if subscription.channel == Channel.SMS:
+        return Message(channel=Channel.SMS, **common)
+    return Message(
+        channel=Channel.EMAIL, subject=subject, html=html, headers=headers or {}, **common
+    )
