@@ -482,7 +482,9 @@ def create_engine(url: str, *, for_reads: bool = False, **kwargs: Any) -> Engine
             connect_args["factory"] = type(
                 "SerializedConnection", (_SerializedConnection,), {"write_lock": lock}
             )
-        if ":memory:" not in url and "mode=memory" not in url:
+        database = sa.engine.make_url(url).database
+        in_memory = not database or database == ":memory:" or "mode=memory" in url
+        if not in_memory:  # SQLAlchemy gives in-memory SQLite a pool without these sizes
             # Connections past pool_size are closed on return and opened again (13 ms with
             # the pragmas, measured): keep one per request thread for reads.
             kwargs.setdefault("pool_size", 40 if for_reads else 10)
