@@ -3,7 +3,9 @@ and the App underneath is synchronous, like the worker."""
 
 from __future__ import annotations
 
+import functools
 import html
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -18,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App, PublicSignUp
@@ -242,11 +245,18 @@ ops = APIRouter(tags=["ops"])
 ACCEPTED = {"status": "accepted"}
 
 
-def accepted(outcome: PublicSignUp) -> JSONResponse:
+_ACCEPTED_BODY = json.dumps(ACCEPTED, separators=(",", ":")).encode()
+_CONFIRM_BODY = json.dumps({**ACCEPTED, "confirm": True}, separators=(",", ":")).encode()
+
+
+def accepted(outcome: PublicSignUp) -> Response:
     """The public sign-up answer. With double opt-in on for the sign-up's channel it adds
     ``"confirm": true`` (check your inbox): that depends on the channel and the configuration
-    only, so a new, a repeat, a honeypot and a suppressed sign-up still answer alike."""
-    return JSONResponse({**ACCEPTED, "confirm": True} if outcome.confirm else ACCEPTED, 202)
+    only, so a new, a repeat, a honeypot and a suppressed sign-up still answer alike. The
+    two bodies are serialised once."""
+    return Response(
+        _CONFIRM_BODY if outcome.confirm else _ACCEPTED_BODY, 202, media_type="application/json"
+    )
 
 
 def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignUpContext:
@@ -273,20 +283,25 @@ def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignU
         **SIGNUP_ERRORS,
     },
 )
-def create_subscription(
+async def create_subscription(
     body: SubscriptionIn, request: Request, app: AppDep, who: SignUpCallerDep
-) -> JSONResponse:
+) -> Response:
     """Sign up for a sold-out variant. Public callers get `202 {"status": "accepted"}` for a
     new and a repeat sign-up alike; with the secret or admin key: 201 new, 200 existing (the
     full record). 409 in stock, 422 invalid, 429 over an abuse limit."""
+    # `async`: a public sign-up's checks run on the event loop and its write is awaited
+    # (App.sign_up_async), with no thread-pool hop; what may block runs in the pool there
     context = signup_context(request, body, who)
-    fields = body.model_dump(exclude={"hp", "consent_text", "consent_version"})
+    fields = body.model_dump(exclude=_NOT_FIELDS)
     if not who.trusted:
-        return accepted(app.subscribe_public(**fields, context=context))
-    result = app.subscribe(**fields, context=context)
+        return accepted(await app.subscribe_public_async(**fields, context=context))
+    result = await run_in_threadpool(functools.partial(app.subscribe, **fields, context=context))
     return JSONResponse(
         subscription_json(result.subscription), status_code=201 if result.created else 200
     )
+
+
+_NOT_FIELDS = {"hp", "consent_text", "consent_version"}
 
 
 def _item_name(sub: Subscription) -> str:

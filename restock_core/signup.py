@@ -9,8 +9,8 @@ import json
 import math
 import re
 import urllib.parse
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -242,3 +242,31 @@ class Veto:
 
     reason: str
     silent: bool = False
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: the attribute :func:`nonblocking` sets on a hook implementation
+NONBLOCKING = "restock_nonblocking"
+
+
+def nonblocking(function: _F) -> _F:
+    """Mark a ``before_subscribe`` implementation as one that never blocks (no network, no
+    database, no sleep: it only looks at the request and context, like the built-in
+    honeypot). The HTTP sign-up route then calls it on its event loop; while any
+    implementation is not marked, the route runs the whole pre-write part of the sign-up
+    in the thread pool instead, so a slow CAPTCHA check cannot stall other requests.
+    Put it under ``@hookimpl``::
+
+        @hookimpl
+        @nonblocking
+        def before_subscribe(request, context): ...
+    """
+    setattr(function, NONBLOCKING, True)
+    return function
+
+
+def is_nonblocking(function: Callable[..., Any]) -> bool:
+    """Whether `function` (a hook implementation, maybe a bound method) is marked
+    :func:`nonblocking`."""
+    return bool(getattr(function, NONBLOCKING, False))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import queue
@@ -14,8 +16,8 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import ACTIVE_WHERE, deliveries, subscriptions, utcnow
-from ..errors import ContactLimitError
+from ..db import ACTIVE_WHERE, deliveries, stock, subscriptions, suppressions, utcnow
+from ..errors import ContactLimitError, InStockError, RestockError, SuppressedError
 from ..models import (
     Channel,
     DeliveryKind,
@@ -60,6 +62,9 @@ class SubscriptionStore:
         fill_customer_id: bool = True,
         max_active: int | None = None,
         confirm: ConfirmPlan | None = None,
+        suppression_hash: str | None = None,
+        stock_required: int | None = None,
+        in_stock: bool = False,
     ) -> tuple[Subscription, bool] | None:
         """Insert a pending subscription, or return the pending one for the same (variant,
         scope, channel, contact), filling a missing customer_id when `fill_customer_id`.
@@ -70,17 +75,58 @@ class SubscriptionStore:
         row is `unconfirmed` and a confirmation request is queued with it (see
         :class:`ConfirmPlan`); an unconfirmed sign-up counts as active like a pending one.
 
+        The checks that read the database run in the same transaction, before anything is
+        stored, in this order: with `suppression_hash` (the contact's keyed hash), a
+        suppressed contact (or hash) on the sign-up's channel gets :class:`SuppressedError`;
+        `in_stock` (decided by the caller, e.g. from a platform's API) gets
+        :class:`InStockError`, as does, with `stock_required`, a stored quantity of the
+        sign-up's (source, variant, scope) of at least that much (restock's own stock
+        table: the ``manual`` source); then the contact limit.
+
         The sign-up is handed to this store's :class:`SignUpWriter`, which stores the
         sign-ups queued at that moment together, in one transaction (group commit); the call
         returns once the transaction holding its row has committed."""
-        request = SignUpWrite(
+        return self.writer.submit(
+            SignUpWrite(
+                values=dict(values),
+                consent=consent,
+                fill_customer_id=fill_customer_id,
+                max_active=max_active,
+                confirm=confirm,
+                suppression_hash=suppression_hash,
+                stock_required=stock_required,
+                in_stock=in_stock,
+            )
+        )
+
+    async def insert_or_get_async(
+        self,
+        values: Mapping[str, Any],
+        *,
+        consent: Mapping[str, Any] | None = None,
+        fill_customer_id: bool = True,
+        max_active: int | None = None,
+        confirm: ConfirmPlan | None = None,
+        suppression_hash: str | None = None,
+        stock_required: int | None = None,
+        in_stock: bool = False,
+    ) -> tuple[Subscription, bool] | None:
+        """:meth:`insert_or_get` for a caller on an asyncio event loop: no thread waits; the
+        writer resolves an asyncio future once the transaction holding the row has
+        committed (or the check refused it)."""
+        write = SignUpWrite(
             values=dict(values),
             consent=consent,
             fill_customer_id=fill_customer_id,
             max_active=max_active,
             confirm=confirm,
+            suppression_hash=suppression_hash,
+            stock_required=stock_required,
+            in_stock=in_stock,
+            done=None,
         )
-        return self.writer.submit(request)
+        result: tuple[Subscription, bool] | None = await self.writer.submit_async(write)
+        return result
 
     @functools.cached_property
     def writer(self) -> SignUpWriter:
@@ -111,6 +157,10 @@ class SubscriptionStore:
         decided: list[tuple[SignUpWrite, Any]] = []
         repeats: list[SignUpWrite] = []
         with self.db.engine.begin() as conn:
+            refused = self._refusals(conn, writes)
+            if refused:
+                decided.extend(refused.items())
+                writes = [w for w in writes if w not in refused]
             limited = [w for w in writes if w.max_active is not None]
             counts: dict[str, int] = {}
             if limited:
@@ -173,6 +223,9 @@ class SubscriptionStore:
         row_values = self._row_values(write, now)
         confirm = write.confirm
         with self.db.engine.begin() as conn:
+            refused = self._refusals(conn, [write])
+            if refused:
+                raise refused[write]
             if write.max_active is not None:
                 active = conn.execute(
                     sa.select(sa.func.count())
@@ -223,6 +276,49 @@ class SubscriptionStore:
                 )
                 existing = conn.execute(sa.select(s).where(s.c.id == existing.id)).one()
             return subscription_from_row(existing), False
+
+    def _refusals(
+        self, conn: Connection, writes: Sequence[SignUpWrite]
+    ) -> dict[SignUpWrite, RestockError]:
+        """The sign-ups among `writes` that their checks refuse (see :meth:`insert_or_get`),
+        with the error each gets: one suppression query and one stock read for all of them."""
+        checked = [w for w in writes if w.suppression_hash is not None]
+        local = [w for w in writes if w.stock_required is not None]
+        if not checked and not local and not any(w.in_stock for w in writes):
+            return {}
+        suppressed: set[tuple[str, str]] = set()
+        if checked:
+            names = sorted(
+                {w.values["contact"] for w in checked} | {str(w.suppression_hash) for w in checked}
+            )
+            suppressed = {(ch, c) for ch, c in conn.execute(_SUPPRESSED_AMONG, {"names": names})}
+        quantities: dict[tuple[str, str, str], int | None] = {}
+        if local:
+            found = conn.execute(
+                _STOCK_AMONG,
+                {
+                    "sources": sorted({w.values["source"] for w in local}),
+                    "variant_ids": sorted({w.values["variant_id"] for w in local}),
+                },
+            )
+            quantities = {(src, v, sc): q for src, v, sc, q in found}
+        refused: dict[SignUpWrite, RestockError] = {}
+        for w in writes:
+            channel = w.values["channel"]
+            if w.suppression_hash is not None and (
+                (channel, w.values["contact"]) in suppressed
+                or (channel, w.suppression_hash) in suppressed
+            ):
+                refused[w] = _suppressed(channel)
+            elif w.in_stock:
+                refused[w] = _in_stock()
+            elif w.stock_required is not None:
+                quantity = quantities.get(
+                    (w.values["source"], w.values["variant_id"], w.values["scope"])
+                )
+                if quantity is not None and quantity >= w.stock_required:
+                    refused[w] = _in_stock()
+        return refused
 
     def _queue_confirmation(
         self,
@@ -419,6 +515,30 @@ class SubscriptionStore:
             return [StockKey(v, sc) for v, sc in conn.execute(query)]
 
 
+#: the sign-up writer's checks, one statement per group (built once)
+_SUPPRESSED_AMONG = sa.select(suppressions.c.channel, suppressions.c.contact).where(
+    suppressions.c.contact.in_(sa.bindparam("names", expanding=True))
+)
+_STOCK_AMONG = sa.select(stock.c.source, stock.c.variant_id, stock.c.scope, stock.c.quantity).where(
+    stock.c.source.in_(sa.bindparam("sources", expanding=True)),
+    stock.c.variant_id.in_(sa.bindparam("variant_ids", expanding=True)),
+)
+
+
+def _suppressed(channel: str) -> SuppressedError:
+    return SuppressedError(
+        f"this {'address' if channel == 'email' else 'number'} bounced or opted out "
+        f"earlier and cannot receive {channel} notifications",
+        field="email" if channel == "email" else "phone",
+    )
+
+
+def _in_stock() -> InStockError:
+    return InStockError(
+        "this item is in stock; sign-ups are for sold-out items", field="variant_id"
+    )
+
+
 def _key(values: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (values["variant_id"], values["scope"], values["channel"], values["contact"])
 
@@ -453,27 +573,63 @@ _UNANSWERED = object()
 @attrs.define(eq=False)
 class SignUpWrite:
     """One queued sign-up and, once stored, its answer (the stored subscription and whether
-    it is new, None for a lost race, or the exception to raise in the caller)."""
+    it is new, None for a lost race, or the exception to raise in the caller).
+
+    A thread caller waits on `done`; an asyncio caller (``done=None``) awaits `future`,
+    which the writer resolves on the caller's loop once the answer is known."""
 
     values: dict[str, Any]
     consent: Mapping[str, Any] | None
     fill_customer_id: bool
     max_active: int | None
     confirm: ConfirmPlan | None
+    #: the checks made in the writer's transaction (see `SubscriptionStore.insert_or_get`)
+    suppression_hash: str | None = None
+    stock_required: int | None = None
+    in_stock: bool = False
     outcome: Any = _UNANSWERED
-    done: threading.Event = attrs.field(factory=threading.Event)
+    done: threading.Event | None = attrs.field(factory=threading.Event)
+    future: asyncio.Future[Any] | None = None
+    released: bool = False
 
     def answer(self, outcome: Any) -> None:
         if self.outcome is _UNANSWERED:
             self.outcome = outcome
-            self.done.set()
+            if self.done is not None:
+                self.done.set()
 
     def result(self) -> tuple[Subscription, bool] | None:
+        assert self.done is not None, "an asyncio sign-up: await its future"
         self.done.wait()
         if isinstance(self.outcome, BaseException):
             raise self.outcome
         result: tuple[Subscription, bool] | None = self.outcome
         return result
+
+
+def _resolve(writes: Sequence[SignUpWrite]) -> None:
+    """On the callers' event loop: hand each answered asyncio sign-up its outcome."""
+    for w in writes:
+        future = w.future
+        if future is None or future.done():  # the request was cancelled meanwhile
+            continue
+        if isinstance(w.outcome, BaseException):
+            future.set_exception(w.outcome)
+        else:
+            future.set_result(w.outcome)
+
+
+def _release(writes: Sequence[SignUpWrite]) -> None:
+    """Wake the asyncio callers among `writes` that have their answer: one call into each
+    event loop for all of them (a thread caller was woken by `answer`)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[SignUpWrite]] = {}
+    for w in writes:
+        if w.future is not None and not w.released and w.outcome is not _UNANSWERED:
+            w.released = True
+            by_loop.setdefault(w.future.get_loop(), []).append(w)
+    for loop, answered in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+            loop.call_soon_threadsafe(_resolve, answered)
 
 
 class SignUpWriter:
@@ -515,6 +671,26 @@ class SignUpWriter:
         if inline:
             self.store_group([write])
         return write.result()
+
+    def submit_async(self, write: SignUpWrite) -> asyncio.Future[Any]:
+        """Queue `write` (made with ``done=None``) from an asyncio event loop; the future
+        gets its answer. After `close` it is stored in the loop's default executor."""
+        loop = asyncio.get_running_loop()
+        write.future = loop.create_future()
+        with self._start:
+            if self._closed:
+                inline = True
+            else:
+                inline = False
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="restock-signup-writer", daemon=True
+                    )
+                    self._thread.start()
+                self._queue.put(write)
+        if inline:
+            loop.run_in_executor(None, self.store_group, [write])
+        return write.future
 
     def close(self) -> None:
         """Store what is queued, then stop the thread."""
@@ -570,6 +746,7 @@ class SignUpWriter:
                     later.extend(self.store._store_group(batch))
                     self.groups += 1
                     self.grouped += len(batch)
+                    _release(batch)  # committed: answer them before the one-by-one rest
                 except Exception:
                     log.warning(
                         "storing %d sign-ups together failed; storing them one by one",
@@ -589,3 +766,5 @@ class SignUpWriter:
                 w.answer(exc)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            _release(writes)
