@@ -57,11 +57,13 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = error_response(413, "too_large", f"request body is over {self.limit} bytes")
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
+        declared = None
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length":
+                declared = value
+                break
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await too_big(scope, receive, send)
+            await self.too_big(scope, receive, send)
             return
         if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
             await self.app(scope, receive, send)
@@ -75,7 +77,7 @@ class BodyLimit:
             body = message.get("body", b"")
             seen += len(body)
             if seen > self.limit:
-                await too_big(scope, receive, send)
+                await self.too_big(scope, receive, send)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -90,6 +92,11 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 413 (built when needed: a response built per request cost a JSON dump)."""
+        response = error_response(413, "too_large", f"request body is over {self.limit} bytes")
+        await response(scope, receive, send)
 
 
 class ErrorDetail(BaseModel):
@@ -224,14 +231,6 @@ async def get_app(request: Request) -> App:
 AppDep = Annotated[App, Depends(get_app)]
 
 
-async def _signup_caller(request: Request) -> Caller:
-    """:func:`restock_core.auth.caller` without the thread-pool hop (it does no I/O)."""
-    return caller(request)
-
-
-SignUpCallerDep = Annotated[Caller, Depends(_signup_caller)]
-
-
 #: no key: a shopper's browser
 public = APIRouter()
 #: the admin API key
@@ -269,7 +268,7 @@ def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignU
         consent_text=body.consent_text,
         consent_version=body.consent_version,
     )
-    return attrs.evolve(context, trusted=who.trusted)
+    return attrs.evolve(context, trusted=True) if who.trusted else context
 
 
 @public.post(
@@ -283,14 +282,16 @@ def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignU
         **SIGNUP_ERRORS,
     },
 )
-async def create_subscription(
-    body: SubscriptionIn, request: Request, app: AppDep, who: SignUpCallerDep
-) -> Response:
+async def create_subscription(body: SubscriptionIn, request: Request) -> Response:
     """Sign up for a sold-out variant. Public callers get `202 {"status": "accepted"}` for a
     new and a repeat sign-up alike; with the secret or admin key: 201 new, 200 existing (the
     full record). 409 in stock, 422 invalid, 429 over an abuse limit."""
     # `async`: a public sign-up's checks run on the event loop and its write is awaited
-    # (App.sign_up_async), with no thread-pool hop; what may block runs in the pool there
+    # (App.sign_up_async), with no thread-pool hop; what may block runs in the pool there.
+    # The App and the caller are read here, not by dependencies: each dependency FastAPI
+    # solves per request cost more than reading them (issue 13)
+    app: App = request.app.state.restock
+    who = caller(request)
     context = signup_context(request, body, who)
     fields = body.model_dump(exclude=_NOT_FIELDS)
     if not who.trusted:

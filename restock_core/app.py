@@ -378,7 +378,7 @@ class App:
             raise RestockError("could not store the sign-up; try again", code="conflict")
         subscription, created = stored
         if created:
-            self.metrics.signups.labels(channel=str(plan.kind)).inc()
+            self._signups_counter(plan.kind).inc()
             self.notify_observers("subscription_created", subscription=subscription)
         return SignUp(subscription, created=created)
 
@@ -416,7 +416,7 @@ class App:
             raise RestockError("could not store the sign-up; try again", code="conflict")
         subscription, created = stored
         if created:
-            self.metrics.signups.labels(channel=str(plan.kind)).inc()
+            self._signups_counter(plan.kind).inc()
             if self.has_observers("subscription_created"):
                 await run_sync(
                     functools.partial(
@@ -481,6 +481,10 @@ class App:
             "stock_required": self.settings.inventory_required if local_stock else None,
         }
         return _Plan(kind, adapter, key, values, checks, check_stock and not local_stock)
+
+    @functools.cache  # noqa: B019 - two channels, and the App lives as long as the process
+    def _signups_counter(self, kind: Channel) -> Any:
+        return self.metrics.signups.labels(channel=str(kind))
 
     def _hook_may_block(self) -> bool:
         """Whether a ``before_subscribe`` implementation may block (any not marked
@@ -664,13 +668,14 @@ class App:
     def contact_hash(self, contact: str) -> str:
         """What an erased contact's suppression is kept as: a keyed hash (the signing
         secret), so the list still blocks the person without naming them."""
-        digest = hmac.new(self._hash_key, contact.encode(), hashlib.sha256).hexdigest()
-        return f"sha256:{digest}"
+        mac = self._hash_mac.copy()  # the keyed state, made once: cheaper than hmac.new
+        mac.update(contact.encode())
+        return f"sha256:{mac.hexdigest()}"
 
     @functools.cached_property
-    def _hash_key(self) -> bytes:
+    def _hash_mac(self) -> hmac.HMAC:
         secret = self.settings.secret_key.value if self.settings.secret_key else None
-        return (secret or self._stored_secret()).encode()
+        return hmac.new((secret or self._stored_secret()).encode(), digestmod=hashlib.sha256)
 
     def suppress(self, channel: Channel, contact: str, reason: str) -> None:
         self.store.suppressions.add(channel, contact, reason)

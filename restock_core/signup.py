@@ -176,6 +176,8 @@ def check_attributes(value: Mapping[str, Any]) -> dict[str, Any]:
         elif node is not None and not isinstance(node, bool | int):
             raise ValidationError(f"{where} must be a JSON value", field=where)
 
+    if not value:
+        return {}
     walk(value, 1, "attributes")
     size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     if size > ATTRIBUTES_MAX_BYTES:
