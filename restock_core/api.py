@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -292,10 +293,10 @@ async def create_subscription(body: SubscriptionIn, request: Request) -> Respons
     # solves per request cost more than reading them (issue 13)
     app: App = request.app.state.restock
     who = caller(request)
+    if not who.trusted:
+        return await public_sign_up(app, request, body)
     context = signup_context(request, body, who)
     fields = body.model_dump(exclude=_NOT_FIELDS)
-    if not who.trusted:
-        return accepted(await app.subscribe_public_async(**fields, context=context))
     result = await run_in_threadpool(functools.partial(app.subscribe, **fields, context=context))
     return JSONResponse(
         subscription_json(result.subscription), status_code=201 if result.created else 200
@@ -303,6 +304,94 @@ async def create_subscription(body: SubscriptionIn, request: Request) -> Respons
 
 
 _NOT_FIELDS = {"hp", "consent_text", "consent_version"}
+
+
+async def public_sign_up(app: App, request: Request, body: SubscriptionIn) -> Response:
+    """A shopper's `POST /subscriptions` (no key), from the route or from
+    :class:`PublicSignUpFastPath`: raises RestockError for the handlers to answer."""
+    context = app.public_context(
+        request,
+        honeypot=body.hp,
+        consent_text=body.consent_text,
+        consent_version=body.consent_version,
+    )
+    fields = body.model_dump(exclude=_NOT_FIELDS)
+    return accepted(await app.subscribe_public_async(**fields, context=context))
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: `path` less `root_path` (as Starlette's routing does)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and (path == root or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
+class PublicSignUpFastPath:
+    """`POST /subscriptions` from a shopper (no Authorization header, a JSON body that
+    :class:`SubscriptionIn` accepts), answered without FastAPI's routing, dependency and
+    body machinery: the body is validated by pydantic straight from its bytes, the sign-up
+    is :func:`public_sign_up` (what the route calls) and a refusal is answered by the same
+    handler as on the route. Everything else — other paths, a key, another content type,
+    a body pydantic refuses — goes on to the route unchanged, which then gives its usual
+    answer (422, 400, 401 ...), so the two cannot disagree. It sits inside the CORS and
+    body-limit middlewares and the server-error handler, like the route.
+
+    Why: on `POST /subscriptions` the framework's per-request work was as much CPU as the
+    sign-up's own (issue 13; docs/benchmarks.md)."""
+
+    def __init__(self, app: Any, restock: App):
+        self.app = app
+        self.restock = restock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or _route_path(scope) != "/subscriptions"
+        ):
+            await self.app(scope, receive, send)
+            return
+        json_body = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":  # a secret or admin key (or a wrong one): the route
+                await self.app(scope, receive, send)
+                return
+            if name == b"content-type":
+                json_body = value.partition(b";")[0].strip().lower() == b"application/json"
+        if not json_body:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        try:
+            body = SubscriptionIn.model_validate_json(raw)
+        except PydanticValidationError:
+            replayed = False
+
+            async def replay() -> MutableMapping[str, Any]:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": raw, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        request = Request(scope)
+        try:
+            response = await public_sign_up(self.restock, request, body)
+        except RestockError as exc:
+            response = await restock_error(request, exc)
+        await response(scope, receive, send)
 
 
 def _item_name(sub: Subscription) -> str:
@@ -711,6 +800,8 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
 
     app.registry.pm.hook.register_routes(register=register, app=app)
 
+    # innermost of the middlewares below: CORS and the body limit apply to it as to the route
+    api.add_middleware(PublicSignUpFastPath, restock=app)
     # The faces: storefront widget (+ public CORS) and the merchant dashboard at /admin.
     from . import dashboard, widget
 
