@@ -329,21 +329,26 @@ def _route_path(scope: Scope) -> str:
 
 
 class PublicSignUpFastPath:
-    """`POST /subscriptions` from a shopper (no Authorization header, a JSON body that
-    :class:`SubscriptionIn` accepts), answered without FastAPI's routing, dependency and
-    body machinery: the body is validated by pydantic straight from its bytes, the sign-up
-    is :func:`public_sign_up` (what the route calls) and a refusal is answered by the same
-    handler as on the route. Everything else — other paths, a key, another content type,
-    a body pydantic refuses — goes on to the route unchanged, which then gives its usual
-    answer (422, 400, 401 ...), so the two cannot disagree. It sits inside the CORS and
-    body-limit middlewares and the server-error handler, like the route.
+    """`POST /subscriptions` from a shopper (no Authorization or Origin header, a JSON body
+    within the body limit that :class:`SubscriptionIn` accepts), answered without the
+    framework's per-request layers: FastAPI's routing, dependencies and body handling, the
+    body limit and CORS middlewares. The body is validated by pydantic straight from its
+    bytes, the sign-up is :func:`public_sign_up` (what the route calls), a refusal is
+    answered by the route's own handler, and the answer carries what the CORS middleware
+    adds to a request without an Origin (``Vary: Origin``). Everything else (other paths, a
+    key, a browser's cross-origin request, another content type, a body over the limit or
+    one pydantic refuses) goes on, with the body read so far replayed, to the middlewares
+    and the route, which answer as they always did (413, 422, 400, 401, CORS ...), so the
+    two cannot disagree. It is the outermost middleware (inside Starlette's server-error
+    handler, which answers an unexpected exception as on the route).
 
-    Why: on `POST /subscriptions` the framework's per-request work was as much CPU as the
+    Why: on `POST /subscriptions` the framework's per-request work cost as much CPU as the
     sign-up's own (issue 13; docs/benchmarks.md)."""
 
-    def __init__(self, app: Any, restock: App):
+    def __init__(self, app: Any, restock: App, limit: int):
         self.app = app
         self.restock = restock
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -355,43 +360,58 @@ class PublicSignUpFastPath:
             return
         json_body = False
         for name, value in scope["headers"]:
-            if name == b"authorization":  # a secret or admin key (or a wrong one): the route
+            if name in (b"authorization", b"origin"):  # a key, or CORS applies: the route
                 await self.app(scope, receive, send)
                 return
             if name == b"content-type":
                 json_body = value.partition(b";")[0].strip().lower() == b"application/json"
+            elif name == b"content-length" and not (value.isdigit() and int(value) <= self.limit):
+                json_body = False
+                break
         if not json_body:
             await self.app(scope, receive, send)
             return
-        chunks = []
+        chunks: list[bytes] = []
+        seen = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
                 return
             chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if not message.get("more_body", False):
                 break
+            if seen > self.limit:  # the body limit answers it
+                await self.app(scope, _replay(chunks, receive, more=True), send)
+                return
         raw = b"".join(chunks)
         try:
-            body = SubscriptionIn.model_validate_json(raw)
+            body = SubscriptionIn.model_validate_json(raw) if seen <= self.limit else None
         except PydanticValidationError:
-            replayed = False
-
-            async def replay() -> MutableMapping[str, Any]:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": raw, "more_body": False}
-                return await receive()
-
-            await self.app(scope, replay, send)
+            body = None
+        if body is None:
+            await self.app(scope, _replay([raw], receive, more=False), send)
             return
         request = Request(scope)
         try:
             response = await public_sign_up(self.restock, request, body)
         except RestockError as exc:
             response = await restock_error(request, exc)
+        response.raw_headers.append((b"vary", b"Origin"))  # as PublicCORS adds it
         await response(scope, receive, send)
+
+
+def _replay(chunks: list[bytes], receive: Receive, *, more: bool) -> Receive:
+    """A `receive` that gives `chunks` again, then (with `more`) the rest of the body."""
+    pending = list(chunks)
+
+    async def replay() -> MutableMapping[str, Any]:
+        if pending:
+            body = pending.pop(0)
+            return {"type": "http.request", "body": body, "more_body": more or bool(pending)}
+        return await receive()
+
+    return replay
 
 
 def _item_name(sub: Subscription) -> str:
@@ -800,8 +820,6 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
 
     app.registry.pm.hook.register_routes(register=register, app=app)
 
-    # innermost of the middlewares below: CORS and the body limit apply to it as to the route
-    api.add_middleware(PublicSignUpFastPath, restock=app)
     # The faces: storefront widget (+ public CORS) and the merchant dashboard at /admin.
     from . import dashboard, widget
 
@@ -809,4 +827,6 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
     dashboard.mount(api, app)
 
     api.add_middleware(BodyLimit, limit=app.settings.max_body_bytes)
+    # outermost: what it does not answer itself reaches the body limit, CORS and the route
+    api.add_middleware(PublicSignUpFastPath, restock=app, limit=app.settings.max_body_bytes)
     return api

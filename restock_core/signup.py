@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -116,6 +117,7 @@ def check_message_url(url: str, field: str, allowed_hosts: Collection[str] = ())
     return url
 
 
+@functools.cache
 def max_length(name: str) -> int:
     """The limit of a `SignUpRequest` field, or of a `SignUpContext` one (``consent_text``,
     ``consent_version``, ``honeypot``)."""
@@ -205,8 +207,8 @@ def optional_text(value: Any, field: str) -> str | None:
     if value is None:
         return None
     check_text(value, field)
-    limit = attrs.fields_dict(SignUpRequest)[field].metadata.get(MAX_LENGTH)
-    if limit is not None and len(value) > limit:
+    limit = max_length(field)
+    if len(value) > limit:
         raise ValidationError(f"{field} is longer than {limit} characters", field=field)
     return value
 

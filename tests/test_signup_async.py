@@ -88,9 +88,18 @@ def count(app: Any, table: sa.Table = subscriptions) -> int:
 # ---------------------------------------------------------------- the fast path
 
 
-def answers(make_app: Any, headers: dict[str, str]) -> list[tuple[int, Any, str | None]]:
-    """The same sequence of public sign-ups against a fresh app: status, body, Retry-After."""
-    app = make_app({"restock": {"limit_signups_per_ip": 8, "secret_api_key": "s3cret"}})
+def answers(make_app: Any, headers: dict[str, str]) -> list[tuple[int, Any, Any]]:
+    """The same sequence of public sign-ups against a fresh app: status, body, headers."""
+    app = make_app(
+        {
+            "restock": {
+                "limit_signups_per_ip": 8,
+                "secret_api_key": "s3cret",
+                "cors_origins": ["https://shop.example"],
+                "max_body_bytes": 4096,
+            }
+        }
+    )
     app.set_stock("in-stock", 5)
     app.suppress(Channel.EMAIL, "gone@example.com", "hard bounce")
     bodies: list[Any] = [
@@ -111,10 +120,22 @@ def answers(make_app: Any, headers: dict[str, str]) -> list[tuple[int, Any, str 
     with api_client(app) as client:
         for body in bodies:
             r = client.post("/subscriptions", json=body, headers=headers)
-            out.append((r.status_code, r.json(), r.headers.get("retry-after")))
+            out.append((r.status_code, r.json(), sorted(r.headers.items())))
         # with a JSON content type in both runs (without one FastAPI reads it differently)
         r = client.post("/subscriptions", content=b"{not json", headers=PUBLIC)
-        out.append((r.status_code, r.json(), None))
+        out.append((r.status_code, r.json(), sorted(r.headers.items())))
+        big = {"variant_id": "v1", "email": "e@example.com", "attributes": {"x": "y" * 5000}}
+        r = client.post("/subscriptions", json=big, headers=headers)
+        out.append((r.status_code, r.json(), sorted(r.headers.items())))
+    app.ip_buckets = type(app.ip_buckets)(0, 1)  # no per-IP limit from here on
+    with api_client(app) as client:
+        # a browser on the shop's site (an Origin): CORS answers apply
+        r = client.post(
+            "/subscriptions",
+            json={"variant_id": "v9", "email": "f@example.com"},
+            headers={**headers, "origin": "https://shop.example"},
+        )
+        out.append((r.status_code, r.json(), sorted(r.headers.items())))
     out.append((count(app), count(app, consents), None))
     return out
 
@@ -126,9 +147,11 @@ def test_the_fast_path_answers_exactly_as_the_route(make_app) -> None:
     route = answers(make_app, {})
     assert fast == route
     statuses = [status for status, _, _ in fast[:-1]]
-    assert statuses == [202, 202, 202, 202, 409, 422, 422, 422, 422, 422, 202, 429, 400]
-    assert fast[11][2] is not None  # Retry-After on the 429
-    assert fast[-1][:2] == (2, 2)  # ada and the phone sign-up, each with a consent record
+    assert statuses == [202, 202, 202, 202, 409, 422, 422, 422, 422, 422, 202, 429, 400, 413, 202]
+    assert ("vary", "Origin") in fast[0][2] and ("vary", "Origin") in fast[4][2]
+    assert any(name == "retry-after" for name, _ in fast[11][2])
+    assert ("access-control-allow-origin", "https://shop.example") in fast[14][2]
+    assert fast[-1][:2] == (3, 3)  # ada, the phone and the browser's sign-up, with consents
 
 
 def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_app) -> None:
@@ -141,7 +164,7 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    fast = PublicSignUpFastPath(route, restock=app)
+    fast = PublicSignUpFastPath(route, restock=app, limit=100)
 
     async def call(
         method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], root: str = ""
@@ -177,6 +200,9 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
             await call("POST", "/subscriptions", good, json_type),
             await call("POST", "/subscriptions", good, json_type, root="/restock"),
             await call("POST", "/subscriptions", good, [*json_type, (b"authorization", b"x")]),
+            await call("POST", "/subscriptions", good, [*json_type, (b"origin", b"https://a.b")]),
+            await call("POST", "/subscriptions", good, [*json_type, (b"content-length", b"101")]),
+            await call("POST", "/subscriptions", b" " * 101 + good, json_type),
             await call("POST", "/subscriptions", good, [(b"content-type", b"text/plain")]),
             await call("POST", "/subscriptions", good, []),
             await call("POST", "/subscriptions", b'{"variant_id": 1}', json_type),
@@ -185,9 +211,10 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
         ]
 
     statuses = asyncio.run(run())
-    assert statuses == [202, 202, 299, 299, 299, 299, 299, 299]
-    assert len(reached) == 6
-    assert reached[3] == "POST /subscriptions b'{\"variant_id\": 1}'"  # the body, replayed
+    assert statuses == [202, 202, 299, 299, 299, 299, 299, 299, 299, 299, 299]
+    assert len(reached) == 9
+    assert reached[3].endswith(repr(b" " * 101 + good))  # a body over the limit, replayed
+    assert reached[6] == "POST /subscriptions b'{\"variant_id\": 1}'"  # the body, replayed
     assert count(app) == 1  # the second one is a repeat of the first
 
 
