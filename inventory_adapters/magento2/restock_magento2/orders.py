@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from restock_core import Order, OrderLine, utcnow
+from restock_core import Order, OrderLine, store_time, stored_time, utcnow
 
 if TYPE_CHECKING:
     from .adapter import Magento2Adapter
@@ -105,15 +105,6 @@ def parse_order(item: Mapping[str, Any], source: str) -> Order | None:
 CANCELLED_CURSOR = "orders.cancelled_since"
 
 
-def load_cursor(adapter: Magento2Adapter) -> datetime | None:
-    stored = adapter.host.plugin_state(adapter.id, CANCELLED_CURSOR)
-    try:
-        return datetime.fromisoformat(stored) if stored else None
-    except ValueError:
-        log.warning("%s: ignoring unreadable stored cursor %r", adapter.id, stored)
-        return None
-
-
 def poll_orders(adapter: Magento2Adapter, *, since: datetime | None = None) -> int:
     """Record every order created since `since` (default: the newest recorded order of this
     source minus a small overlap, else `orders_lookback` seconds ago), then take back the
@@ -123,11 +114,10 @@ def poll_orders(adapter: Magento2Adapter, *, since: datetime | None = None) -> i
     conversions made."""
     started = utcnow()
     made = record_new_orders(adapter, since=since)
-    cancelled_since = load_cursor(adapter) or started - timedelta(
-        seconds=adapter.options.orders_lookback
-    )
+    stored = stored_time(adapter.host, adapter.id, CANCELLED_CURSOR)
+    cancelled_since = stored or started - timedelta(seconds=adapter.options.orders_lookback)
     removed = take_back_cancellations(adapter, cancelled_since)
-    adapter.host.set_plugin_state(adapter.id, CANCELLED_CURSOR, (started - OVERLAP).isoformat())
+    store_time(adapter.host, adapter.id, CANCELLED_CURSOR, started - OVERLAP)
     if removed:
         log.info("%s: %s conversions taken back for cancelled orders", adapter.id, removed)
     return made
