@@ -24,6 +24,7 @@ from restock_core import (
     stored_time,
 )
 from restock_core.api import create_api
+from restock_core.cli import work_once
 from restock_core.periodic import PeriodicRunner
 from restock_core.testing import running_worker, wait_for
 
@@ -133,6 +134,20 @@ def test_the_schedule_is_shared_and_survives_a_restart(make_app: Callable[..., A
     shorter = [(source, attrs.evolve(task, interval=1.0)) for source, task in tasks]
     assert PeriodicRunner(app.store, shorter).run_due() == 1
     assert ticker.ticks == 2
+
+
+def test_worker_once_delivers_and_runs_the_due_tasks(make_app: Callable[..., App]) -> None:
+    """`restock worker --once` (cron-style deployments) does what a running worker would:
+    delivers what is due and runs each periodic task whose pass is due, once."""
+    app, ticker = ticker_app(make_app, interval=3600)
+    sub = app.subscribe("sku-1", email="ann@example.com", source="manual").subscription
+    app.record_stock("manual", [StockUpdate(StockKey("sku-1"), 2, datetime.now(UTC))])
+    done, tasks = work_once(app)
+    assert app.get_subscription(sub.id).status == "notified"
+    assert done >= 1 and (tasks, ticker.ticks) == (1, 1)
+    # a second run within the interval finds nothing due
+    assert work_once(app) == (0, 0)
+    assert ticker.ticks == 1
 
 
 def test_plugin_state_is_namespaced_and_survives_a_new_app(make_app: Callable[..., App]) -> None:
