@@ -391,7 +391,7 @@ class FakeMagento:
             if order is None:
                 raise KeyError(entity_id)
             memo_id = len(self.creditmemos) + 1
-            lines = []
+            lines: list[dict[str, Any]] = []
             refunded = 0.0
             for item in order["items"]:
                 amount = item["price"] * qty
