@@ -21,7 +21,7 @@ from restock_core.api import PublicSignUpFastPath, create_api
 from restock_core.contacts import _SIMPLE_EMAIL, normalize_email
 from restock_core.db import consents, subscriptions
 from restock_core.errors import InStockError, SuppressedError
-from restock_core.limits import _in, parse_networks
+from restock_core.limits import Buckets, _in, parse_networks
 from restock_core.models import Channel
 from restock_core.signup import SignUpContext, Veto
 from restock_core.store.subscriptions import SignUpWrite
@@ -453,3 +453,13 @@ def test_the_ipv4_trusted_proxy_check_matches_ipaddress(address: str) -> None:
     except ValueError:
         expected = False
     assert _in(address, networks) == expected
+
+
+def test_buckets_forget_the_least_recently_used_key_first() -> None:
+    buckets = Buckets(1, 100.0, max_keys=2)
+    assert buckets.take("a", now=0.0) == 0.0
+    assert buckets.take("b", now=0.0) == 0.0
+    assert buckets.take("a", now=1.0) > 0  # a is spent, and now the most recently used
+    assert buckets.take("c", now=1.0) == 0.0  # three keys: b, the least recent, is forgotten
+    assert buckets.take("b", now=1.0) == 0.0  # a full bucket again; a is forgotten now
+    assert buckets.take("c", now=1.0) > 0  # c was kept (spent)
