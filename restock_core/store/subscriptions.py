@@ -403,14 +403,18 @@ class SubscriptionStore:
             names = sorted(
                 {w.values["contact"] for w in checked} | {str(w.suppression_hash) for w in checked}
             )
+            # the channel too: the primary key (channel, contact) is searched, not scanned
+            channels = sorted({w.values["channel"] for w in checked})
             if raw is not None:
                 found_names = raw.execute(
-                    "SELECT channel, contact FROM suppressions WHERE contact IN "
-                    f"({_marks(len(names))})",
-                    names,
+                    f"SELECT channel, contact FROM suppressions WHERE channel IN "
+                    f"({_marks(len(channels))}) AND contact IN ({_marks(len(names))})",
+                    [*channels, *names],
                 ).fetchall()
             else:
-                found_names = conn.execute(_SUPPRESSED_AMONG, {"names": names}).all()
+                found_names = conn.execute(
+                    _SUPPRESSED_AMONG, {"channels": channels, "names": names}
+                ).all()
             suppressed = {(ch, c) for ch, c in found_names}
         quantities: dict[tuple[str, str, str], int | None] = {}
         if local:
@@ -642,7 +646,8 @@ class SubscriptionStore:
 
 #: the sign-up writer's checks, one statement per group (built once)
 _SUPPRESSED_AMONG = sa.select(suppressions.c.channel, suppressions.c.contact).where(
-    suppressions.c.contact.in_(sa.bindparam("names", expanding=True))
+    suppressions.c.channel.in_(sa.bindparam("channels", expanding=True)),
+    suppressions.c.contact.in_(sa.bindparam("names", expanding=True)),
 )
 _STOCK_AMONG = sa.select(stock.c.source, stock.c.variant_id, stock.c.scope, stock.c.quantity).where(
     stock.c.source.in_(sa.bindparam("sources", expanding=True)),
