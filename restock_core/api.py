@@ -1,5 +1,7 @@
 """The HTTP API (FastAPI). Endpoints are plain `def`s: FastAPI runs them in its thread pool
-and the App underneath is synchronous, like the worker."""
+and the App underneath is synchronous, like the worker. The exception is the public sign-up
+(`POST /subscriptions`, and the widget's): it runs on the event loop and awaits the sign-up
+writer (`App.sign_up_async`), most of the time through :class:`PublicSignUpFastPath`."""
 
 from __future__ import annotations
 

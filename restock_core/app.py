@@ -482,9 +482,13 @@ class App:
         }
         return _Plan(kind, adapter, key, values, checks, check_stock and not local_stock)
 
-    @functools.cache  # noqa: B019 - two channels, and the App lives as long as the process
     def _signups_counter(self, kind: Channel) -> Any:
-        return self.metrics.signups.labels(channel=str(kind))
+        """The `signups` counter of `kind`'s channel (looked up once per channel)."""
+        counters: dict[Channel, Any] = self.__dict__.setdefault("_signup_counters", {})
+        counter = counters.get(kind)
+        if counter is None:
+            counter = counters[kind] = self.metrics.signups.labels(channel=str(kind))
+        return counter
 
     def _hook_may_block(self) -> bool:
         """Whether a ``before_subscribe`` implementation may block (any not marked
