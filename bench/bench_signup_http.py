@@ -23,8 +23,23 @@ request. Each side runs in its own server process on 127.0.0.1 with a fresh data
 - **pg** (`--database postgresql`): restock on PostgreSQL at 127.0.0.1:5432 (a scratch
   schema), limits on, same load.
 
-Prints req/s, p50/p99, non-2xx counts per side, the server process's CPU time per 2xx
-answer during the measured load (all its threads, from /proc/<pid>/stat), the ratios to the
+The sides above send what a server sends (no `Origin`, two headers). A shopper's browser
+sends more, and the storefront is on another origin (`cors_origins = ["https://shop.example"]`
+in every restock side's config):
+
+- **browser**: `POST /subscriptions` as a storefront page's script sends it: `Origin:
+  https://shop.example` (allowed), `Referer`, and the rest of Chrome's headers for a
+  `fetch()` with `credentials: "omit"` (User-Agent, Accept*, sec-ch-ua*, Sec-Fetch-*,
+  Priority). Limits on.
+- **widget**: `POST /widget/subscriptions` with the widget's JSON (widget.js:
+  `{variant_id, scope, consent: true, locale, email}`) and the same browser headers.
+- **preflight**: the widget's *first* sign-up from a browser: a JSON POST across origins
+  is not a CORS "simple" request, so the browser sends an `OPTIONS` preflight first (and
+  caches the answer for `max_age`, 600 s): each sign-up is an `OPTIONS` then the `POST`.
+  Sign-ups/s counts the POSTs (201); p50/p99 mix both kinds of request.
+
+Prints sign-ups/s, p50/p99, non-2xx counts per side, the server process's CPU time per
+sign-up during the measured load (all its threads, from /proc/<pid>/stat), the ratios to the
 baseline, and checks that rows stored equal the 2xx answers (a request still in flight when
 wrk stops may be stored without its answer being counted: at most one per connection). The
 load average is printed with every figure: the machine is shared, so ratios from one run are
@@ -192,7 +207,8 @@ except SystemExit:
 """
 
 WRK_SCRIPT = r"""
--- one unique email and one distinct X-Forwarded-For address per request, POST JSON
+-- one unique email and one distinct X-Forwarded-For address per request, POST JSON.
+-- args: prefix, mode (plain | browser | widget | preflight), origin
 local threads = {}
 function setup(thread)
   thread:set("tid", #threads + 1)
@@ -200,17 +216,65 @@ function setup(thread)
 end
 function init(args)
   prefix = args[1] or "m"
+  mode = args[2] or "plain"
+  origin = args[3] or "https://shop.example"
   counter = 0
   statuses = {}
+  -- what Chrome sends with the widget's fetch() from a product page on the shop's origin
+  -- (credentials: "omit": no cookie)
+  browser = {
+    ["Origin"] = origin,
+    ["Referer"] = origin .. "/products/linen-shirt?variant=42",
+    ["User-Agent"] = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 " ..
+      "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    ["Accept"] = "*/*",
+    ["Accept-Language"] = "en-GB,en;q=0.9",
+    ["Accept-Encoding"] = "gzip, deflate, br, zstd",
+    ["sec-ch-ua"] = '"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"',
+    ["sec-ch-ua-mobile"] = "?0",
+    ["sec-ch-ua-platform"] = '"Windows"',
+    ["Sec-Fetch-Site"] = "cross-site",
+    ["Sec-Fetch-Mode"] = "cors",
+    ["Sec-Fetch-Dest"] = "empty",
+    ["Priority"] = "u=1, i",
+  }
+  preflight_next = true
 end
 function request()
+  if mode == "preflight" then
+    -- a shopper's first sign-up: the browser asks first (JSON is not a "simple" request)
+    preflight_next = not preflight_next
+    if not preflight_next then
+      local h = {}
+      for k, v in pairs(browser) do h[k] = v end
+      h["Access-Control-Request-Method"] = "POST"
+      h["Access-Control-Request-Headers"] = "content-type"
+      h["Accept"] = "*/*"
+      return wrk.format("OPTIONS", "/widget/subscriptions", h, nil)
+    end
+  end
   counter = counter + 1
   local n = counter
   local ip = string.format("10.%d.%d.%d", tid, math.floor(n / 256) % 256, n % 256)
-  local body = string.format('{"variant_id":"v%d","email":"%s-%d-%d@example.com"}',
-    n % 1000, prefix, tid, n)
-  return wrk.format("POST", "/subscriptions",
-    {["Content-Type"] = "application/json", ["X-Forwarded-For"] = ip}, body)
+  local email = string.format("%s-%d-%d@example.com", prefix, tid, n)
+  if mode == "plain" then
+    local body = string.format('{"variant_id":"v%d","email":"%s"}', n % 1000, email)
+    return wrk.format("POST", "/subscriptions",
+      {["Content-Type"] = "application/json", ["X-Forwarded-For"] = ip}, body)
+  end
+  local h = {}
+  for k, v in pairs(browser) do h[k] = v end
+  h["Content-Type"] = "application/json"
+  h["X-Forwarded-For"] = ip
+  if mode == "browser" then
+    local body = string.format('{"variant_id":"v%d","email":"%s"}', n % 1000, email)
+    return wrk.format("POST", "/subscriptions", h, body)
+  end
+  -- the widget's JSON.stringify(body), keys in its order (widget.js)
+  local body = string.format(
+    '{"variant_id":"v%d","scope":"default","consent":true,"locale":"en","email":"%s"}',
+    n % 1000, email)
+  return wrk.format("POST", "/widget/subscriptions", h, body)
 end
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
@@ -267,7 +331,39 @@ def wait_up(port: int, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not start")
 
 
-def wrk(port: int, script: Path, args: argparse.Namespace, seconds: float, prefix: str) -> dict:
+#: the storefront's origin, configured in `cors_origins` for every restock side
+SHOP_ORIGIN = "https://shop.example"
+
+#: side -> (the wrk script's mode, abuse limits on, database)
+SIDES = {
+    "restock": ("plain", True, "sqlite"),
+    "nolimits": ("plain", False, "sqlite"),
+    "pg": ("plain", True, "postgresql"),
+    "browser": ("browser", True, "sqlite"),
+    "widget": ("widget", True, "sqlite"),
+    "preflight": ("preflight", True, "sqlite"),
+}
+
+
+#: which real caller each side stands for (printed under the table)
+CALLERS = {
+    "baseline": "bare FastAPI + one SQLite INSERT (the issue's floor), no Origin",
+    "restock": "server-to-server: a shop backend or platform calling POST /subscriptions "
+    "(no Origin, no browser headers)",
+    "nolimits": "the same with the abuse limits off",
+    "pg": "the same on PostgreSQL",
+    "browser": "a storefront page's script posting to POST /subscriptions: allowed Origin "
+    "and Chrome's headers, preflight already cached",
+    "widget": "the widget (widget.js) posting to POST /widget/subscriptions: its JSON, "
+    "allowed Origin, Chrome's headers, preflight already cached",
+    "preflight": "the widget's first sign-up from a browser: OPTIONS preflight then the POST "
+    "(latencies mix both; sign-ups/s counts the POSTs)",
+}
+
+
+def wrk(
+    port: int, script: Path, args: argparse.Namespace, seconds: float, prefix: str, mode: str
+) -> dict:
     out = subprocess.run(
         [
             "wrk",
@@ -281,6 +377,8 @@ def wrk(port: int, script: Path, args: argparse.Namespace, seconds: float, prefi
             f"http://127.0.0.1:{port}",
             "--",
             prefix,
+            mode,
+            SHOP_ORIGIN,
         ],
         capture_output=True,
         text=True,
@@ -301,7 +399,8 @@ def restock_config(tmp: Path, url: str, port: int, limits_on: bool) -> Path:
     config.write_text(
         f'[restock]\ndatabase = "{url}"\nlog_level = "WARNING"\ntrigger_delay = 0\n'
         f'inventory_required = 1\nadmin_api_key = "bench-admin-key"\n'
-        f'public_url = "http://127.0.0.1:{port}"\ntrusted_proxies = ["127.0.0.1"]\n{limits}\n'
+        f'public_url = "http://127.0.0.1:{port}"\ntrusted_proxies = ["127.0.0.1"]\n'
+        f'cors_origins = ["{SHOP_ORIGIN}"]\n{limits}\n'
         '[[plugins]]\nresolve = "logger"\noptions = { channels = ["email", "sms"] }\n\n'
         '[[plugins]]\nresolve = "manual"\n'
     )
@@ -312,13 +411,14 @@ def run_side(side: str, tmp: Path, args: argparse.Namespace, script: Path) -> di
     port = free_port()
     schema = None
     profile = os.environ.get("RESTOCK_BENCH_PROFILE") if side != "baseline" else None
+    mode, limits_on, database = SIDES.get(side, ("plain", True, "sqlite"))
     if side == "baseline":
         db_path = tmp / "baseline.db"
         cmd = [sys.executable, "-c", BASELINE_SERVER, str(db_path), str(port)]
         count_sql, engine_url = "SELECT count(*) FROM signups WHERE email LIKE 'm-%'", None
         engine_url = f"sqlite:///{db_path}"
     else:
-        if side == "pg":
+        if database == "postgresql":
             schema = f"bench_signup_{os.getpid()}"
             admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
@@ -328,9 +428,9 @@ def run_side(side: str, tmp: Path, args: argparse.Namespace, script: Path) -> di
             engine_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
         else:
             engine_url = f"sqlite:///{tmp / f'restock-{side}.db'}"
-        config = restock_config(tmp, engine_url, port, limits_on=side != "nolimits")
+        config = restock_config(tmp, engine_url, port, limits_on=limits_on)
         cli = [sys.executable, "-m", "restock_core.cli", "--config", str(config)]
-        if side == "pg":
+        if database == "postgresql":
             subprocess.run([*cli, "db", "upgrade"], check=True, capture_output=True)
         if profile:
             cmd = [sys.executable, "-c", PROFILED_SERVER, profile, "--config", str(config)]
@@ -341,10 +441,11 @@ def run_side(side: str, tmp: Path, args: argparse.Namespace, script: Path) -> di
     server = subprocess.Popen(cmd, stderr=subprocess.PIPE if profile else subprocess.DEVNULL)
     try:
         wait_up(port, server)
-        wrk(port, script, args, 2, "w")  # warm-up, not counted
+        wrk(port, script, args, 2, "w", mode)  # warm-up, not counted
         load_before = loadavg()
         cpu_before = cpu_seconds(server.pid)
-        result = wrk(port, script, args, args.duration, "m")
+        result = wrk(port, script, args, args.duration, "m", mode)
+        result["mode"] = mode
         result["cpu"] = cpu_seconds(server.pid) - cpu_before
         result["load"] = f"{load_before}-{loadavg()}"
     finally:
@@ -383,13 +484,16 @@ def main() -> None:
     )
     parser.add_argument(
         "--sides",
-        default="baseline,restock,nolimits",
-        help="comma-separated: baseline, restock, nolimits, pg",
+        default="baseline,restock,nolimits,browser,widget,preflight",
+        help="comma-separated: baseline, " + ", ".join(SIDES),
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    unknown = [s for s in sides if s != "baseline" and s not in SIDES]
+    if unknown:
+        raise SystemExit(f"unknown side(s): {', '.join(unknown)}")
     if args.database == "postgresql" and "pg" not in sides:
         sides.append("pg")
     results: dict[str, dict] = {}
@@ -405,25 +509,30 @@ def main() -> None:
         "X-Forwarded-For per request\n"
     )
     header = (
-        f"{'side':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'2xx':>7} {'non-2xx':>8} "
-        f"{'sock err':>8} {'rows':>7} {'CPU ms/req':>10}  check  load"
+        f"{'side':<10} {'sign-ups/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'sign-ups':>8} "
+        f"{'preflight':>9} {'non-2xx':>8} {'sock err':>8} {'rows':>7} {'CPU ms/s-up':>11}  check  load"
     )
     print(header)
     base = results.get("baseline")
     for side, r in results.items():
         seconds = r["duration_us"] / 1e6
-        ok = sum(n for code, n in r["codes"].items() if 200 <= int(code) < 300)
+        # the preflight side's OPTIONS answers are its 200s; the widget's sign-up answers 201
+        preflights = r["codes"].get("200", 0) if r.get("mode") == "preflight" else 0
+        ok = sum(n for code, n in r["codes"].items() if 200 <= int(code) < 300) - preflights
         non2xx = {code: n for code, n in r["codes"].items() if not 200 <= int(code) < 300}
         errors = sum(r["errors"][k] for k in ("connect", "read", "write", "timeout"))
         r["rps"] = ok / seconds
         drift = r["rows"] - ok
         check = "OK" if 0 <= drift <= args.connections else f"MISMATCH ({drift:+d})"
         print(
-            f"{side:<10} {r['rps']:>8.0f} {r['p50_us'] / 1000:>8.1f} {r['p99_us'] / 1000:>8.1f} "
-            f"{ok:>7} {sum(non2xx.values()):>8} {errors:>8} {r['rows']:>7} "
-            f"{r['cpu'] / max(1, ok) * 1000:>10.2f}  {check}  "
+            f"{side:<10} {r['rps']:>10.0f} {r['p50_us'] / 1000:>8.1f} {r['p99_us'] / 1000:>8.1f} "
+            f"{ok:>8} {preflights:>9} {sum(non2xx.values()):>8} {errors:>8} {r['rows']:>7} "
+            f"{r['cpu'] / max(1, ok) * 1000:>11.2f}  {check}  "
             f"{r['load']}" + (f"  non-2xx: {non2xx}" if non2xx else "")
         )
+    print()
+    for side in results:
+        print(f"  {side:<10} {CALLERS[side]}")
     if base:
         print()
         for side, r in results.items():
