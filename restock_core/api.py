@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App, PublicSignUp
@@ -38,6 +39,7 @@ from .errors import (
 from .models import Channel, Subscription, SubscriptionStatus
 from .signup import SignUpContext, check_text, max_length
 from .web import error_response, retry_after_header
+from .widget import WidgetSignUp, is_public, public_cors, route_path, widget_sign_up
 
 log = logging.getLogger("restock.api")
 
@@ -321,51 +323,56 @@ async def public_sign_up(app: App, request: Request, body: SubscriptionIn) -> Re
     return accepted(await app.subscribe_public_async(**fields, context=context))
 
 
-def _route_path(scope: Scope) -> str:
-    """The path the router matches: `path` less `root_path` (as Starlette's routing does)."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root) and (path == root or path[len(root)] == "/"):
-        return path[len(root) :]
-    return path
-
-
 class PublicSignUpFastPath:
-    """`POST /subscriptions` from a shopper (no Authorization or Origin header, a JSON body
-    within the body limit that :class:`SubscriptionIn` accepts), answered without the
-    framework's per-request layers: FastAPI's routing, dependencies and body handling, the
-    body limit and CORS middlewares. The body is validated by pydantic straight from its
-    bytes, the sign-up is :func:`public_sign_up` (what the route calls), a refusal is
-    answered by the route's own handler, and the answer carries what the CORS middleware
-    adds to a request without an Origin (``Vary: Origin``). Everything else (other paths, a
-    key, a browser's cross-origin request, another content type, a body over the limit or
-    one pydantic refuses) goes on, with the body read so far replayed, to the middlewares
-    and the route, which answer as they always did (413, 422, 400, 401, CORS ...), so the
-    two cannot disagree. It is the outermost middleware (inside Starlette's server-error
-    handler, which answers an unexpected exception as on the route).
+    """The public sign-ups, `POST /subscriptions` and `POST /widget/subscriptions`, answered
+    without the framework's per-request layers: FastAPI's routing, dependencies and body
+    handling, the body limit and CORS middlewares. It takes a request without an
+    Authorization header, with at most one Origin header naming one of `cors_origins` (a
+    shopper's browser on the storefront) or none (a server), and a JSON body within the body
+    limit that the route's model (:class:`SubscriptionIn`, :class:`WidgetSignUp`) accepts.
+    The body is validated by pydantic straight from its bytes, the sign-up is the function
+    the route calls (:func:`public_sign_up`, :func:`widget_sign_up`), a refusal is answered
+    by the route's own handler, and the answer goes out through the CORS middleware's own
+    `send` (:func:`restock_core.widget.public_cors`, configured as :class:`PublicCORS`'s), so
+    it carries exactly the headers that adds (``Access-Control-Allow-Origin`` and ``Vary:
+    Origin`` for an allowed origin, ``Vary: Origin`` without one). Everything else (other
+    paths and methods, a preflight, a key, an origin not configured, two Origin headers,
+    another content type, a body over the limit or one pydantic refuses) goes on, with the
+    body read so far replayed, to the middlewares and the route, which answer as they always
+    did (413, 422, 400, 401, CORS ...), so the two cannot disagree. It is the outermost
+    middleware (inside Starlette's server-error handler, which answers an unexpected
+    exception as on the route).
 
-    Why: on `POST /subscriptions` the framework's per-request work cost as much CPU as the
+    Why: on a public sign-up the framework's per-request work cost as much CPU as the
     sign-up's own (issue 13; docs/benchmarks.md)."""
 
     def __init__(self, app: Any, restock: App, limit: int):
         self.app = app
         self.restock = restock
         self.limit = limit
+        self.cors = public_cors(app, list(restock.settings.cors_origins))
+        self.origins = {origin.encode("latin-1") for origin in restock.settings.cors_origins}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or _route_path(scope) != "/subscriptions"
-        ):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        if path != "/subscriptions" and path != "/widget/subscriptions":
             await self.app(scope, receive, send)
             return
         json_body = False
+        origin = None
         for name, value in scope["headers"]:
-            if name in (b"authorization", b"origin"):  # a key, or CORS applies: the route
+            if name == b"authorization":  # a key: the route
                 await self.app(scope, receive, send)
                 return
-            if name == b"content-type":
+            if name == b"origin":  # a browser: CORS applies, for a configured origin only
+                if origin is not None or value not in self.origins:
+                    await self.app(scope, receive, send)
+                    return
+                origin = value
+            elif name == b"content-type":
                 json_body = value.partition(b";")[0].strip().lower() == b"application/json"
             elif name == b"content-length" and not (value.isdigit() and int(value) <= self.limit):
                 json_body = False
@@ -387,20 +394,40 @@ class PublicSignUpFastPath:
                 await self.app(scope, _replay(chunks, receive, more=True), send)
                 return
         raw = b"".join(chunks)
-        try:
-            body = SubscriptionIn.model_validate_json(raw) if seen <= self.limit else None
-        except PydanticValidationError:
-            body = None
-        if body is None:
+        response = None
+        if seen <= self.limit:
+            if path == "/subscriptions":
+                response = await self.sign_up(scope, raw)
+            else:
+                response = await self.widget_sign_up(scope, raw)
+        if response is None:
             await self.app(scope, _replay([raw], receive, more=False), send)
             return
+        if is_public(scope):  # as PublicCORS would: the CORS middleware's headers
+            send = functools.partial(
+                self.cors.send, send=send, request_headers=Headers(scope=scope)
+            )
+        await response(scope, receive, send)
+
+    async def sign_up(self, scope: Scope, raw: bytes) -> Response | None:
+        """`POST /subscriptions`: the route's answer, or None for a body the model refuses."""
+        try:
+            body = SubscriptionIn.model_validate_json(raw)
+        except PydanticValidationError:
+            return None
         request = Request(scope)
         try:
-            response = await public_sign_up(self.restock, request, body)
+            return await public_sign_up(self.restock, request, body)
         except RestockError as exc:
-            response = await restock_error(request, exc)
-        response.raw_headers.append((b"vary", b"Origin"))  # as PublicCORS adds it
-        await response(scope, receive, send)
+            return await restock_error(request, exc)
+
+    async def widget_sign_up(self, scope: Scope, raw: bytes) -> Response | None:
+        """`POST /widget/subscriptions`: the route's answer, or None for a refused body."""
+        try:
+            body = WidgetSignUp.model_validate_json(raw)
+        except PydanticValidationError:
+            return None
+        return await widget_sign_up(self.restock, Request(scope), body)
 
 
 def _replay(chunks: list[bytes], receive: Receive, *, more: bool) -> Receive:

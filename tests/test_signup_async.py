@@ -88,74 +88,122 @@ def count(app: Any, table: sa.Table = subscriptions) -> int:
 # ---------------------------------------------------------------- the fast path
 
 
-def answers(make_app: Any, headers: dict[str, str]) -> list[tuple[int, Any, Any]]:
-    """The same sequence of public sign-ups against a fresh app: status, body, headers."""
+SHOP = "https://shop.example"
+
+#: the same kinds of sign-up on either path: new, repeat, honeypot, suppressed, in stock,
+#: invalid for the sign-up, refused by the model (three ways), not an object, a phone
+#: number, and one over the per-IP limit
+CORE_BODIES: list[Any] = [
+    {"variant_id": "v1", "email": "Ada@Example.com"},
+    {"variant_id": "v1", "email": "ada@example.com"},  # a repeat
+    {"variant_id": "v1", "email": "bot@example.com", "hp": "filled"},  # honeypot
+    {"variant_id": "v1", "email": "gone@example.com"},  # suppressed
+    {"variant_id": "in-stock", "email": "bob@example.com"},  # 409
+    {"variant_id": "v1", "email": "not-an-address"},  # 422 from the sign-up
+    {"variant_id": "v1", "email": "c@example.com", "product_title": "x"},  # public: 422
+    {"variant_id": "v1", "email": "c@example.com", "nope": 1},  # 422 from pydantic
+    {"variant_id": "", "email": "c@example.com"},  # 422 from pydantic
+    [1, 2],  # not an object
+    {"variant_id": "v2", "phone": "+14155550101"},
+    {"variant_id": "v3", "email": "d@example.com"},  # over the per-IP limit: 429
+]
+WIDGET_BODIES: list[Any] = [
+    {"variant_id": "v1", "scope": "default", "consent": True, "locale": "en", "email": "A@x.io"},
+    {"variant_id": "v1", "consent": True, "email": "a@x.io"},  # a repeat
+    {"variant_id": "v1", "consent": True, "email": "bot@x.io", "hp": "filled"},  # honeypot
+    {"variant_id": "v1", "consent": True, "email": "gone@example.com"},  # suppressed
+    {"variant_id": "v1", "email": "e@x.io"},  # no consent: 422 from the widget's handler
+    {"variant_id": "in-stock", "consent": True, "email": "bob@x.io"},  # 409
+    {"variant_id": "v1", "consent": True, "email": "not-an-address"},  # 422 from the sign-up
+    {"variant_id": "v1", "consent": True, "email": "c@x.io", "url": "x"},  # 422 from pydantic
+    {"variant_id": "v1", "consent": "maybe", "email": "c@x.io"},  # 422 from pydantic
+    [1, 2],  # not an object
+    {"variant_id": "v2", "consent": 1, "phone": "+14155550101"},
+    {"variant_id": "v4", "consent": True, "email": "f@x.io"},  # the 8th to take a token
+    {"variant_id": "v3", "consent": True, "email": "d@x.io"},  # over the per-IP limit: 429
+]
+
+
+def answers(
+    make_app: Any, headers: dict[str, str], path: str, root: str = ""
+) -> list[tuple[int, Any, Any]]:
+    """The same sequence of public sign-ups on `path` against a fresh app: status, body,
+    headers of each answer, then the rows and consent records stored."""
     app = make_app(
         {
             "restock": {
                 "limit_signups_per_ip": 8,
                 "secret_api_key": "s3cret",
-                "cors_origins": ["https://shop.example"],
+                "cors_origins": [SHOP, "http://127.0.0.1:8080"],
                 "max_body_bytes": 4096,
             }
         }
     )
     app.set_stock("in-stock", 5)
     app.suppress(Channel.EMAIL, "gone@example.com", "hard bounce")
-    bodies: list[Any] = [
-        {"variant_id": "v1", "email": "Ada@Example.com"},
-        {"variant_id": "v1", "email": "ada@example.com"},  # a repeat
-        {"variant_id": "v1", "email": "bot@example.com", "hp": "filled"},  # honeypot
-        {"variant_id": "v1", "email": "gone@example.com"},  # suppressed
-        {"variant_id": "in-stock", "email": "bob@example.com"},  # 409
-        {"variant_id": "v1", "email": "not-an-address"},  # 422 from the sign-up
-        {"variant_id": "v1", "email": "c@example.com", "product_title": "x"},  # public: 422
-        {"variant_id": "v1", "email": "c@example.com", "nope": 1},  # 422 from pydantic
-        {"variant_id": "", "email": "c@example.com"},  # 422 from pydantic
-        [1, 2],  # not an object
-        {"variant_id": "v2", "phone": "+14155550101"},
-        {"variant_id": "v3", "email": "d@example.com"},  # over the per-IP limit: 429
-    ]
     out = []
-    with api_client(app) as client:
-        for body in bodies:
-            r = client.post("/subscriptions", json=body, headers=headers)
+    with TestClient(create_api(app), raise_server_exceptions=False, root_path=root) as client:
+        for body in CORE_BODIES if path == "/subscriptions" else WIDGET_BODIES:
+            r = client.post(root + path, json=body, headers=headers)
             out.append((r.status_code, r.json(), sorted(r.headers.items())))
         # with a JSON content type in both runs (without one FastAPI reads it differently)
-        r = client.post("/subscriptions", content=b"{not json", headers=PUBLIC)
+        json_type = {**headers, **PUBLIC}
+        r = client.post(root + path, content=b"{not json", headers=json_type)
         out.append((r.status_code, r.json(), sorted(r.headers.items())))
-        big = {"variant_id": "v1", "email": "e@example.com", "attributes": {"x": "y" * 5000}}
-        r = client.post("/subscriptions", json=big, headers=headers)
-        out.append((r.status_code, r.json(), sorted(r.headers.items())))
-    app.ip_buckets = type(app.ip_buckets)(0, 1)  # no per-IP limit from here on
-    with api_client(app) as client:
-        # a browser on the shop's site (an Origin): CORS answers apply
-        r = client.post(
-            "/subscriptions",
-            json={"variant_id": "v9", "email": "f@example.com"},
-            headers={**headers, "origin": "https://shop.example"},
-        )
+        big = {"variant_id": "v1", "email": "e@example.com", "hp": "y" * 5000}
+        r = client.post(root + path, json=big, headers=headers)
         out.append((r.status_code, r.json(), sorted(r.headers.items())))
     out.append((count(app), count(app, consents), None))
     return out
 
 
-def test_the_fast_path_answers_exactly_as_the_route(make_app) -> None:
+@pytest.mark.parametrize(
+    "path, origin, root",
+    [
+        ("/subscriptions", None, ""),  # a server
+        ("/subscriptions", SHOP, ""),  # a storefront page's script
+        ("/subscriptions", "https://evil.example", ""),  # an origin not configured
+        ("/subscriptions", "null", ""),  # a sandboxed page
+        ("/subscriptions", None, "/restock"),  # behind a proxy prefix
+        ("/subscriptions", SHOP, "/restock"),
+        ("/widget/subscriptions", None, ""),
+        ("/widget/subscriptions", SHOP, ""),  # the widget
+        ("/widget/subscriptions", "https://evil.example", ""),
+        ("/widget/subscriptions", SHOP, "/restock"),
+    ],
+)
+def test_the_fast_path_answers_exactly_as_the_route(
+    make_app: Any, path: str, origin: str | None, root: str
+) -> None:
     # with Content-Type: application/json the fast path answers; without a content type the
     # request goes to the FastAPI route (which reads a body without one as JSON)
-    fast = answers(make_app, PUBLIC)
-    route = answers(make_app, {})
+    browser = {"origin": origin} if origin else {}
+    fast = answers(make_app, {**PUBLIC, **browser}, path, root)
+    route = answers(make_app, browser, path, root)
     assert fast == route
     statuses = [status for status, _, _ in fast[:-1]]
-    assert statuses == [202, 202, 202, 202, 409, 422, 422, 422, 422, 422, 202, 429, 400, 413, 202]
-    assert ("vary", "Origin") in fast[0][2] and ("vary", "Origin") in fast[4][2]
-    assert any(name == "retry-after" for name, _ in fast[11][2])
-    assert ("access-control-allow-origin", "https://shop.example") in fast[14][2]
-    assert fast[-1][:2] == (3, 3)  # ada, the phone and the browser's sign-up, with consents
+    if path == "/subscriptions":
+        ok = 202
+        assert statuses == [202, 202, 202, 202, 409, 422, 422, 422, 422, 422, 202, 429, 400, 413]
+        assert fast[-1][:2] == (2, 2)  # ada and the phone number, with their consents
+    else:
+        ok = 201
+        assert statuses == [
+            *(201, 201, 201, 201, 422, 409, 422, 422, 422, 422, 201, 201, 429, 400, 413)
+        ]
+        assert fast[1][1] == {"status": "subscribed", "channel": "email", "confirm": False}
+        assert fast[-1][:2] == (3, 3)
+    assert any(name == "retry-after" for name, _ in fast[statuses.index(429)][2])
+    allowed = origin == SHOP
+    for status, _, headers in fast[:-1]:
+        names = dict(headers)
+        if status in (ok, 409, 422, 429):  # the route's answers (400/413 come from outside)
+            assert names["vary"] == "Origin"
+            assert names.get("access-control-allow-origin") == (origin if allowed else None)
 
 
 def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_app) -> None:
-    app = make_app()
+    app = make_app({"restock": {"cors_origins": [SHOP]}})
     reached: list[str] = []
 
     async def route(scope: Any, receive: Any, send: Any) -> None:  # what lies behind it
@@ -164,17 +212,14 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    fast = PublicSignUpFastPath(route, restock=app, limit=100)
+    fast = PublicSignUpFastPath(route, restock=app, limit=200)
 
     async def call(
         method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], root: str = ""
-    ) -> int:
+    ) -> tuple[int, list[tuple[bytes, bytes]]]:
         sent: list[Any] = []
-        delivered = False
 
         async def receive() -> Any:
-            nonlocal delivered
-            delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
 
         async def send(message: Any) -> None:
@@ -190,32 +235,49 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
             "app": None,
         }
         await fast(scope, receive, send)
-        return int(sent[0]["status"])
+        return int(sent[0]["status"]), list(sent[0]["headers"])
 
     good = b'{"variant_id": "v1", "email": "ada@example.com"}'
+    widget = b'{"variant_id": "v1", "email": "bob@example.com", "consent": true}'
     json_type = [(b"content-type", b"application/json; charset=utf-8")]
+    shop = (b"origin", SHOP.encode())
 
-    async def run() -> list[int]:
+    async def run() -> list[tuple[int, list[tuple[bytes, bytes]]]]:
         return [
             await call("POST", "/subscriptions", good, json_type),
             await call("POST", "/subscriptions", good, json_type, root="/restock"),
+            await call("POST", "/subscriptions", good, [*json_type, shop]),
+            await call("POST", "/widget/subscriptions", widget, [shop, *json_type]),
+            await call("POST", "/widget/subscriptions", widget, json_type, root="/restock"),
+            await call("POST", "/widget/subscriptions", good, [*json_type, shop]),  # no consent
+            # the rest goes on
             await call("POST", "/subscriptions", good, [*json_type, (b"authorization", b"x")]),
             await call("POST", "/subscriptions", good, [*json_type, (b"origin", b"https://a.b")]),
-            await call("POST", "/subscriptions", good, [*json_type, (b"content-length", b"101")]),
-            await call("POST", "/subscriptions", b" " * 101 + good, json_type),
+            await call("POST", "/subscriptions", good, [*json_type, (b"origin", b"null")]),
+            await call("POST", "/subscriptions", good, [*json_type, shop, shop]),  # two
+            await call("POST", "/widget/subscriptions", widget, [shop, (b"origin", b"https://a")]),
+            await call("POST", "/subscriptions", good, [*json_type, (b"content-length", b"201")]),
+            await call("POST", "/subscriptions", b" " * 201 + good, json_type),
             await call("POST", "/subscriptions", good, [(b"content-type", b"text/plain")]),
             await call("POST", "/subscriptions", good, []),
             await call("POST", "/subscriptions", b'{"variant_id": 1}', json_type),
+            await call("POST", "/widget/subscriptions", widget, [shop]),  # no JSON type
             await call("GET", "/subscriptions", b"", json_type),
-            await call("POST", "/widget/subscriptions", good, json_type),
+            await call("OPTIONS", "/widget/subscriptions", b"", [shop]),  # a preflight
+            await call("POST", "/widget/availability", widget, json_type),
+            await call("POST", "/subscriptions/", good, json_type),
         ]
 
-    statuses = asyncio.run(run())
-    assert statuses == [202, 202, 299, 299, 299, 299, 299, 299, 299, 299, 299]
-    assert len(reached) == 9
-    assert reached[3].endswith(repr(b" " * 101 + good))  # a body over the limit, replayed
-    assert reached[6] == "POST /subscriptions b'{\"variant_id\": 1}'"  # the body, replayed
-    assert count(app) == 1  # the second one is a repeat of the first
+    answered = asyncio.run(run())
+    assert [status for status, _ in answered] == [202, 202, 202, 201, 201, 422] + [299] * 15
+    cors = (b"access-control-allow-origin", SHOP.encode())
+    allowed = [cors in headers for _, headers in answered[:6]]
+    assert allowed == [False, False, True, True, False, True]
+    assert all((b"vary", b"Origin") in headers for _, headers in answered[:6])
+    assert len(reached) == 15
+    assert reached[6].endswith(repr(b" " * 201 + good))  # a body over the limit, replayed
+    assert reached[9] == "POST /subscriptions b'{\"variant_id\": 1}'"  # the body, replayed
+    assert count(app) == 2  # ada (the second and third are repeats) and bob
 
 
 # ---------------------------------------------------------------- what runs where

@@ -198,3 +198,31 @@ def test_cors_origins_must_be_exact_origins(origin) -> None:
 def test_cors_origins_accepts_origins_with_ports() -> None:
     config = parse_config({"restock": {"cors_origins": ["http://127.0.0.1:8080", SHOP]}})
     assert config.settings.cors_origins == ["http://127.0.0.1:8080", SHOP]
+
+
+def test_cors_applies_behind_a_proxy_prefix(make_app) -> None:
+    # `restock serve` behind a proxy at /restock: uvicorn puts the root path in front of
+    # the request's path, and the public paths must still answer the storefront
+    app = make_app({"restock": {"cors_origins": [SHOP]}})
+    app.set_stock("sold", 0)
+    api = create_api(app)
+    with TestClient(api, raise_server_exceptions=False, root_path="/restock") as client:
+        preflight = client.options(
+            "/restock/widget/subscriptions",
+            headers={"origin": SHOP, "access-control-request-method": "POST"},
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == SHOP
+        signed = client.post(
+            "/restock/widget/subscriptions",
+            json={"variant_id": "sold", "email": "a@example.com", "consent": True},
+            headers={"origin": SHOP},
+        )
+        assert signed.status_code == 201
+        assert signed.headers["access-control-allow-origin"] == SHOP
+        got = client.get(
+            "/restock/widget/availability", params={"variant": "sold"}, headers={"origin": SHOP}
+        )
+        assert got.headers["access-control-allow-origin"] == SHOP
+        admin = client.get("/restock/subscriptions", headers={"origin": SHOP})
+        assert "access-control-allow-origin" not in admin.headers

@@ -42,32 +42,50 @@ _CACHE_LIMIT = 10_000
 _ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 
 
+def public_cors(app: ASGIApp, origins: list[str]) -> CORSMiddleware:
+    """Starlette's CORS middleware as the public paths use it (:class:`PublicCORS`, and the
+    sign-up fast path in `restock_core.api`, which sends its answers through this one's
+    `send` so they carry exactly the headers the middleware adds)."""
+    return CORSMiddleware(
+        app,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+        allow_credentials=False,
+        max_age=600,
+    )
+
+
 class PublicCORS:
     """CORS for the public widget paths only, for exactly the configured origins; credentials
     are never allowed, so no cookie (the dashboard's) travels with a storefront request."""
 
     def __init__(self, app: ASGIApp, origins: list[str]):
         self.app = app
-        self.cors = CORSMiddleware(
-            app,
-            allow_origins=origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
-            allow_credentials=False,
-            max_age=600,
-        )
+        self.cors = public_cors(app, origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _is_public(scope):
+        if scope["type"] == "http" and is_public(scope):
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
 
-def _is_public(scope: Scope) -> bool:
+def route_path(scope: Scope) -> str:
+    """The path the router matches: `path` less `root_path` (as Starlette's routing does)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and (path == root or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
+def is_public(scope: Scope) -> bool:
     """The widget's paths, and the core's public sign-up (`POST /subscriptions`; the admin
-    `GET /subscriptions` on the same path never answers cross-origin)."""
-    path = scope.get("path")
+    `GET /subscriptions` on the same path never answers cross-origin). The path is the one
+    the router matches: behind a proxy prefix (`root_path`, which uvicorn puts in front of
+    `path`) too."""
+    path = route_path(scope)
     if path in PUBLIC_PATHS:
         return True
     if path not in PUBLIC_METHODS:
@@ -147,6 +165,46 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
     return JSONResponse({"error": body}, status_code=status)
 
 
+async def widget_sign_up(app: App, request: Request, body: WidgetSignUp) -> JSONResponse:
+    """`POST /widget/subscriptions`, from the route or from the sign-up fast path
+    (`restock_core.api.PublicSignUpFastPath`): every refusal is answered here."""
+    if not body.consent:
+        return _error(422, "consent_required", "please confirm the consent box", "consent")
+    context = app.public_context(
+        request,
+        honeypot=body.hp,
+        consent_text="widget consent checkbox",
+        consent_version="widget",
+    )
+    try:
+        outcome = await app.subscribe_public_async(
+            body.variant_id,
+            context=context,
+            email=body.email,
+            phone=body.phone,
+            scope=body.scope,
+            source=body.source,
+            locale=body.locale,
+            attributes={"form": "widget"},
+        )
+    except InStockError:
+        return _error(409, "in_stock", "this variant is in stock", "variant_id")
+    except RateLimitedError as exc:
+        answer = _error(429, exc.code, exc.message, exc.field)
+        answer.headers.update(retry_after_header(exc.retry_after))
+        return answer
+    except RestockError as exc:
+        status = exc.status_code if 400 <= exc.status_code < 500 else 503
+        return _error(status, exc.code, exc.message, exc.field)
+    channel = "sms" if body.phone and not body.email else "email"
+    # the same answer for a new, a repeat, a honeypot-caught and a suppressed sign-up;
+    # `confirm` (double opt-in) depends on the channel only, so it leaks nothing
+    return JSONResponse(
+        {"status": "subscribed", "channel": channel, "confirm": outcome.confirm},
+        status_code=201,
+    )
+
+
 def build_router(app: App) -> APIRouter:
     router = APIRouter(tags=["widget"])
     script = (STATIC / "widget.js").read_bytes()
@@ -198,41 +256,7 @@ def build_router(app: App) -> APIRouter:
         suppressed contact get the same answer as a new sign-up, and nothing is stored
         for the first and the last. `async`, like `POST /subscriptions`: the checks run on
         the event loop and the write is awaited (`App.subscribe_public_async`)."""
-        if not body.consent:
-            return _error(422, "consent_required", "please confirm the consent box", "consent")
-        context = app.public_context(
-            request,
-            honeypot=body.hp,
-            consent_text="widget consent checkbox",
-            consent_version="widget",
-        )
-        try:
-            outcome = await app.subscribe_public_async(
-                body.variant_id,
-                context=context,
-                email=body.email,
-                phone=body.phone,
-                scope=body.scope,
-                source=body.source,
-                locale=body.locale,
-                attributes={"form": "widget"},
-            )
-        except InStockError:
-            return _error(409, "in_stock", "this variant is in stock", "variant_id")
-        except RateLimitedError as exc:
-            answer = _error(429, exc.code, exc.message, exc.field)
-            answer.headers.update(retry_after_header(exc.retry_after))
-            return answer
-        except RestockError as exc:
-            status = exc.status_code if 400 <= exc.status_code < 500 else 503
-            return _error(status, exc.code, exc.message, exc.field)
-        channel = "sms" if body.phone and not body.email else "email"
-        # the same answer for a new, a repeat, a honeypot-caught and a suppressed sign-up;
-        # `confirm` (double opt-in) depends on the channel only, so it leaks nothing
-        return JSONResponse(
-            {"status": "subscribed", "channel": channel, "confirm": outcome.confirm},
-            status_code=201,
-        )
+        return await widget_sign_up(app, request, body)
 
     return router
 
@@ -243,4 +267,14 @@ def mount(api: FastAPI, app: App) -> None:
     api.add_middleware(PublicCORS, origins=list(app.settings.cors_origins))
 
 
-__all__ = ["PUBLIC_PATHS", "PublicCORS", "build_router", "mount"]
+__all__ = [
+    "PUBLIC_PATHS",
+    "PublicCORS",
+    "WidgetSignUp",
+    "build_router",
+    "is_public",
+    "mount",
+    "public_cors",
+    "route_path",
+    "widget_sign_up",
+]
