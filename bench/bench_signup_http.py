@@ -33,6 +33,8 @@ in every restock side's config):
   Priority). Limits on.
 - **widget**: `POST /widget/subscriptions` with the widget's JSON (widget.js:
   `{variant_id, scope, consent: true, locale, email}`) and the same browser headers.
+- **bare-browser**: the baseline's bare endpoint sent the browser side's requests (it
+  has no CORS and ignores the extra headers): what the same bytes cost without restock.
 - **preflight**: the widget's *first* sign-up from a browser: a JSON POST across origins
   is not a CORS "simple" request, so the browser sends an `OPTIONS` preflight first (and
   caches the answer for `max_age`, 600 s): each sign-up is an `OPTIONS` then the `POST`.
@@ -336,6 +338,7 @@ SHOP_ORIGIN = "https://shop.example"
 
 #: side -> (the wrk script's mode, abuse limits on, database)
 SIDES = {
+    "bare-browser": ("browser", True, "sqlite"),
     "restock": ("plain", True, "sqlite"),
     "nolimits": ("plain", False, "sqlite"),
     "pg": ("plain", True, "postgresql"),
@@ -348,6 +351,8 @@ SIDES = {
 #: which real caller each side stands for (printed under the table)
 CALLERS = {
     "baseline": "bare FastAPI + one SQLite INSERT (the issue's floor), no Origin",
+    "bare-browser": "the bare endpoint sent the browser side's request (same headers and "
+    "body; it has no CORS, so it ignores the Origin)",
     "restock": "server-to-server: a shop backend or platform calling POST /subscriptions "
     "(no Origin, no browser headers)",
     "nolimits": "the same with the abuse limits off",
@@ -410,10 +415,11 @@ def restock_config(tmp: Path, url: str, port: int, limits_on: bool) -> Path:
 def run_side(side: str, tmp: Path, args: argparse.Namespace, script: Path) -> dict:
     port = free_port()
     schema = None
-    profile = os.environ.get("RESTOCK_BENCH_PROFILE") if side != "baseline" else None
+    bare = side in ("baseline", "bare-browser")
+    profile = os.environ.get("RESTOCK_BENCH_PROFILE") if not bare else None
     mode, limits_on, database = SIDES.get(side, ("plain", True, "sqlite"))
-    if side == "baseline":
-        db_path = tmp / "baseline.db"
+    if bare:
+        db_path = tmp / f"{side}.db"
         cmd = [sys.executable, "-c", BASELINE_SERVER, str(db_path), str(port)]
         count_sql, engine_url = "SELECT count(*) FROM signups WHERE email LIKE 'm-%'", None
         engine_url = f"sqlite:///{db_path}"
@@ -484,7 +490,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--sides",
-        default="baseline,restock,nolimits,browser,widget,preflight",
+        default="baseline,restock,nolimits,bare-browser,browser,widget,preflight",
         help="comma-separated: baseline, " + ", ".join(SIDES),
     )
     args = parser.parse_args()
@@ -509,7 +515,7 @@ def main() -> None:
         "X-Forwarded-For per request\n"
     )
     header = (
-        f"{'side':<10} {'sign-ups/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'sign-ups':>8} "
+        f"{'side':<12} {'sign-ups/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'sign-ups':>8} "
         f"{'preflight':>9} {'non-2xx':>8} {'sock err':>8} {'rows':>7} {'CPU ms/s-up':>11}  check  load"
     )
     print(header)
@@ -525,19 +531,25 @@ def main() -> None:
         drift = r["rows"] - ok
         check = "OK" if 0 <= drift <= args.connections else f"MISMATCH ({drift:+d})"
         print(
-            f"{side:<10} {r['rps']:>10.0f} {r['p50_us'] / 1000:>8.1f} {r['p99_us'] / 1000:>8.1f} "
+            f"{side:<12} {r['rps']:>10.0f} {r['p50_us'] / 1000:>8.1f} {r['p99_us'] / 1000:>8.1f} "
             f"{ok:>8} {preflights:>9} {sum(non2xx.values()):>8} {errors:>8} {r['rows']:>7} "
             f"{r['cpu'] / max(1, ok) * 1000:>11.2f}  {check}  "
             f"{r['load']}" + (f"  non-2xx: {non2xx}" if non2xx else "")
         )
     print()
     for side in results:
-        print(f"  {side:<10} {CALLERS[side]}")
+        print(f"  {side:<12} {CALLERS[side]}")
     if base:
         print()
         for side, r in results.items():
             if side == "baseline":
                 continue
+            if side == "browser" and "bare-browser" in results:
+                bare = results["bare-browser"]
+                print(
+                    f"browser / bare-browser (the same requests): throughput "
+                    f"{r['rps'] / bare['rps']:.2f}x, p99 {r['p99_us'] / bare['p99_us']:.2f}x"
+                )
             print(
                 f"{side} / baseline: throughput {r['rps'] / base['rps']:.2f}x, "
                 f"p99 {r['p99_us'] / base['p99_us']:.2f}x"
