@@ -120,14 +120,17 @@ if options["provider"] == "sendgrid":
 T_IMPORTED = time.time()
 
 stages = {}
+cpu = {}
 calls = {}
 def timed(stage, fn):
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         try:
             return fn(*args, **kwargs)
         finally:
             stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - started
+            cpu[stage] = cpu.get(stage, 0.0) + time.thread_time() - cpu_started
             calls[stage] = calls.get(stage, 0) + 1
     return wrapper
 missing = []
@@ -167,7 +170,20 @@ for instance in app.providers.values():
     if options.get("stable_requests"):
         instance.obj.stable_requests = True
 worker = app.worker()
+import gc
+gc_time = [0.0, 0, 0.0]  # seconds in the collector, full collections, seconds in those
+def on_gc(phase, info, _started=[0.0]):
+    if phase == "start":
+        _started[0] = time.perf_counter()
+        return
+    spent = time.perf_counter() - _started[0]
+    gc_time[0] += spent
+    if info["generation"] == 2:
+        gc_time[1] += 1
+        gc_time[2] += spent
+gc.callbacks.append(on_gc)
 T_READY = time.time()
+CPU_READY = time.process_time()
 profile = None
 if options.get("profile"):
     import cProfile
@@ -195,11 +211,13 @@ if profile is not None:
     profile.disable()
     profile.dump_stats(options["profile"])
 T_DONE = time.time()
+CPU_DONE = time.process_time()
 app.close()
 print("WORKERJSON " + json.dumps({
     "t0": T0, "imported": T_IMPORTED, "ready": T_READY, "done": T_DONE, "items": done,
-    "stages": stages, "calls": calls, "missing": missing,
+    "stages": stages, "cpu": cpu, "work_cpu": CPU_DONE - CPU_READY, "calls": calls, "missing": missing,
     "sql": sorted(([k, t, n] for k, (t, n) in sql.items()), key=lambda x: -x[1])[:12],
+    "gc": gc_time,
     "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 }), flush=True)
 """
@@ -596,6 +614,17 @@ def main() -> None:
                     for k in order
                     if k in parts
                 )
+            )
+            spent = dict(w["cpu"])
+            spent["other"] = w["work_cpu"] - sum(spent.values())
+            print(
+                f"         worker {i + 1} CPU time ({w['work_cpu']:.2f} s of {work:.2f} s): "
+                + "  ".join(f"{k} {spent[k]:.2f} s" for k in order if k in spent)
+            )
+            gc_s, full, full_s = w["gc"]
+            print(
+                f"         worker {i + 1} garbage collector: {gc_s:.2f} s "
+                f"({full} full collections, {full_s:.2f} s), inside the stages above"
             )
             for statement, spent, count in w.get("sql", []):
                 print(f"           SQL {spent:6.2f} s {count:5d}x  {statement}")

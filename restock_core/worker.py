@@ -363,9 +363,11 @@ class Worker:
             }
         messages = []
         broken: dict[int, str] = {}
+        sign = app.signer.sign
+        render = app.renderer.render
+        links = app.settings.public_url.rstrip("/") + "/unsubscribe/"
         for delivery_id, attempts, sub in items:
-            token = app.signer.sign(sub.id)
-            base = app.settings.public_url.rstrip("/")
+            link = links + sign(sub.id)
             try:
                 if confirm:
                     messages.append(
@@ -375,18 +377,18 @@ class Worker:
                             subscription=sub,
                             info=infos.get((sub.source, sub.variant_id)),
                             confirm_url=app.confirm_url(sub.id),
-                            unsubscribe_url=f"{base}/unsubscribe/{token}",
+                            unsubscribe_url=link,
                         )
                     )
                     continue
                 messages.append(
-                    app.renderer.render(
+                    render(
                         delivery_id=delivery_id,
                         attempt=attempts,
                         subscription=sub,
                         info=infos.get((sub.source, sub.variant_id)),
-                        unsubscribe_url=f"{base}/unsubscribe/{token}",
-                        unsubscribe_post_url=f"{base}/unsubscribe/{token}",
+                        unsubscribe_url=link,
+                        unsubscribe_post_url=link,
                     )
                 )
             except RenderError as exc:
