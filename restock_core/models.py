@@ -134,7 +134,7 @@ class Restock:
     status: RestockStatus = RestockStatus.OPEN
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class SharedContent:
     """The part of a rendered message that every recipient of the same template, variant and
     locale shares: `subject`, `text` and `html` with `link` standing where each recipient's

@@ -342,7 +342,7 @@ class Renderer:
             template=TEMPLATE_NAME,
             variant_id=subscription.variant_id,
             subject=(subject or "").replace(_LINK, unsubscribe_url),
-            html=(html or "").replace(_LINK, str(markupsafe.escape(unsubscribe_url))),
+            html=(html or "").replace(_LINK, _html_url(unsubscribe_url)),
             # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the URL
             headers={
                 "List-Unsubscribe": f"<{unsubscribe_post_url}>",
@@ -354,6 +354,13 @@ class Renderer:
             attempt=attempt,
             content=content,
         )
+
+
+def _html_url(url: str) -> str:
+    """The URL as HTML text (Jinja's escaping); most URLs have nothing to escape."""
+    if "&" in url or "<" in url or ">" in url or '"' in url or "'" in url:
+        return str(markupsafe.escape(url))
+    return url
 
 
 def _message(

@@ -4,14 +4,18 @@ someone else by guessing an id."""
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 
 from .errors import NotFoundError
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """URL-safe base64 without padding (`base64.urlsafe_b64encode`, in one C call less)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:

@@ -4,6 +4,7 @@ reconciliation polls and plugins' periodic tasks (restock_core/periodic.py). Sev
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -43,6 +44,31 @@ if TYPE_CHECKING:
     from .plugins import PluginInstance
 
 log = logging.getLogger("restock.worker")
+
+
+_heap_frozen = False
+#: allocations between two young collections while a worker runs (CPython's default: 700)
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def freeze_heap() -> None:
+    """Once per process, when a worker starts: collect, then move every object alive now
+    (modules, the App, plugins, compiled statements: ~130,000 objects) out of the cyclic
+    garbage collector's view (`gc.freeze`), and collect the young generation every 20,000
+    allocations instead of 700. A fan-out makes and drops millions of short-lived objects:
+    each full collection walked the whole start-up heap again, and each young one the
+    batch in hand (0.9 s of collections per 30,000 messages, 0.1 s after; issue 13).
+    Frozen objects are still freed by reference counting; only cycles among them are never
+    collected, and what is alive when a worker starts lives as long as the process."""
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if young and young < GC_YOUNG_THRESHOLD:  # 0: collection is off; leave it so
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 @attrs.frozen
@@ -660,6 +686,7 @@ class Worker:
 
     def drain(self, max_seconds: float = 30.0) -> int:
         """Work until nothing is due right now (future retries are not waited for)."""
+        freeze_heap()
         deadline = time.monotonic() + max_seconds
         total = 0
         while time.monotonic() < deadline:
@@ -671,6 +698,7 @@ class Worker:
 
     def run(self, stop: threading.Event, *, reconcile: bool = True) -> None:
         """The worker loop: never dies of an error, sleeps until woken or work is due."""
+        freeze_heap()
         app = self.app
         if app.is_postgres:
             self._start_listener(stop)

@@ -188,7 +188,7 @@ def _requests(items: Sequence[Message], size: int) -> Iterator[list[Message]]:
         yield members
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class _Content:
     """What one request's messages share. `substituted`: the unsubscribe link in the content
     is a substitution tag that each personalization fills in."""
