@@ -281,9 +281,14 @@ class Worker:
         by_provider: dict[tuple[str, DeliveryKind], list[tuple[int, int, Subscription]]] = (
             defaultdict(list)
         )
+        routes: dict[tuple[str | None, Channel], PluginInstance | None] = {}
         for item in live:
             sub = item.subscription
-            instance = self._provider_for(item.provider, sub.channel)
+            route = (item.provider, sub.channel)
+            if route in routes:
+                instance = routes[route]
+            else:
+                instance = routes[route] = self._provider_for(item.provider, sub.channel)
             if instance is None:
                 retry = SendResult.retry(item.delivery_id, f"no provider serves {sub.channel}")
                 self._record(claim.token, "-", [(sub, item.attempts, retry)])
@@ -548,8 +553,11 @@ class Worker:
         )
         self.store.outbox.record(token, provider_id, results)
         self._count(provider_id, results)
+        debug = log.isEnabledFor(logging.DEBUG)
         for _sub, _, result in outcomes:
             if result.outcome == Outcome.SENT:
+                if not debug:
+                    continue
                 log.debug(
                     "delivery %s sent via %s (%s)",
                     result.delivery_id,
