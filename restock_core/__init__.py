@@ -80,6 +80,9 @@ _EXPORTS: dict[str, str] = {
     "chunks": "web",
     "utcnow": "clock",
     "parse_iso_utc": "clock",
+    # time cursors kept as plugin state
+    "stored_time": "cursors",
+    "store_time": "cursors",
 }
 
 __all__ = [
@@ -137,6 +140,8 @@ __all__ = [
     "retry_after",
     "utcnow",
     "parse_iso_utc",
+    "stored_time",
+    "store_time",
 ]
 
 
@@ -161,6 +166,7 @@ if TYPE_CHECKING:
     from .clock import parse_iso_utc, utcnow
     from .config import Secret
     from .contacts import normalize_email, normalize_phone
+    from .cursors import store_time, stored_time
     from .errors import (
         AdapterError,
         ConfigError,

@@ -13,8 +13,18 @@ import attrs
 import pytest
 from fastapi.testclient import TestClient
 
-from restock_core import App, ObserverPlugin, PeriodicTask, StockKey, StockUpdate, hookimpl
+from restock_core import (
+    App,
+    ObserverPlugin,
+    PeriodicTask,
+    StockKey,
+    StockUpdate,
+    hookimpl,
+    store_time,
+    stored_time,
+)
 from restock_core.api import create_api
+from restock_core.cli import work_once
 from restock_core.periodic import PeriodicRunner
 from restock_core.testing import running_worker, wait_for
 
@@ -126,6 +136,20 @@ def test_the_schedule_is_shared_and_survives_a_restart(make_app: Callable[..., A
     assert ticker.ticks == 2
 
 
+def test_worker_once_delivers_and_runs_the_due_tasks(make_app: Callable[..., App]) -> None:
+    """`restock worker --once` (cron-style deployments) does what a running worker would:
+    delivers what is due and runs each periodic task whose pass is due, once."""
+    app, ticker = ticker_app(make_app, interval=3600)
+    sub = app.subscribe("sku-1", email="ann@example.com", source="manual").subscription
+    app.record_stock("manual", [StockUpdate(StockKey("sku-1"), 2, datetime.now(UTC))])
+    done, tasks = work_once(app)
+    assert app.get_subscription(sub.id).status == "notified"
+    assert done >= 1 and (tasks, ticker.ticks) == (1, 1)
+    # a second run within the interval finds nothing due
+    assert work_once(app) == (0, 0)
+    assert ticker.ticks == 1
+
+
 def test_plugin_state_is_namespaced_and_survives_a_new_app(make_app: Callable[..., App]) -> None:
     app, _ = ticker_app(make_app)
     assert app.plugin_state("ticker", "cursor") is None
@@ -143,6 +167,23 @@ def test_plugin_state_is_namespaced_and_survives_a_new_app(make_app: Callable[..
         again.set_plugin_state("ticker", "no spaces", "x")
     with pytest.raises(ValueError, match="at most 10000"):
         again.set_plugin_state("ticker", "big", "x" * 10_001)
+
+
+def test_a_time_cursor_round_trips_and_an_unreadable_one_reads_as_none(
+    make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = ticker_app(make_app)
+    assert stored_time(app, "ticker", "since") is None
+    when = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    store_time(app, "ticker", "since", when)
+    assert app.plugin_state("ticker", "since") == "2026-03-01T12:30:15.123456+00:00"
+    again, _ = ticker_app(make_app)  # a restart reads it back, aware and exact
+    assert stored_time(again, "ticker", "since") == when
+    again.set_plugin_state("ticker", "since", "2026-03-01T12:30:15")  # naive: read as UTC
+    assert stored_time(again, "ticker", "since") == when.replace(microsecond=0)
+    again.set_plugin_state("ticker", "since", "yesterday")
+    assert stored_time(again, "ticker", "since") is None
+    assert "ignoring unreadable stored cursor since='yesterday'" in caplog.text
 
 
 def test_a_task_is_checked_when_declared() -> None:

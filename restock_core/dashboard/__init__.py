@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
+import attrs
 import jinja2
 import markupsafe
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -116,6 +118,93 @@ def _csv(header: list[str], rows: Iterable[list[Any]]) -> Iterator[str]:
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def _csv_download(
+    filename: str, columns: Iterable[tuple[str, str]], records: Iterable[Any]
+) -> StreamingResponse:
+    """A streamed, spreadsheet-safe CSV of `records`: one column per (header, attribute)."""
+    header = [name for name, _ in columns]
+    getters = [attrgetter(attribute) for _, attribute in columns]
+    rows = ([get(record) for get in getters] for record in records)
+    return StreamingResponse(
+        _csv(header, rows),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+#: (CSV header, row attribute)
+DEMAND_COLUMNS = (
+    ("source", "source"),
+    ("variant_id", "variant_id"),
+    ("scope", "scope"),
+    ("product_title", "product_title"),
+    ("variant_title", "variant_title"),
+    ("pending", "pending"),
+    ("oldest_signup", "oldest"),
+    ("signups_last_7_days", "last_week"),
+)
+SUBSCRIBER_COLUMNS = (
+    ("id", "id"),
+    ("source", "source"),
+    ("variant_id", "variant_id"),
+    ("scope", "scope"),
+    ("channel", "channel"),
+    ("contact", "contact"),
+    ("status", "status"),
+    ("subscribed_at", "created_at"),
+    ("notified_at", "notified_at"),
+    ("failure_reason", "failed_reason"),
+    ("locale", "locale"),
+)
+
+
+@attrs.frozen
+class SubscriberQuery:
+    """The subscriber search as typed (the page and its CSV take the same query string)."""
+
+    source: str = ""
+    variant: str = ""
+    scope: str = ""
+    status: str = ""
+    contact: str = ""
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The store's filters: unknown status ignored, the contact normalised as stored."""
+        return {
+            "source": self.source or None,
+            "variant_id": self.variant or None,
+            "scope": self.scope or None,
+            "status": self.status if self.status in STATUSES else None,
+            "contact": _contact(self.contact) if self.contact else None,
+        }
+
+    @property
+    def invalid_contact(self) -> bool:
+        return bool(self.contact.strip()) and _contact(self.contact) is None
+
+    @property
+    def chosen(self) -> bool:
+        """A variant or a contact: the list is never the whole table."""
+        filters = self.filters
+        return bool(filters["variant_id"] or filters["contact"])
+
+    def query_string(self) -> str:
+        return urlencode({k: v for k, v in attrs.asdict(self).items() if v})
+
+
+def subscriber_query(
+    source: str = "", variant: str = "", scope: str = "", status: str = "", contact: str = ""
+) -> SubscriberQuery:
+    return SubscriberQuery(source, variant, scope, status, contact)
+
+
+SubscriberQueryDep = Annotated[SubscriberQuery, Depends(subscriber_query)]
 
 
 def _contact(text: str) -> str | None:
@@ -325,69 +414,23 @@ def build_router(app: App) -> APIRouter:
     @router.get("/demand.csv")
     def demand_csv(request: Request, q: str = "", sort: str = "pending") -> StreamingResponse:
         require(request)
-        rows = (
-            [
-                r.source,
-                r.variant_id,
-                r.scope,
-                r.product_title,
-                r.variant_title,
-                r.pending,
-                r.oldest,
-                r.last_week,
-            ]
-            for r in queries.demand_all(q=q.strip()[:200] or None, sort=sort)
-        )
-        header = [
-            "source",
-            "variant_id",
-            "scope",
-            "product_title",
-            "variant_title",
-            "pending",
-            "oldest_signup",
-            "signups_last_7_days",
-        ]
-        return StreamingResponse(
-            _csv(header, rows),
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "Content-Disposition": 'attachment; filename="restock-demand.csv"',
-                "Cache-Control": "no-store",
-            },
-        )
+        records = queries.demand_all(q=q.strip()[:200] or None, sort=sort)
+        return _csv_download("restock-demand.csv", DEMAND_COLUMNS, records)
 
     # ------------------------------------------------------------------ subscribers
-
-    def subscriber_filters(
-        source: str, variant: str, scope: str, status: str, contact: str
-    ) -> dict[str, Any]:
-        return {
-            "source": source or None,
-            "variant_id": variant or None,
-            "scope": scope or None,
-            "status": status if status in STATUSES else None,
-            "contact": _contact(contact) if contact else None,
-        }
 
     @router.get("/subscribers")
     def subscribers(
         request: Request,
-        source: str = "",
-        variant: str = "",
-        scope: str = "",
-        status: str = "",
-        contact: str = "",
+        query: SubscriberQueryDep,
         after: int | None = Query(None, ge=0, le=MAX_ROW_ID),
     ) -> HTMLResponse:
         session_id = require(request)
-        filters = subscriber_filters(source, variant, scope, status, contact)
-        invalid_contact = bool(contact.strip()) and filters["contact"] is None
         rows: tuple[SubscriberRow, ...] = ()
         next_after = None
-        if not invalid_contact and (filters["variant_id"] or filters["contact"]):
+        if not query.invalid_contact and query.chosen:
             rows, next_after = queries.subscribers(
-                after=after if after and after > 0 else None, **filters
+                after=after if after and after > 0 else None, **query.filters
             )
         return page(
             request,
@@ -395,77 +438,22 @@ def build_router(app: App) -> APIRouter:
             session_id,
             rows=rows,
             next_after=next_after,
-            source=source,
-            variant=variant,
-            scope=scope,
-            status=status,
-            contact=contact,
-            invalid_contact=invalid_contact,
-            query=urlencode(
-                {
-                    k: v
-                    for k, v in (
-                        ("source", source),
-                        ("variant", variant),
-                        ("scope", scope),
-                        ("status", status),
-                        ("contact", contact),
-                    )
-                    if v
-                }
-            ),
+            source=query.source,
+            variant=query.variant,
+            scope=query.scope,
+            status=query.status,
+            contact=query.contact,
+            invalid_contact=query.invalid_contact,
+            query=query.query_string(),
         )
 
     @router.get("/subscribers.csv")
-    def subscribers_csv(
-        request: Request,
-        source: str = "",
-        variant: str = "",
-        scope: str = "",
-        status: str = "",
-        contact: str = "",
-    ) -> Response:
+    def subscribers_csv(request: Request, query: SubscriberQueryDep) -> Response:
         require(request)
-        filters = subscriber_filters(source, variant, scope, status, contact)
-        if not (filters["variant_id"] or filters["contact"]):
+        if not query.chosen:
             return back("subscribers", "Choose a variant or a contact first.")
-        rows = (
-            [
-                r.id,
-                r.source,
-                r.variant_id,
-                r.scope,
-                r.channel,
-                r.contact,
-                r.status,
-                r.created_at,
-                r.notified_at,
-                r.failed_reason,
-                r.locale,
-            ]
-            for r in queries.subscribers_all(**filters)
-        )
-        header = [
-            "id",
-            "source",
-            "variant_id",
-            "scope",
-            "channel",
-            "contact",
-            "status",
-            "subscribed_at",
-            "notified_at",
-            "failure_reason",
-            "locale",
-        ]
-        return StreamingResponse(
-            _csv(header, rows),
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "Content-Disposition": 'attachment; filename="restock-subscribers.csv"',
-                "Cache-Control": "no-store",
-            },
-        )
+        records = queries.subscribers_all(**query.filters)
+        return _csv_download("restock-subscribers.csv", SUBSCRIBER_COLUMNS, records)
 
     # ------------------------------------------------------------------ restocks
 

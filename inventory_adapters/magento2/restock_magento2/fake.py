@@ -188,6 +188,8 @@ class FakeMagento:
         self.scope_aliases: dict[str, int] = {}
         #: sales orders for GET /V1/orders, in creation order
         self.orders: list[dict[str, Any]] = []
+        #: credit memos (refunds) for GET /V1/creditmemos, in creation order
+        self.creditmemos: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self.server = FakeHTTPServer(self.handle)
 
@@ -321,6 +323,7 @@ class FakeMagento:
             "base_currency_code": currency,
             "grand_total": total,
             "base_grand_total": total,
+            "total_refunded": 0,
             "state": state,
             "status": "canceled" if state == "canceled" else "pending",
             "store_id": 1,
@@ -333,9 +336,12 @@ class FakeMagento:
                     "sku": sku,
                     "name": "Radiant Tee",
                     "qty_ordered": qty,
+                    "qty_refunded": 0,
+                    "qty_canceled": 0,
                     "price": price,
                     "base_price": price,
                     "row_total": total,
+                    "amount_refunded": 0,
                 },
                 {
                     "item_id": parent_id + 1,
@@ -346,9 +352,12 @@ class FakeMagento:
                     "sku": sku,
                     "name": f"Radiant Tee-{sku}",
                     "qty_ordered": qty,
+                    "qty_refunded": 0,
+                    "qty_canceled": 0,
                     "price": 0,
                     "base_price": 0,
                     "row_total": 0,
+                    "amount_refunded": 0,
                     "parent_item": {"item_id": parent_id, "sku": sku, "price": price},
                 },
             ],
@@ -368,6 +377,65 @@ class FakeMagento:
                     order.update(state="canceled", status="canceled", updated_at=updated_at)
                     return
         raise KeyError(entity_id)
+
+    def refund_order(self, entity_id: int, qty: float, created_at: str) -> dict[str, Any]:
+        """Refund `qty` units of the order's line as a credit memo does (`POST
+        /V1/order/{id}/refund`, or the admin's Credit Memo): a credit memo shaped like
+        Magento's CreditmemoInterface, one item per order item (CreditmemoItemInterface:
+        `order_item_id`, `sku`, `qty`, `price`, `row_total`; the configurable parent carries the
+        price, its simple child 0), and on the order each item's `qty_refunded` and
+        `amount_refunded`, `total_refunded`, and, once every unit is refunded, `state` and
+        `status` "closed"; `updated_at` moves. Times are "Y-m-d H:i:s" (UTC)."""
+        with self._lock:
+            order = next((o for o in self.orders if o["entity_id"] == entity_id), None)
+            if order is None:
+                raise KeyError(entity_id)
+            memo_id = len(self.creditmemos) + 1
+            lines: list[dict[str, Any]] = []
+            refunded = 0.0
+            for item in order["items"]:
+                amount = item["price"] * qty
+                item["qty_refunded"] += qty
+                item["amount_refunded"] += amount
+                refunded += amount
+                lines.append(
+                    {
+                        "entity_id": memo_id * 100 + len(lines),
+                        "parent_id": memo_id,
+                        "order_item_id": item["item_id"],
+                        "product_id": item["product_id"],
+                        "sku": item["sku"],
+                        "name": item["name"],
+                        "qty": qty,
+                        "price": item["price"],
+                        "base_price": item["base_price"],
+                        "row_total": amount,
+                        "base_row_total": amount,
+                    }
+                )
+            order["total_refunded"] += refunded
+            order["updated_at"] = created_at
+            if all(i["qty_refunded"] >= i["qty_ordered"] for i in order["items"]):
+                order.update(state="closed", status="closed")
+            memo = {
+                "entity_id": memo_id,
+                "increment_id": f"{memo_id:09d}",
+                "order_id": entity_id,
+                "invoice_id": None,
+                "store_id": order["store_id"],
+                "state": 2,  # refunded (1 open, 3 canceled)
+                "created_at": created_at,
+                "updated_at": created_at,
+                "order_currency_code": order["order_currency_code"],
+                "base_currency_code": order["base_currency_code"],
+                "subtotal": refunded,
+                "grand_total": refunded,
+                "base_grand_total": refunded,
+                "adjustment": 0,
+                "items": lines,
+            }
+            self.creditmemos.append(memo)
+        return memo
 
     def unauthorized(self) -> None:
         self.token = "revoked-" + self.token
@@ -491,6 +559,8 @@ class FakeMagento:
             )
         if route == "/orders":
             return Reply(200, search(list(self.orders), query))
+        if route == "/creditmemos":
+            return Reply(200, search(list(self.creditmemos), query))
         if route.startswith("/inventory/get-product-salable-quantity/"):
             parts = route.split("/")
             if len(parts) != 5 or not parts[4].isdigit():

@@ -13,6 +13,15 @@ no webhooks, so `GET /V1/orders` is searched on `created_at` from where the last
   the order's `updated_at`, so each poll also searches `state eq canceled` AND `updated_at
   gteq <cursor>` (two filter groups = AND, same page) and takes those orders' conversions
   back.
+- Refunds: a credit memo (Magento's refund record, `GET /V1/creditmemos`, CreditmemoInterface:
+  `order_id`, `created_at`) does not move the order's `created_at`, and the order's `state`
+  says too little (a fully refunded order is meant to become `closed`, but a zero-total
+  credit memo leaves it `complete`, magento/magento2#22762, and some payment modules leave
+  it elsewhere). So each poll also searches the credit memos created since the same cursor,
+  reads their orders (`entity_id in …`) and takes back the conversions of every order whose
+  lines are all refunded (`qty_refunded` + `qty_canceled` >= `qty_ordered` on every counted
+  row). The core takes back whole orders only, so a partial refund keeps the conversion
+  (logged).
 - Cursors, both in the database so a restart resumes where the last poll got to: the
   created_at search starts at the newest recorded order of this source minus `OVERLAP` (the
   orders table is the cursor: Magento sends no webhooks, so only this poll records orders,
@@ -32,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from restock_core import Order, OrderLine, utcnow
+from restock_core import Order, OrderLine, store_time, stored_time, utcnow
 
 if TYPE_CHECKING:
     from .adapter import Magento2Adapter
@@ -40,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("restock.magento2")
 
 ORDERS = "/V1/orders"
+CREDITMEMOS = "/V1/creditmemos"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: re-read this much before the newest stored order (orders committed out of order)
 OVERLAP = timedelta(minutes=10)
@@ -61,6 +71,32 @@ def _decimal(value: Any) -> Decimal:
         return Decimal(str(value)) if value is not None else Decimal(0)
     except InvalidOperation:
         return Decimal(0)
+
+
+def _quantity(value: Any) -> float:
+    try:
+        return float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def fully_refunded(item: Mapping[str, Any]) -> bool | None:
+    """Whether every counted row (no `parent_item_id`, as :func:`parse_order` counts) of a
+    `GET /V1/orders` item is refunded or cancelled in full; None when it has no such row."""
+    rows = [
+        row
+        for row in item.get("items") or []
+        if isinstance(row, Mapping)
+        and not row.get("parent_item_id")
+        and _quantity(row.get("qty_ordered")) > 0
+    ]
+    if not rows:
+        return None
+    return all(
+        _quantity(row.get("qty_refunded")) + _quantity(row.get("qty_canceled"))
+        >= _quantity(row.get("qty_ordered"))
+        for row in rows
+    )
 
 
 def parse_order(item: Mapping[str, Any], source: str) -> Order | None:
@@ -97,40 +133,83 @@ def parse_order(item: Mapping[str, Any], source: str) -> Order | None:
         email=email if isinstance(email, str) and email else None,
         customer_id=str(customer) if customer not in (None, "", 0) else None,
         total=_decimal(item.get("grand_total")),
-        cancelled=item.get("state") == "canceled",
+        # an order read when already refunded in full counts nothing, as a cancelled one
+        cancelled=item.get("state") == "canceled" or fully_refunded(item) is True,
     )
 
 
-#: the plugin state key (host.plugin_state) of where the next cancellation search starts
+#: the plugin state key (host.plugin_state) of where the next cancellation and refund
+#: searches start
 CANCELLED_CURSOR = "orders.cancelled_since"
-
-
-def load_cursor(adapter: Magento2Adapter) -> datetime | None:
-    stored = adapter.host.plugin_state(adapter.id, CANCELLED_CURSOR)
-    try:
-        return datetime.fromisoformat(stored) if stored else None
-    except ValueError:
-        log.warning("%s: ignoring unreadable stored cursor %r", adapter.id, stored)
-        return None
 
 
 def poll_orders(adapter: Magento2Adapter, *, since: datetime | None = None) -> int:
     """Record every order created since `since` (default: the newest recorded order of this
     source minus a small overlap, else `orders_lookback` seconds ago), then take back the
-    conversions of orders cancelled since the stored cancellation cursor (else
+    conversions of orders cancelled or wholly refunded since the stored cursor (else
     `orders_lookback` seconds ago); the cursor moves to where this poll started minus
     `OVERLAP` and is kept as plugin state, so a restart resumes there. Returns the
     conversions made."""
     started = utcnow()
     made = record_new_orders(adapter, since=since)
-    cancelled_since = load_cursor(adapter) or started - timedelta(
-        seconds=adapter.options.orders_lookback
-    )
+    stored = stored_time(adapter.host, adapter.id, CANCELLED_CURSOR)
+    cancelled_since = stored or started - timedelta(seconds=adapter.options.orders_lookback)
     removed = take_back_cancellations(adapter, cancelled_since)
-    adapter.host.set_plugin_state(adapter.id, CANCELLED_CURSOR, (started - OVERLAP).isoformat())
+    refunded = take_back_refunds(adapter, cancelled_since)
+    store_time(adapter.host, adapter.id, CANCELLED_CURSOR, started - OVERLAP)
     if removed:
         log.info("%s: %s conversions taken back for cancelled orders", adapter.id, removed)
+    if refunded:
+        log.info("%s: %s conversions taken back for refunded orders", adapter.id, refunded)
     return made
+
+
+def take_back_refunds(adapter: Magento2Adapter, since: datetime) -> int:
+    """`GET /V1/creditmemos` with `created_at gteq since`: the orders refunded since; those
+    read (`GET /V1/orders`, `entity_id in …`) whose lines are all refunded have their
+    conversions taken back (an order never recorded, or already taken back, changes
+    nothing). Returns the conversions removed."""
+    refunded: dict[str, None] = {}  # order ids, in credit memo order, once each
+    for memo in adapter.client.search(
+        CREDITMEMOS,
+        [[("created_at", since.astimezone(UTC).strftime(TIME_FORMAT), "gteq")]],
+        page_size=adapter.options.page_size,
+        sort=[("created_at", "ASC")],
+        extra=[("fields", "items[entity_id,order_id,created_at],total_count")],
+    ):
+        order_id = memo.get("order_id")
+        if order_id is not None:
+            refunded[str(order_id)] = None
+    removed = 0
+    ids = list(refunded)
+    size = adapter.options.page_size
+    for start in range(0, len(ids), size):
+        for item in adapter.client.search(
+            ORDERS,
+            [[("entity_id", ",".join(ids[start : start + size]), "in")]],
+            page_size=size,
+            extra=[
+                (
+                    "fields",
+                    "items[entity_id,items[parent_item_id,qty_ordered,qty_refunded,"
+                    "qty_canceled]],total_count",
+                )
+            ],
+        ):
+            entity_id = item.get("entity_id")
+            whole = fully_refunded(item)
+            if entity_id is None or whole is None:
+                continue
+            if whole:
+                removed += len(adapter.host.cancel_order(adapter.id, str(entity_id)))
+            else:
+                log.info(
+                    "%s: order %s is partly refunded; its conversions stay (restock takes "
+                    "back whole orders only)",
+                    adapter.id,
+                    entity_id,
+                )
+    return removed
 
 
 def take_back_cancellations(adapter: Magento2Adapter, since: datetime) -> int:

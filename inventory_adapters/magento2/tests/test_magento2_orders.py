@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from restock_magento2.fake import FakeMagento
-from restock_magento2.orders import CANCELLED_CURSOR, parse_order
+from restock_magento2.orders import CANCELLED_CURSOR, fully_refunded, parse_order
 
 from restock_core import StockKey, StockUpdate
 from restock_core.testing import running_worker, wait_for
@@ -198,3 +198,67 @@ def test_cancellations_are_searched_on_the_worker_schedule(
         wait_for(lambda: app.conversion_of(sub.id))
         fake.cancel_order(5, magento_time(datetime.now(UTC)))
         wait_for(lambda: app.conversion_of(sub.id) is None)
+
+
+def test_a_full_refund_takes_the_conversion_back_and_a_partial_one_does_not(
+    make_app: Any, m2_config: Any, fake: FakeMagento
+) -> None:
+    app = make_app(m2_config())
+    sub = notified(app, fake)
+    adapter = app.adapters["m2"].obj
+    placed = magento_time(sub.notified_at + timedelta(minutes=30))
+    fake.add_order(3, sku="WS12-M-Orange", email="jdoe@example.com", created_at=placed, qty=2)
+    assert adapter.poll_orders() == 1
+    assert app.conversion_of(sub.id).revenue == Decimal("44")
+
+    # one of the two units comes back: the core takes back whole orders only
+    fake.refund_order(3, 1, magento_time(datetime.now(UTC)))
+    assert adapter.poll_orders() == 0
+    assert app.conversion_of(sub.id) is not None
+    memos = fake.received("/V1/creditmemos")[-1]  # one search a poll
+    assert memos.query["searchCriteria[filter_groups][0][filters][0][field]"] == ["created_at"]
+    assert memos.query["searchCriteria[filter_groups][0][filters][0][condition_type]"] == ["gteq"]
+    reads = [r for r in fake.received("/V1/orders") if "entity_id" in str(r.query)]
+    assert reads[-1].query["searchCriteria[filter_groups][0][filters][0][value]"] == ["3"]
+    assert reads[-1].query["searchCriteria[filter_groups][0][filters][0][condition_type]"] == ["in"]
+
+    # the second unit too: every line is refunded, the conversion is taken back
+    fake.refund_order(3, 1, magento_time(datetime.now(UTC)))
+    assert adapter.poll_orders() == 0
+    assert app.conversion_of(sub.id) is None
+    assert fake.orders[0]["state"] == "closed"
+    # read again within the overlap: nothing more happens
+    assert adapter.poll_orders() == 0
+
+
+def test_an_order_refunded_before_it_was_first_read_counts_nothing(
+    make_app: Any, m2_config: Any, fake: FakeMagento
+) -> None:
+    app = make_app(m2_config())
+    sub = notified(app, fake)
+    placed = magento_time(sub.notified_at + timedelta(minutes=30))
+    fake.add_order(8, sku="WS12-M-Orange", email="jdoe@example.com", created_at=placed)
+    fake.refund_order(8, 1, magento_time(datetime.now(UTC)))
+    assert app.adapters["m2"].obj.poll_orders() == 0
+    assert app.conversion_of(sub.id) is None
+    assert app.store.orders.is_stored("m2", "8")
+
+
+def test_fully_refunded_reads_the_counted_rows_only() -> None:
+    fake = FakeMagento()
+    order = fake.add_order(9, sku="WS12-M-Orange", email="a@example.com", created_at="", qty=2)
+    assert fully_refunded(order) is False
+    fake.refund_order(9, 2, "2026-01-01 00:00:00")
+    assert fully_refunded(order) is True
+    # the simple child row alone refunded (it never carries the price) is not a refund
+    order["items"][0]["qty_refunded"] = 0
+    assert fully_refunded(order) is False
+    order["items"][0]["qty_canceled"] = 2  # cancelled units count as given back
+    assert fully_refunded(order) is True
+    assert fully_refunded({"items": []}) is None
+    memo = fake.creditmemos[0]
+    assert (memo["order_id"], memo["grand_total"]) == (9, 44.0)
+    assert [(i["order_item_id"], i["qty"], i["row_total"]) for i in memo["items"]] == [
+        (90, 2, 44.0),
+        (91, 2, 0),
+    ]

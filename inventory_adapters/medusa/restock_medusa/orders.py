@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from restock_core import Order, OrderLine, parse_iso_utc, utcnow
+from restock_core import Order, OrderLine, parse_iso_utc, store_time, stored_time, utcnow
 
 if TYPE_CHECKING:
     from .adapter import MedusaAdapter
@@ -172,12 +172,9 @@ OVERLAP = timedelta(minutes=10)
 def default_since(adapter: MedusaAdapter, lookback: float) -> datetime:
     """The stored cursor, else the newest recorded order minus `OVERLAP`, else `lookback`
     seconds ago."""
-    stored = adapter.host.plugin_state(adapter.id, CURSOR)
-    if stored:
-        try:
-            return datetime.fromisoformat(stored)
-        except ValueError:
-            log.warning("%s: ignoring unreadable stored cursor %r", adapter.id, stored)
+    stored = stored_time(adapter.host, adapter.id, CURSOR)
+    if stored is not None:
+        return stored
     latest = adapter.host.latest_order_at(adapter.id)
     return latest - OVERLAP if latest else utcnow() - timedelta(seconds=lookback)
 
@@ -187,7 +184,7 @@ def catch_up(adapter: MedusaAdapter, since: datetime | None, lookback: float) ->
     cursor moves to where it started minus `OVERLAP`."""
     started = utcnow()
     made = poll_orders(adapter, since or default_since(adapter, lookback))
-    adapter.host.set_plugin_state(adapter.id, CURSOR, (started - OVERLAP).isoformat())
+    store_time(adapter.host, adapter.id, CURSOR, started - OVERLAP)
     if made:
         log.info("%s: %s conversions from the catch-up read", adapter.id, made)
     return made

@@ -200,6 +200,28 @@ def sent_to(outbox: Path) -> list[str]:
     return sorted(json.loads(line)["to"] for line in outbox.read_text().splitlines() if line)
 
 
+FORWARDED_HEADERS = (
+    "content-type",
+    "x-restock-signature",
+    "x-restock-timestamp",
+    "x-restock-event-id",
+)
+
+
+def forwarded(
+    medusa: Medusa, matches: Callable[[dict[str, Any]], bool]
+) -> tuple[bytes, dict[str, str]]:
+    """Waits for the event that restock-forwarder.ts, running inside Medusa, signed and posted
+    to the sink and whose JSON body `matches`: its exact bytes and the headers to hand to the
+    adapter's route."""
+
+    def find() -> Any:
+        return next((r for r in medusa.sink.requests if matches(r.json)), None)
+
+    request = wait_for(find, timeout=30)
+    return request.body, {name: request.headers[name] for name in FORWARDED_HEADERS}
+
+
 def test_signup_restock_through_reconciliation(real_app: App, medusa: Medusa, outbox: Path) -> None:
     variant_id, item, handle = medusa.create_sold_out_variant()
     adapter = real_app.adapters["shop"].obj
@@ -260,34 +282,18 @@ def test_signup_restock_through_the_medusa_subscriber_event(
 
         medusa.set_stocked(item, 2)
 
-        # restock-forwarder.ts, running inside Medusa, signs and posts the event; the sink
-        # caught it, and we hand the exact bytes and headers to the adapter's route
-        def forwarded() -> Any:
-            for request in medusa.sink.requests:
-                body = request.json
-                if body.get(
-                    "name"
-                ) == "inventory.inventory-level.updated" and variant_id in body.get(
-                    "variant_ids", []
-                ):
-                    return request
-            return None
-
-        request = wait_for(forwarded, timeout=30)
-        headers = {
-            name: request.headers[name]
-            for name in (
-                "content-type",
-                "x-restock-signature",
-                "x-restock-timestamp",
-                "x-restock-event-id",
-            )
-        }
-        received = client.post("/shop/events", content=request.body, headers=headers)
+        body, headers = forwarded(
+            medusa,
+            lambda event: (
+                event.get("name") == "inventory.inventory-level.updated"
+                and variant_id in event.get("variant_ids", [])
+            ),
+        )
+        received = client.post("/shop/events", content=body, headers=headers)
         assert received.status_code == 200, received.text
         assert received.json()["status"] == "processed"
         assert len(received.json()["restocks_opened"]) == 1
-        replay = client.post("/shop/events", content=request.body, headers=headers)
+        replay = client.post("/shop/events", content=body, headers=headers)
         assert replay.json()["status"] == "duplicate"
         real_app.worker().drain()
     assert sent_to(outbox) == ["dee@example.com"]
@@ -433,24 +439,13 @@ def test_orders_placed_through_the_store_checkout_convert(
         # it; the adapter reads the order through the Admin API and records the conversion
         ada_order = checkout(medusa, region_id, variant_id, "ada@example.com", 2)
 
-        def placed(order_id: str) -> Any:
-            for request in medusa.sink.requests:
-                body = request.json
-                if body.get("name") == "order.placed" and body["data"].get("id") == order_id:
-                    return request
-            return None
-
-        request = wait_for(lambda: placed(ada_order), timeout=30)
-        headers = {
-            name: request.headers[name]
-            for name in (
-                "content-type",
-                "x-restock-signature",
-                "x-restock-timestamp",
-                "x-restock-event-id",
+        def placed(order_id: str) -> Callable[[dict[str, Any]], bool]:
+            return lambda event: (
+                event.get("name") == "order.placed" and event["data"].get("id") == order_id
             )
-        }
-        received = client.post("/shop/events", content=request.body, headers=headers)
+
+        body, headers = forwarded(medusa, placed(ada_order))
+        received = client.post("/shop/events", content=body, headers=headers)
         assert received.status_code == 200, received.text
         answer = received.json()
         assert (answer["status"], answer["order_id"], answer["conversions"]) == (
@@ -458,12 +453,12 @@ def test_orders_placed_through_the_store_checkout_convert(
             ada_order,
             1,
         )
-        again = client.post("/shop/events", content=request.body, headers=headers)
+        again = client.post("/shop/events", content=body, headers=headers)
         assert again.json()["status"] == "duplicate"
 
         # Bob's event is lost on the way: the catch-up read of the Admin API finds his order
         bob_order = checkout(medusa, region_id, variant_id, "bob@example.com", 1)
-        wait_for(lambda: placed(bob_order), timeout=30)  # emitted, never handed over
+        forwarded(medusa, placed(bob_order))  # emitted, never handed over
         adapter = real_app.adapters["shop"].obj
         assert adapter.poll_orders() == 1
         assert adapter.poll_orders() == 0  # read again: counted once

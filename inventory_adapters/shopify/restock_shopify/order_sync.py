@@ -43,7 +43,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from restock_core import AdapterError, Order, OrderLine, parse_iso_utc, utcnow
+from restock_core import (
+    AdapterError,
+    Order,
+    OrderLine,
+    parse_iso_utc,
+    store_time,
+    stored_time,
+    utcnow,
+)
 
 from .client import QueryTooCostly
 from .options import numeric_id, to_gid
@@ -168,13 +176,7 @@ class OrderSync:
     @property
     def since(self) -> datetime | None:
         """The stored cursor: where the next pass starts (None before the first pass)."""
-        adapter = self.adapter
-        stored = adapter.host.plugin_state(adapter.id, CURSOR)
-        try:
-            return datetime.fromisoformat(stored) if stored else None
-        except ValueError:
-            log.warning("%s: ignoring unreadable stored cursor %r", adapter.id, stored)
-            return None
+        return stored_time(self.adapter.host, self.adapter.id, CURSOR)
 
     def first_since(self) -> datetime:
         adapter = self.adapter
@@ -190,7 +192,7 @@ class OrderSync:
             start = since or self.since or self.first_since()
             made = self._read(start)
             adapter = self.adapter
-            adapter.host.set_plugin_state(adapter.id, CURSOR, (started - OVERLAP).isoformat())
+            store_time(adapter.host, adapter.id, CURSOR, started - OVERLAP)
             if made:
                 log.info("%s: %s conversions from the order reconciliation", adapter.id, made)
             return made

@@ -6,13 +6,13 @@ resumes from its stored cursor after a restart. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from fastapi.testclient import TestClient
-from restock_shopify.fake import FakeShopify, order_payload, webhook_headers
+from restock_shopify.fake import FakeShopify, order_payload
 from restock_shopify.order_sync import (
     CURSOR,
     order_cost,
@@ -21,30 +21,18 @@ from restock_shopify.order_sync import (
     search_time,
 )
 
-from restock_core import StockKey, StockUpdate
 from restock_core.api import create_api
 from restock_core.testing import running_worker, wait_for
-
-SECRET = "shpss_fake_client_secret_5678"
-VARIANT = "gid://shopify/ProductVariant/101"
-
-
-def notify(app: Any, fake: FakeShopify, email: str = "jon@example.com") -> Any:
-    sub = app.subscribe(VARIANT, email=email, source="shopify").subscription
-    fake.set_available(101, 5)
-    app.record_stock("shopify", [StockUpdate(StockKey(VARIANT), 5, datetime.now(UTC))])
-    app.worker().drain()
-    sub = app.get_subscription(sub.id)
-    assert sub.status == "notified"
-    return sub
 
 
 def order_requests(fake: FakeShopify) -> list[dict[str, Any]]:
     return [r.json for r in fake.graphql_requests() if "orders(" in r.json["query"]]
 
 
-def test_a_missed_webhook_is_caught_once(app: Any, fake: FakeShopify) -> None:
-    sub = notify(app, fake)
+def test_a_missed_webhook_is_caught_once(
+    app: Any, fake: FakeShopify, notified: Callable[..., Any]
+) -> None:
+    sub = notified(app)
     fake.add_order(
         order_payload(
             820982911946154508,
@@ -72,24 +60,21 @@ def test_a_missed_webhook_is_caught_once(app: Any, fake: FakeShopify) -> None:
 
 
 def test_the_webhook_and_the_read_count_one_order_once(
-    app: Any, client: TestClient, fake: FakeShopify
+    app: Any, post_order: Callable[..., Any], fake: FakeShopify, notified: Callable[..., Any]
 ) -> None:
-    sub = notify(app, fake)
+    sub = notified(app)
     body = fake.add_order(order_payload(7001, variant=101, email="jon@example.com"))
-    raw = json.dumps(body).encode()
-    response = client.post(
-        "/shopify/webhooks/orders/create",
-        content=raw,
-        headers=webhook_headers(raw, SECRET, topic="orders/create"),
-    )
+    response = post_order(body)
     assert response.json() == {"status": "recorded", "conversions": 1}
     # the GraphQL read names the same order by its gid; legacyResourceId is the webhook id
     assert app.adapters["shopify"].obj.poll_orders() == 0
     assert app.conversion_of(sub.id).order_id == "7001"
 
 
-def test_a_lost_cancellation_takes_the_conversion_back(app: Any, fake: FakeShopify) -> None:
-    sub = notify(app, fake)
+def test_a_lost_cancellation_takes_the_conversion_back(
+    app: Any, fake: FakeShopify, notified: Callable[..., Any]
+) -> None:
+    sub = notified(app)
     adapter = app.adapters["shopify"].obj
     fake.add_order(order_payload(7002, variant=101, email="jon@example.com"))
     assert adapter.poll_orders() == 1
@@ -145,8 +130,10 @@ def test_pages_follow_the_cursor_and_costly_pages_are_halved(
     assert pages[1]["variables"]["after"] != pages[2]["variables"]["after"]
 
 
-def test_a_throttled_read_waits_and_goes_on(app: Any, fake: FakeShopify) -> None:
-    sub = notify(app, fake)
+def test_a_throttled_read_waits_and_goes_on(
+    app: Any, fake: FakeShopify, notified: Callable[..., Any]
+) -> None:
+    sub = notified(app)
     fake.add_order(order_payload(7005, variant=101, email="jon@example.com"))
     before = len(order_requests(fake))
     fake.throttle(1)  # the documented THROTTLED answer with extensions.cost
@@ -156,10 +143,10 @@ def test_a_throttled_read_waits_and_goes_on(app: Any, fake: FakeShopify) -> None
 
 
 def test_the_read_runs_on_its_schedule_in_the_worker_only(
-    make_app: Any, shopify_config: Any, fake: FakeShopify
+    make_app: Any, shopify_config: Any, fake: FakeShopify, notified: Callable[..., Any]
 ) -> None:
     app = make_app(shopify_config(orders_poll_interval=0.05))
-    sub = notify(app, fake)
+    sub = notified(app)
     fake.add_order(order_payload(7006, variant=101, email="jon@example.com"))
     # an API process (`restock serve --no-worker`) reads no orders
     with TestClient(create_api(app)) as client:
@@ -190,10 +177,10 @@ def test_the_first_pass_ever_reaches_back_to_the_newest_recorded_order(
 
 
 def test_a_restart_resumes_from_the_stored_cursor(
-    make_app: Any, shopify_config: Any, fake: FakeShopify
+    make_app: Any, shopify_config: Any, fake: FakeShopify, notified: Callable[..., Any]
 ) -> None:
     app = make_app(shopify_config())
-    sub = notify(app, fake)
+    sub = notified(app)
     fake.add_order(order_payload(7008, variant=101, email="jon@example.com"))
     started = datetime.now(UTC)
     assert app.adapters["shopify"].obj.poll_orders() == 1

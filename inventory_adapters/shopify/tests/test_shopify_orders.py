@@ -5,42 +5,18 @@ re-deliveries, other variants, test orders and orders outside the window count n
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi.testclient import TestClient
-from restock_shopify.fake import FakeShopify, order_payload, webhook_headers
+from restock_shopify.fake import order_payload
 from restock_shopify.orders import parse_order
 
-from restock_core import StockKey, StockUpdate
 
-SECRET = "shpss_fake_client_secret_5678"
-CREATE = "/shopify/webhooks/orders/create"
-CANCELLED = "/shopify/webhooks/orders/cancelled"
-VARIANT = "gid://shopify/ProductVariant/101"
-
-
-def notify(app: Any, fake: FakeShopify, email: str = "jon@example.com") -> int:
-    sub = app.subscribe(VARIANT, email=email, source="shopify").subscription
-    fake.set_available(101, 5)
-    app.record_stock("shopify", [StockUpdate(StockKey(VARIANT), 5, datetime.now(UTC))])
-    app.worker().drain()
-    assert app.get_subscription(sub.id).status == "notified"
-    return int(sub.id)
-
-
-def post(client: TestClient, body: dict[str, Any], path: str = CREATE, **kw: Any) -> Any:
-    raw = json.dumps(body).encode()
-    topic = "orders/cancelled" if path == CANCELLED else "orders/create"
-    headers = webhook_headers(
-        raw, kw.pop("secret", SECRET), webhook_id=kw.pop("webhook_id", None), topic=topic
-    )
-    return client.post(path, content=raw, headers=headers)
-
-
-def test_orders_create_converts_once(app: Any, client: TestClient, fake: FakeShopify) -> None:
-    sid = notify(app, fake)
+def test_orders_create_converts_once(
+    app: Any, notified: Callable[..., Any], post_order: Callable[..., Any]
+) -> None:
+    sid = notified(app).id
     body = order_payload(
         820982911946154508,
         variant=101,
@@ -48,7 +24,7 @@ def test_orders_create_converts_once(app: Any, client: TestClient, fake: FakeSho
         quantity=2,
         customer_id=115310627314723954,
     )
-    first = post(client, body, webhook_id="w1")
+    first = post_order(body, webhook_id="w1")
     assert first.status_code == 200, first.text
     assert first.json() == {"status": "recorded", "conversions": 1}
     conversion = app.conversion_of(sid)
@@ -64,68 +40,63 @@ def test_orders_create_converts_once(app: Any, client: TestClient, fake: FakeSho
         "USD",
     )
     # Shopify re-delivers (same and new webhook id): nothing more
-    assert post(client, body, webhook_id="w1").json()["conversions"] == 0
-    assert post(client, body, webhook_id="w2").json()["conversions"] == 0
+    assert post_order(body, webhook_id="w1").json()["conversions"] == 0
+    assert post_order(body, webhook_id="w2").json()["conversions"] == 0
 
-    cancelled = post(client, {**body, "cancelled_at": datetime.now(UTC).isoformat()}, CANCELLED)
+    cancelled = post_order(
+        {**body, "cancelled_at": datetime.now(UTC).isoformat()}, "orders/cancelled"
+    )
     assert cancelled.json() == {"status": "cancelled", "conversions_removed": 1}
     assert app.conversion_of(sid) is None
 
 
-def test_what_does_not_convert(app: Any, client: TestClient, fake: FakeShopify) -> None:
-    sid = notify(app, fake)
+def test_what_does_not_convert(
+    app: Any, notified: Callable[..., Any], post_order: Callable[..., Any]
+) -> None:
+    sid = notified(app).id
     assert (
-        post(client, order_payload(1, variant=102, email="jon@example.com")).json()["conversions"]
+        post_order(order_payload(1, variant=102, email="jon@example.com")).json()["conversions"]
         == 0
     )
     assert (
-        post(client, order_payload(2, variant=101, email="eve@example.com")).json()["conversions"]
+        post_order(order_payload(2, variant=101, email="eve@example.com")).json()["conversions"]
         == 0
     )
     assert (
-        post(client, order_payload(3, variant=101, email="jon@example.com", test=True)).json()[
+        post_order(order_payload(3, variant=101, email="jon@example.com", test=True)).json()[
             "conversions"
         ]
         == 0
     )
     late = datetime.now(UTC) + timedelta(days=8)
     assert (
-        post(
-            client, order_payload(4, variant=101, email="jon@example.com", created_at=late)
-        ).json()["conversions"]
+        post_order(order_payload(4, variant=101, email="jon@example.com", created_at=late)).json()[
+            "conversions"
+        ]
         == 0
     )
     assert app.conversion_of(sid) is None
     # without an email (POS, redacted data) only a customer id could match: this one has none
     assert (
-        post(client, order_payload(5, variant=101, email=None, customer_id=77)).json()[
-            "conversions"
-        ]
+        post_order(order_payload(5, variant=101, email=None, customer_id=77)).json()["conversions"]
         == 0
     )
 
 
 def test_the_customer_id_matches_without_an_email(
-    app: Any, client: TestClient, fake: FakeShopify
+    app: Any, notified: Callable[..., Any], post_order: Callable[..., Any]
 ) -> None:
-    sub = app.subscribe(
-        VARIANT, email="jon@example.com", source="shopify", customer_id="gid://shopify/Customer/77"
-    ).subscription
-    fake.set_available(101, 5)
-    app.record_stock("shopify", [StockUpdate(StockKey(VARIANT), 5, datetime.now(UTC))])
-    app.worker().drain()
+    sub = notified(app, customer_id="gid://shopify/Customer/77")
     body = order_payload(6, variant=101, email=None, customer_id=77)
-    assert post(client, body).json()["conversions"] == 1
+    assert post_order(body).json()["conversions"] == 1
     assert app.conversion_of(sub.id).order_id == "6"
 
 
-def test_unsigned_or_malformed_orders_are_refused(
-    app: Any, client: TestClient, fake: FakeShopify
-) -> None:
+def test_unsigned_or_malformed_orders_are_refused(app: Any, post_order: Callable[..., Any]) -> None:
     body = order_payload(9, variant=101, email="jon@example.com")
-    assert post(client, body, secret="wrong-secret").status_code == 401
-    assert post(client, body, secret=None).status_code == 401
-    bad = post(client, {**body, "id": "nope"})
+    assert post_order(body, secret="wrong-secret").status_code == 401
+    assert post_order(body, secret=None).status_code == 401
+    bad = post_order({**body, "id": "nope"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "malformed"
     assert not app.store.orders.is_stored("shopify", "9")
 
