@@ -38,7 +38,10 @@ personalizations):
   | other | the rest of the work (Python glue, metrics, restock bookkeeping) |
 
 The ratio printed is restock's work time (from the restock opening to the last worker done,
-start-up excluded) over the floor's; the wall time including process start-up is printed too.
+start-up excluded) over the floor's; the wall time including process start-up is printed too,
+and the CPU time of each side's own process (the floor's loop, the workers' work) with its
+ratio, each stage's CPU time and the time spent in the garbage collector: on a shared machine
+CPU time moves less with other load than wall time.
 
 `--no-dashboard` drops the dashboard demand triggers and the deliveries-per-restock index of
 migrations 0003/0007 from both sides' scratch databases, to measure what they cost;

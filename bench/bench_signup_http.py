@@ -23,15 +23,18 @@ request. Each side runs in its own server process on 127.0.0.1 with a fresh data
 - **pg** (`--database postgresql`): restock on PostgreSQL at 127.0.0.1:5432 (a scratch
   schema), limits on, same load.
 
-Prints req/s, p50/p99, non-2xx counts per side, the ratios to the baseline, and checks that
-rows stored equal the 2xx answers (a request still in flight when wrk stops may be stored
-without its answer being counted: at most one per connection). The load average is printed
-with every figure: the machine is shared, so ratios from one run are what count.
+Prints req/s, p50/p99, non-2xx counts per side, the server process's CPU time per 2xx
+answer during the measured load (all its threads, from /proc/<pid>/stat), the ratios to the
+baseline, and checks that rows stored equal the 2xx answers (a request still in flight when
+wrk stops may be stored without its answer being counted: at most one per connection). The
+load average is printed with every figure: the machine is shared, so ratios from one run are
+what count.
 
-`RESTOCK_BENCH_PROFILE=<file>` profiles `App.sign_up` inside the restock server (cProfile per
-request thread, merged; wall-clock time, so waiting for the sign-up writer shows) and prints
-the top functions; the raw stats are written to `<file>`. The group-commit writer thread
-(`SignUpWriter`) is profiled on its own, with its group count and mean group size.
+`RESTOCK_BENCH_PROFILE=<file>` profiles the restock server in CPU time (cProfile with
+`time.thread_time`): the event-loop thread from the first public sign-up on (where a public
+sign-up now runs: `App.sign_up_async`), and the group-commit writer thread
+(`SignUpWriter`) on its own, with its group count and mean group size. It prints the top
+functions of each; the raw stats go to `<file>` and `<file>.writer`.
 """
 
 from __future__ import annotations
@@ -106,37 +109,30 @@ def health() -> dict:
 uvicorn.run(api, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """
 
-#: restock serve, with App.sign_up profiled per request thread (RESTOCK_BENCH_PROFILE)
+#: restock serve, profiled (RESTOCK_BENCH_PROFILE): the event-loop thread from the first
+#: public sign-up on, and the sign-up writer thread, both in CPU time (time.thread_time)
 PROFILED_SERVER = r"""
-import atexit, cProfile, io, os, pstats, signal, sys, threading
+import atexit, cProfile, io, os, pstats, signal, sys, time
 from restock_core.app import App
 
 out = sys.argv.pop(1)
-profiles, local, original = [], threading.local(), App.sign_up
-calls = [0, 0.0]
+loop_profile = cProfile.Profile(time.thread_time)
+calls = [0]
+original = App.sign_up_async
 
 
-def sign_up(self, *args, **kwargs):
-    import time
-    profile = getattr(local, "profile", None)
-    if profile is None:
-        profile = local.profile = cProfile.Profile()
-        profiles.append(profile)
-    started = time.perf_counter()
-    profile.enable()
-    try:
-        return original(self, *args, **kwargs)
-    finally:
-        profile.disable()
-        calls[0] += 1
-        calls[1] += time.perf_counter() - started
+async def sign_up_async(self, *args, **kwargs):
+    if not calls[0]:
+        loop_profile.enable()  # the event loop's thread, from here on
+    calls[0] += 1
+    return await original(self, *args, **kwargs)
 
 
-App.sign_up = sign_up
+App.sign_up_async = sign_up_async
 
 # the group-commit writer thread, profiled on its own
 from restock_core.store.subscriptions import SignUpWriter
-writer_profile, writers, original_run = cProfile.Profile(), [], SignUpWriter._run
+writer_profile, writers, original_run = cProfile.Profile(time.thread_time), [], SignUpWriter._run
 
 
 def run(self):
@@ -151,26 +147,31 @@ def run(self):
 SignUpWriter._run = run
 
 
+def report(profile, title, n):
+    stats = pstats.Stats(profile)
+    total = stats.total_tt
+    print(f"{title}: {total:.2f} s CPU under the profiler, {total / max(1, n) * 1000:.3f} ms "
+          f"per sign-up ({n} sign-ups)", file=sys.stderr)
+    for order in ("tottime", "cumulative"):
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats(order).print_stats(30)
+        print(text.getvalue(), file=sys.stderr)
+
+
 def dump():
-    if not profiles:
+    if not calls[0]:
         return
+    loop_profile.disable()
     writer_profile.disable()
-    stats = pstats.Stats(profiles[0])
-    for p in profiles[1:]:
-        stats.add(p)
-    stats.dump_stats(out)
-    text = io.StringIO()
-    pstats.Stats(out, stream=text).sort_stats("cumulative").print_stats(40)
-    print(f"PROFILE sign_up calls={calls[0]} mean_wall_ms={calls[1] / max(1, calls[0]) * 1000:.2f}"
-          f" threads={len(profiles)}", file=sys.stderr)
-    print(text.getvalue(), file=sys.stderr)
+    loop_profile.dump_stats(out)
+    print(f"PROFILE sign-ups={calls[0]} (warm-up included)", file=sys.stderr)
+    report(loop_profile, "EVENT LOOP", calls[0])
     for w in writers:
         print(f"WRITER groups={w.groups} sign-ups in groups={w.grouped} "
               f"mean group={w.grouped / max(1, w.groups):.1f}", file=sys.stderr)
     if writers:
-        text = io.StringIO()
-        pstats.Stats(writer_profile, stream=text).sort_stats("cumulative").print_stats(25)
-        print(text.getvalue(), file=sys.stderr)
+        writer_profile.dump_stats(out + ".writer")
+        report(writer_profile, "WRITER", calls[0])
 
 
 atexit.register(dump)
@@ -242,6 +243,12 @@ def free_port() -> int:
 
 def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_up(port: int, server: subprocess.Popen[bytes]) -> None:
@@ -336,7 +343,9 @@ def run_side(side: str, tmp: Path, args: argparse.Namespace, script: Path) -> di
         wait_up(port, server)
         wrk(port, script, args, 2, "w")  # warm-up, not counted
         load_before = loadavg()
+        cpu_before = cpu_seconds(server.pid)
         result = wrk(port, script, args, args.duration, "m")
+        result["cpu"] = cpu_seconds(server.pid) - cpu_before
         result["load"] = f"{load_before}-{loadavg()}"
     finally:
         server.terminate()
@@ -397,7 +406,7 @@ def main() -> None:
     )
     header = (
         f"{'side':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'2xx':>7} {'non-2xx':>8} "
-        f"{'sock err':>8} {'rows':>7}  check  load"
+        f"{'sock err':>8} {'rows':>7} {'CPU ms/req':>10}  check  load"
     )
     print(header)
     base = results.get("baseline")
@@ -411,7 +420,8 @@ def main() -> None:
         check = "OK" if 0 <= drift <= args.connections else f"MISMATCH ({drift:+d})"
         print(
             f"{side:<10} {r['rps']:>8.0f} {r['p50_us'] / 1000:>8.1f} {r['p99_us'] / 1000:>8.1f} "
-            f"{ok:>7} {sum(non2xx.values()):>8} {errors:>8} {r['rows']:>7}  {check}  "
+            f"{ok:>7} {sum(non2xx.values()):>8} {errors:>8} {r['rows']:>7} "
+            f"{r['cpu'] / max(1, ok) * 1000:>10.2f}  {check}  "
             f"{r['load']}" + (f"  non-2xx: {non2xx}" if non2xx else "")
         )
     if base:

@@ -1,9 +1,13 @@
 """The HTTP API (FastAPI). Endpoints are plain `def`s: FastAPI runs them in its thread pool
-and the App underneath is synchronous, like the worker."""
+and the App underneath is synchronous, like the worker. The exception is the public sign-up
+(`POST /subscriptions`, and the widget's): it runs on the event loop and awaits the sign-up
+writer (`App.sign_up_async`), most of the time through :class:`PublicSignUpFastPath`."""
 
 from __future__ import annotations
 
+import functools
 import html
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -18,6 +22,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import ValidationError as PydanticValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .app import App, PublicSignUp
@@ -54,11 +60,13 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = error_response(413, "too_large", f"request body is over {self.limit} bytes")
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
+        declared = None
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length":
+                declared = value
+                break
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await too_big(scope, receive, send)
+            await self.too_big(scope, receive, send)
             return
         if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
             await self.app(scope, receive, send)
@@ -72,7 +80,7 @@ class BodyLimit:
             body = message.get("body", b"")
             seen += len(body)
             if seen > self.limit:
-                await too_big(scope, receive, send)
+                await self.too_big(scope, receive, send)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -87,6 +95,11 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 413 (built when needed: a response built per request cost a JSON dump)."""
+        response = error_response(413, "too_large", f"request body is over {self.limit} bytes")
+        await response(scope, receive, send)
 
 
 class ErrorDetail(BaseModel):
@@ -221,14 +234,6 @@ async def get_app(request: Request) -> App:
 AppDep = Annotated[App, Depends(get_app)]
 
 
-async def _signup_caller(request: Request) -> Caller:
-    """:func:`restock_core.auth.caller` without the thread-pool hop (it does no I/O)."""
-    return caller(request)
-
-
-SignUpCallerDep = Annotated[Caller, Depends(_signup_caller)]
-
-
 #: no key: a shopper's browser
 public = APIRouter()
 #: the admin API key
@@ -242,11 +247,18 @@ ops = APIRouter(tags=["ops"])
 ACCEPTED = {"status": "accepted"}
 
 
-def accepted(outcome: PublicSignUp) -> JSONResponse:
+_ACCEPTED_BODY = json.dumps(ACCEPTED, separators=(",", ":")).encode()
+_CONFIRM_BODY = json.dumps({**ACCEPTED, "confirm": True}, separators=(",", ":")).encode()
+
+
+def accepted(outcome: PublicSignUp) -> Response:
     """The public sign-up answer. With double opt-in on for the sign-up's channel it adds
     ``"confirm": true`` (check your inbox): that depends on the channel and the configuration
-    only, so a new, a repeat, a honeypot and a suppressed sign-up still answer alike."""
-    return JSONResponse({**ACCEPTED, "confirm": True} if outcome.confirm else ACCEPTED, 202)
+    only, so a new, a repeat, a honeypot and a suppressed sign-up still answer alike. The
+    two bodies are serialised once."""
+    return Response(
+        _CONFIRM_BODY if outcome.confirm else _ACCEPTED_BODY, 202, media_type="application/json"
+    )
 
 
 def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignUpContext:
@@ -259,7 +271,7 @@ def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignU
         consent_text=body.consent_text,
         consent_version=body.consent_version,
     )
-    return attrs.evolve(context, trusted=who.trusted)
+    return attrs.evolve(context, trusted=True) if who.trusted else context
 
 
 @public.post(
@@ -273,20 +285,135 @@ def signup_context(request: Request, body: SubscriptionIn, who: Caller) -> SignU
         **SIGNUP_ERRORS,
     },
 )
-def create_subscription(
-    body: SubscriptionIn, request: Request, app: AppDep, who: SignUpCallerDep
-) -> JSONResponse:
+async def create_subscription(body: SubscriptionIn, request: Request) -> Response:
     """Sign up for a sold-out variant. Public callers get `202 {"status": "accepted"}` for a
     new and a repeat sign-up alike; with the secret or admin key: 201 new, 200 existing (the
     full record). 409 in stock, 422 invalid, 429 over an abuse limit."""
-    context = signup_context(request, body, who)
-    fields = body.model_dump(exclude={"hp", "consent_text", "consent_version"})
+    # `async`: a public sign-up's checks run on the event loop and its write is awaited
+    # (App.sign_up_async), with no thread-pool hop; what may block runs in the pool there.
+    # The App and the caller are read here, not by dependencies: each dependency FastAPI
+    # solves per request cost more than reading them (issue 13)
+    app: App = request.app.state.restock
+    who = caller(request)
     if not who.trusted:
-        return accepted(app.subscribe_public(**fields, context=context))
-    result = app.subscribe(**fields, context=context)
+        return await public_sign_up(app, request, body)
+    context = signup_context(request, body, who)
+    fields = body.model_dump(exclude=_NOT_FIELDS)
+    result = await run_in_threadpool(functools.partial(app.subscribe, **fields, context=context))
     return JSONResponse(
         subscription_json(result.subscription), status_code=201 if result.created else 200
     )
+
+
+_NOT_FIELDS = {"hp", "consent_text", "consent_version"}
+
+
+async def public_sign_up(app: App, request: Request, body: SubscriptionIn) -> Response:
+    """A shopper's `POST /subscriptions` (no key), from the route or from
+    :class:`PublicSignUpFastPath`: raises RestockError for the handlers to answer."""
+    context = app.public_context(
+        request,
+        honeypot=body.hp,
+        consent_text=body.consent_text,
+        consent_version=body.consent_version,
+    )
+    fields = body.model_dump(exclude=_NOT_FIELDS)
+    return accepted(await app.subscribe_public_async(**fields, context=context))
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: `path` less `root_path` (as Starlette's routing does)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and (path == root or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
+class PublicSignUpFastPath:
+    """`POST /subscriptions` from a shopper (no Authorization or Origin header, a JSON body
+    within the body limit that :class:`SubscriptionIn` accepts), answered without the
+    framework's per-request layers: FastAPI's routing, dependencies and body handling, the
+    body limit and CORS middlewares. The body is validated by pydantic straight from its
+    bytes, the sign-up is :func:`public_sign_up` (what the route calls), a refusal is
+    answered by the route's own handler, and the answer carries what the CORS middleware
+    adds to a request without an Origin (``Vary: Origin``). Everything else (other paths, a
+    key, a browser's cross-origin request, another content type, a body over the limit or
+    one pydantic refuses) goes on, with the body read so far replayed, to the middlewares
+    and the route, which answer as they always did (413, 422, 400, 401, CORS ...), so the
+    two cannot disagree. It is the outermost middleware (inside Starlette's server-error
+    handler, which answers an unexpected exception as on the route).
+
+    Why: on `POST /subscriptions` the framework's per-request work cost as much CPU as the
+    sign-up's own (issue 13; docs/benchmarks.md)."""
+
+    def __init__(self, app: Any, restock: App, limit: int):
+        self.app = app
+        self.restock = restock
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or _route_path(scope) != "/subscriptions"
+        ):
+            await self.app(scope, receive, send)
+            return
+        json_body = False
+        for name, value in scope["headers"]:
+            if name in (b"authorization", b"origin"):  # a key, or CORS applies: the route
+                await self.app(scope, receive, send)
+                return
+            if name == b"content-type":
+                json_body = value.partition(b";")[0].strip().lower() == b"application/json"
+            elif name == b"content-length" and not (value.isdigit() and int(value) <= self.limit):
+                json_body = False
+                break
+        if not json_body:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if not message.get("more_body", False):
+                break
+            if seen > self.limit:  # the body limit answers it
+                await self.app(scope, _replay(chunks, receive, more=True), send)
+                return
+        raw = b"".join(chunks)
+        try:
+            body = SubscriptionIn.model_validate_json(raw) if seen <= self.limit else None
+        except PydanticValidationError:
+            body = None
+        if body is None:
+            await self.app(scope, _replay([raw], receive, more=False), send)
+            return
+        request = Request(scope)
+        try:
+            response = await public_sign_up(self.restock, request, body)
+        except RestockError as exc:
+            response = await restock_error(request, exc)
+        response.raw_headers.append((b"vary", b"Origin"))  # as PublicCORS adds it
+        await response(scope, receive, send)
+
+
+def _replay(chunks: list[bytes], receive: Receive, *, more: bool) -> Receive:
+    """A `receive` that gives `chunks` again, then (with `more`) the rest of the body."""
+    pending = list(chunks)
+
+    async def replay() -> MutableMapping[str, Any]:
+        if pending:
+            body = pending.pop(0)
+            return {"type": "http.request", "body": body, "more_body": more or bool(pending)}
+        return await receive()
+
+    return replay
 
 
 def _item_name(sub: Subscription) -> str:
@@ -702,4 +829,6 @@ def create_api(app: App, *, run_worker: bool = False) -> FastAPI:
     dashboard.mount(api, app)
 
     api.add_middleware(BodyLimit, limit=app.settings.max_body_bytes)
+    # outermost: what it does not answer itself reaches the body limit, CORS and the route
+    api.add_middleware(PublicSignUpFastPath, restock=app, limit=app.settings.max_body_bytes)
     return api

@@ -34,7 +34,6 @@ from .contacts import (
 from .errors import (
     AdapterError,
     ConfigError,
-    InStockError,
     NotFoundError,
     RateLimitedError,
     RefusedError,
@@ -66,6 +65,7 @@ from .signup import (
     check_id,
     check_message_url,
     check_text,
+    is_nonblocking,
     max_length,
     optional_text,
 )
@@ -103,6 +103,20 @@ class PublicSignUp:
 
     channel: str
     confirm: bool
+
+
+@attrs.frozen
+class _Plan:
+    """A checked sign-up on its way to the writer: the row's values, the keyword arguments
+    of `SubscriptionStore.insert_or_get` (the in-transaction checks among them) and
+    whether the adapter must still be asked for the stock (it may block)."""
+
+    kind: Channel
+    adapter: PluginInstance
+    key: StockKey
+    values: dict[str, Any]
+    checks: dict[str, Any]
+    remote_stock: bool
 
 
 @attrs.frozen
@@ -347,8 +361,74 @@ class App:
         one the caller is trusted (library, CLI); a public context (``trusted=False``) goes
         through the ``before_subscribe`` hook and the abuse limits, may not set message
         content and cannot fill in a customer_id on an existing sign-up. Refusals raise
-        before anything is stored; a consent record is stored with every new sign-up."""
+        before anything is stored; a consent record is stored with every new sign-up.
+
+        The checks that read restock's own database (suppression, the stock of a source
+        whose stock restock keeps, the per-contact limit) run in the sign-up writer's
+        transaction, one query per group of sign-ups (see
+        :meth:`SubscriptionStore.insert_or_get`)."""
+        plan = self._plan(request, context or SignUpContext(), check_stock=check_stock)
+        if plan.remote_stock:
+            plan.checks["in_stock"] = self._in_stock(plan.adapter, plan.key)
+        for _ in range(5):  # a notified/unsubscribed race can free the slot between steps
+            stored = self.store.subscriptions.insert_or_get(plan.values, **plan.checks)
+            if stored is not None:
+                break
+        else:  # pragma: no cover - five lost races in a row
+            raise RestockError("could not store the sign-up; try again", code="conflict")
+        subscription, created = stored
+        if created:
+            self._signups_counter(plan.kind).inc()
+            self.notify_observers("subscription_created", subscription=subscription)
+        return SignUp(subscription, created=created)
+
+    async def sign_up_async(
+        self,
+        request: SignUpRequest,
+        *,
+        check_stock: bool = True,
+        context: SignUpContext | None = None,
+    ) -> SignUp:
+        """:meth:`sign_up` for a caller on an asyncio event loop (the HTTP sign-up route):
+        the in-memory limits and the validation run on the loop, the write is awaited
+        without a thread, and only what may block runs in the thread pool: a
+        ``before_subscribe`` hook not marked :func:`~restock_core.signup.nonblocking`, an
+        adapter's ``availability`` unless it declares ``local_stock`` (its stock is
+        restock's own table, read in the writer's transaction), and `subscription_created`
+        observers."""
+        from anyio.to_thread import run_sync
+
         context = context or SignUpContext()
+        if not context.trusted and self._hook_may_block():
+            plan = await run_sync(
+                functools.partial(self._plan, request, context, check_stock=check_stock)
+            )
+        else:
+            plan = self._plan(request, context, check_stock=check_stock)
+        if plan.remote_stock:
+            plan.checks["in_stock"] = await run_sync(self._in_stock, plan.adapter, plan.key)
+        store = self.store.subscriptions
+        for _ in range(5):  # a notified/unsubscribed race can free the slot between steps
+            stored = await store.insert_or_get_async(plan.values, **plan.checks)
+            if stored is not None:
+                break
+        else:  # pragma: no cover - five lost races in a row
+            raise RestockError("could not store the sign-up; try again", code="conflict")
+        subscription, created = stored
+        if created:
+            self._signups_counter(plan.kind).inc()
+            if self.has_observers("subscription_created"):
+                await run_sync(
+                    functools.partial(
+                        self.notify_observers, "subscription_created", subscription=subscription
+                    )
+                )
+        return SignUp(subscription, created=created)
+
+    def _plan(self, request: SignUpRequest, context: SignUpContext, *, check_stock: bool) -> _Plan:
+        """Everything a sign-up is checked for before it reaches the writer: the public
+        limits and hook, content, the contact, the channel's provider, the variant's limit;
+        and the row and the in-transaction checks to store it with."""
         if not context.trusted:
             self._admit_public(request, context)
         self._check_content(request, trusted=context.trusted)
@@ -361,12 +441,6 @@ class App:
             check_sms_number(contact, self.settings.sms_countries)
         adapter = self.adapter_instance(request.source)
         key = StockKey(self._normalized_variant(adapter, request.variant_id), request.scope)
-        if self.is_suppressed(kind, contact):
-            raise SuppressedError(
-                f"this {'address' if kind == Channel.EMAIL else 'number'} bounced or opted out "
-                f"earlier and cannot receive {kind} notifications",
-                field="email" if kind == Channel.EMAIL else "phone",
-            )
         if not context.trusted:
             wait = self.variant_buckets.take(f"{adapter.id}\0{key.variant_id}\0{key.scope}")
             if wait:
@@ -375,8 +449,7 @@ class App:
                     field="variant_id",
                     retry_after=wait,
                 )
-        if check_stock:
-            self._refuse_in_stock(adapter, key)
+        local_stock = check_stock and bool(getattr(adapter.obj, "local_stock", False))
         values = {
             "variant_id": key.variant_id,
             "scope": key.scope,
@@ -399,23 +472,29 @@ class App:
                 resend_after=CONFIRM_RESEND_AFTER,
                 max_sends=CONFIRM_MAX_SENDS,
             )
-        for _ in range(5):  # a notified/unsubscribed race can free the slot between steps
-            stored = self.store.subscriptions.insert_or_get(
-                values,
-                consent=context.consent_record(),
-                fill_customer_id=context.trusted,
-                max_active=None if context.trusted or not limit else limit,
-                confirm=confirm,
-            )
-            if stored is not None:
-                break
-        else:  # pragma: no cover - five lost races in a row
-            raise RestockError("could not store the sign-up; try again", code="conflict")
-        subscription, created = stored
-        if created:
-            self.metrics.signups.labels(channel=str(kind)).inc()
-            self.notify_observers("subscription_created", subscription=subscription)
-        return SignUp(subscription, created=created)
+        checks: dict[str, Any] = {
+            "consent": context.consent_record(),
+            "fill_customer_id": context.trusted,
+            "max_active": None if context.trusted or not limit else limit,
+            "confirm": confirm,
+            "suppression_hash": self.contact_hash(contact),
+            "stock_required": self.settings.inventory_required if local_stock else None,
+        }
+        return _Plan(kind, adapter, key, values, checks, check_stock and not local_stock)
+
+    def _signups_counter(self, kind: Channel) -> Any:
+        """The `signups` counter of `kind`'s channel (looked up once per channel)."""
+        counters: dict[Channel, Any] = self.__dict__.setdefault("_signup_counters", {})
+        counter = counters.get(kind)
+        if counter is None:
+            counter = counters[kind] = self.metrics.signups.labels(channel=str(kind))
+        return counter
+
+    def _hook_may_block(self) -> bool:
+        """Whether a ``before_subscribe`` implementation may block (any not marked
+        :func:`~restock_core.signup.nonblocking`): then it runs in the thread pool."""
+        impls = self.registry.pm.hook.before_subscribe.get_hookimpls()
+        return any(not is_nonblocking(impl.function) for impl in impls)
 
     def needs_confirmation(self, channel: str | Channel) -> bool:
         """Whether a public sign-up on `channel` is stored unconfirmed and confirmed by a
@@ -505,13 +584,33 @@ class App:
         if context.trusted:
             raise ValueError("subscribe_public takes a public context (see public_context)")
         try:
-            result = self.subscribe(variant_id, context=context, **fields)
+            result: SignUp | None = self.subscribe(variant_id, context=context, **fields)
         except SuppressedError:
             result = None
         except RefusedError as exc:
             if not exc.silent:
                 raise
             result = None
+        return self._public_answer(result, fields)
+
+    async def subscribe_public_async(
+        self, variant_id: str, *, context: SignUpContext, **fields: Any
+    ) -> PublicSignUp:
+        """:meth:`subscribe_public` on an asyncio event loop (see :meth:`sign_up_async`)."""
+        if context.trusted:
+            raise ValueError("subscribe_public takes a public context (see public_context)")
+        request = SignUpRequest.parse(variant_id, **fields)
+        try:
+            result: SignUp | None = await self.sign_up_async(request, context=context)
+        except SuppressedError:
+            result = None
+        except RefusedError as exc:
+            if not exc.silent:
+                raise
+            result = None
+        return self._public_answer(result, fields)
+
+    def _public_answer(self, result: SignUp | None, fields: Mapping[str, Any]) -> PublicSignUp:
         if result is not None:
             channel = str(result.subscription.channel)
         else:
@@ -548,16 +647,15 @@ class App:
         if request.url is not None:
             check_message_url(request.url, "url", self.settings.allowed_url_hosts)
 
-    def _refuse_in_stock(self, adapter: PluginInstance, key: StockKey) -> None:
+    def _in_stock(self, adapter: PluginInstance, key: StockKey) -> bool:
+        """Whether the adapter says `key` is in stock (a sign-up is refused then); a failing
+        platform counts as sold out: the sign-up is accepted and reconciliation catches up."""
         try:
             quantity = adapter.obj.availability([key]).get(key)
         except Exception as exc:  # the platform is down: accept, reconciliation catches up
             log.warning("stock check for %s failed (%s); accepting the sign-up", key, exc)
-            return
-        if quantity is not None and quantity >= self.settings.inventory_required:
-            raise InStockError(
-                "this item is in stock; sign-ups are for sold-out items", field="variant_id"
-            )
+            return False
+        return quantity is not None and quantity >= self.settings.inventory_required
 
     @staticmethod
     def _normalized_variant(adapter: PluginInstance, variant_id: str) -> str:
@@ -574,13 +672,14 @@ class App:
     def contact_hash(self, contact: str) -> str:
         """What an erased contact's suppression is kept as: a keyed hash (the signing
         secret), so the list still blocks the person without naming them."""
-        digest = hmac.new(self._hash_key, contact.encode(), hashlib.sha256).hexdigest()
-        return f"sha256:{digest}"
+        mac = self._hash_mac.copy()  # the keyed state, made once: cheaper than hmac.new
+        mac.update(contact.encode())
+        return f"sha256:{mac.hexdigest()}"
 
     @functools.cached_property
-    def _hash_key(self) -> bytes:
+    def _hash_mac(self) -> hmac.HMAC:
         secret = self.settings.secret_key.value if self.settings.secret_key else None
-        return (secret or self._stored_secret()).encode()
+        return hmac.new((secret or self._stored_secret()).encode(), digestmod=hashlib.sha256)
 
     def suppress(self, channel: Channel, contact: str, reason: str) -> None:
         self.store.suppressions.add(channel, contact, reason)

@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import urllib.parse
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -116,6 +117,7 @@ def check_message_url(url: str, field: str, allowed_hosts: Collection[str] = ())
     return url
 
 
+@functools.cache
 def max_length(name: str) -> int:
     """The limit of a `SignUpRequest` field, or of a `SignUpContext` one (``consent_text``,
     ``consent_version``, ``honeypot``)."""
@@ -176,6 +178,8 @@ def check_attributes(value: Mapping[str, Any]) -> dict[str, Any]:
         elif node is not None and not isinstance(node, bool | int):
             raise ValidationError(f"{where} must be a JSON value", field=where)
 
+    if not value:
+        return {}
     walk(value, 1, "attributes")
     size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     if size > ATTRIBUTES_MAX_BYTES:
@@ -203,8 +207,8 @@ def optional_text(value: Any, field: str) -> str | None:
     if value is None:
         return None
     check_text(value, field)
-    limit = attrs.fields_dict(SignUpRequest)[field].metadata.get(MAX_LENGTH)
-    if limit is not None and len(value) > limit:
+    limit = max_length(field)
+    if len(value) > limit:
         raise ValidationError(f"{field} is longer than {limit} characters", field=field)
     return value
 
@@ -242,3 +246,31 @@ class Veto:
 
     reason: str
     silent: bool = False
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: the attribute :func:`nonblocking` sets on a hook implementation
+NONBLOCKING = "restock_nonblocking"
+
+
+def nonblocking(function: _F) -> _F:
+    """Mark a ``before_subscribe`` implementation as one that never blocks (no network, no
+    database, no sleep: it only looks at the request and context, like the built-in
+    honeypot). The HTTP sign-up route then calls it on its event loop; while any
+    implementation is not marked, the route runs the whole pre-write part of the sign-up
+    in the thread pool instead, so a slow CAPTCHA check cannot stall other requests.
+    Put it under ``@hookimpl``::
+
+        @hookimpl
+        @nonblocking
+        def before_subscribe(request, context): ...
+    """
+    setattr(function, NONBLOCKING, True)
+    return function
+
+
+def is_nonblocking(function: Callable[..., Any]) -> bool:
+    """Whether `function` (a hook implementation, maybe a bound method) is marked
+    :func:`nonblocking`."""
+    return bool(getattr(function, NONBLOCKING, False))

@@ -6,10 +6,11 @@ it with ``restock_core.plugins.PluginRegistry.pm.set_blocked("honeypot")`` if un
 from __future__ import annotations
 
 from restock_core.hookspecs import hookimpl
-from restock_core.signup import SignUpContext, SignUpRequest, Veto
+from restock_core.signup import SignUpContext, SignUpRequest, Veto, nonblocking
 
 
 @hookimpl
+@nonblocking
 def before_subscribe(request: SignUpRequest, context: SignUpContext) -> Veto | None:
     if context.honeypot:
         return Veto("honeypot field filled", silent=True)

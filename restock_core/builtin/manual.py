@@ -20,6 +20,10 @@ class ManualAdapter(InventoryAdapter):
     name = "manual"
     poll_interval = None
     accepts_stock_updates = True
+    #: `availability` reads restock's own stock table (`host.stock_quantities`), so a
+    #: sign-up's stock check is made by the sign-up writer, in its transaction, one read
+    #: per group (an adapter without it is asked in the thread pool: it may call a platform)
+    local_stock = True
 
     def __init__(self, options: ManualOptions | None = None):
         self.options = options or ManualOptions()

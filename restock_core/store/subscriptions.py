@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import queue
@@ -14,8 +16,8 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..db import ACTIVE_WHERE, deliveries, subscriptions, utcnow
-from ..errors import ContactLimitError
+from ..db import ACTIVE_WHERE, deliveries, stock, subscriptions, suppressions, utcnow
+from ..errors import ContactLimitError, InStockError, RestockError, SuppressedError
 from ..models import (
     Channel,
     DeliveryKind,
@@ -60,6 +62,9 @@ class SubscriptionStore:
         fill_customer_id: bool = True,
         max_active: int | None = None,
         confirm: ConfirmPlan | None = None,
+        suppression_hash: str | None = None,
+        stock_required: int | None = None,
+        in_stock: bool = False,
     ) -> tuple[Subscription, bool] | None:
         """Insert a pending subscription, or return the pending one for the same (variant,
         scope, channel, contact), filling a missing customer_id when `fill_customer_id`.
@@ -70,17 +75,58 @@ class SubscriptionStore:
         row is `unconfirmed` and a confirmation request is queued with it (see
         :class:`ConfirmPlan`); an unconfirmed sign-up counts as active like a pending one.
 
+        The checks that read the database run in the same transaction, before anything is
+        stored, in this order: with `suppression_hash` (the contact's keyed hash), a
+        suppressed contact (or hash) on the sign-up's channel gets :class:`SuppressedError`;
+        `in_stock` (decided by the caller, e.g. from a platform's API) gets
+        :class:`InStockError`, as does, with `stock_required`, a stored quantity of the
+        sign-up's (source, variant, scope) of at least that much (restock's own stock
+        table: the ``manual`` source); then the contact limit.
+
         The sign-up is handed to this store's :class:`SignUpWriter`, which stores the
         sign-ups queued at that moment together, in one transaction (group commit); the call
         returns once the transaction holding its row has committed."""
-        request = SignUpWrite(
+        return self.writer.submit(
+            SignUpWrite(
+                values=dict(values),
+                consent=consent,
+                fill_customer_id=fill_customer_id,
+                max_active=max_active,
+                confirm=confirm,
+                suppression_hash=suppression_hash,
+                stock_required=stock_required,
+                in_stock=in_stock,
+            )
+        )
+
+    async def insert_or_get_async(
+        self,
+        values: Mapping[str, Any],
+        *,
+        consent: Mapping[str, Any] | None = None,
+        fill_customer_id: bool = True,
+        max_active: int | None = None,
+        confirm: ConfirmPlan | None = None,
+        suppression_hash: str | None = None,
+        stock_required: int | None = None,
+        in_stock: bool = False,
+    ) -> tuple[Subscription, bool] | None:
+        """:meth:`insert_or_get` for a caller on an asyncio event loop: no thread waits; the
+        writer resolves an asyncio future once the transaction holding the row has
+        committed (or the check refused it)."""
+        write = SignUpWrite(
             values=dict(values),
             consent=consent,
             fill_customer_id=fill_customer_id,
             max_active=max_active,
             confirm=confirm,
+            suppression_hash=suppression_hash,
+            stock_required=stock_required,
+            in_stock=in_stock,
+            done=None,
         )
-        return self.writer.submit(request)
+        result: tuple[Subscription, bool] | None = await self.writer.submit_async(write)
+        return result
 
     @functools.cached_property
     def writer(self) -> SignUpWriter:
@@ -102,68 +148,184 @@ class SubscriptionStore:
 
     def _store_group(self, writes: Sequence[SignUpWrite]) -> list[SignUpWrite]:
         """Store `writes` (one per contact, all with the same columns) in one transaction:
-        one per-contact count, one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, the
-        consent records and confirmation requests of the new rows. Answers the ones it
-        decided (new rows, contact limits) once the transaction has committed; returns the
-        rest (repeats: an active row exists) for the one-at-a-time path. Raises (nothing is
-        answered, nothing is stored) when the transaction fails."""
+        the checks (one suppression query, one stock read, one per-contact count), one
+        multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, the consent records and
+        confirmation requests of the new rows. Answers the ones it decided (new rows,
+        refusals, contact limits) once the transaction has committed; returns the rest
+        (repeats: an active row exists) for the one-at-a-time path. Raises (nothing is
+        answered, nothing is stored) when the transaction fails.
+
+        On SQLite the statements go to the pysqlite connection directly, with the values
+        converted once per group: SQLAlchemy's per-row parameter processing cost ten times
+        the statements' own work (issue 13)."""
         now = utcnow()
         decided: list[tuple[SignUpWrite, Any]] = []
         repeats: list[SignUpWrite] = []
         with self.db.engine.begin() as conn:
+            raw = None if self.db.is_postgres else conn.connection.driver_connection
+            refused = self._refusals(conn, writes, raw)
+            if refused:
+                decided.extend(refused.items())
+                writes = [w for w in writes if w not in refused]
             limited = [w for w in writes if w.max_active is not None]
             counts: dict[str, int] = {}
             if limited:
-                counts = {
-                    contact: n
-                    for contact, n in conn.execute(
-                        sa.select(s.c.contact, sa.func.count())
-                        .where(
-                            s.c.contact.in_(sorted({w.values["contact"] for w in limited})),
-                            s.c.status.in_(ACTIVE),
-                        )
-                        .group_by(s.c.contact)
-                    )
-                }
+                counts = self._active_counts(conn, {w.values["contact"] for w in limited}, raw)
             inserting: dict[tuple[str, str, str, str], SignUpWrite] = {}
             for w in writes:
                 if w.max_active is not None and counts.get(w.values["contact"], 0) >= w.max_active:
                     decided.append((w, _contact_limit(w.values["channel"])))
                 else:
                     inserting[_key(w.values)] = w
-            rows: list[Any] = []
+            stored: list[tuple[SignUpWrite, Subscription]] = []
             if inserting:
-                insert = (
-                    self.db.insert(s)
-                    .on_conflict_do_nothing(
-                        index_elements=["variant_id", "scope", "channel", "contact"],
-                        index_where=sa.text(ACTIVE_WHERE),
+                if raw is not None:
+                    stored = self._insert_raw(raw, inserting, now)
+                else:
+                    insert = (
+                        self.db.insert(s)
+                        .on_conflict_do_nothing(
+                            index_elements=["variant_id", "scope", "channel", "contact"],
+                            index_where=sa.text(ACTIVE_WHERE),
+                        )
+                        .returning(*s.c)
                     )
-                    .returning(*s.c)
-                )
-                rows = list(
-                    conn.execute(insert, [self._row_values(w, now) for w in inserting.values()])
-                )
+                    rows = conn.execute(
+                        insert, [self._row_values(w, now) for w in inserting.values()]
+                    )
+                    stored = [
+                        (
+                            inserting.pop((r.variant_id, r.scope, r.channel, r.contact)),
+                            subscription_from_row(r),
+                        )
+                        for r in rows
+                    ]
             consent_rows = []
             confirmations = []
-            for row in rows:
-                w = inserting.pop((row.variant_id, row.scope, row.channel, row.contact))
+            for w, sub in stored:
                 if w.consent is not None:
-                    consent_rows.append(consent_row(row.id, row.channel, row.contact, w.consent))
+                    consent_rows.append(
+                        consent_row(sub.id, str(sub.channel), sub.contact, w.consent)
+                    )
                 if w.confirm is not None:
                     confirmations.append(
-                        _confirmation_row(row.id, row.channel, w.confirm.provider, now)
+                        _confirmation_row(sub.id, str(sub.channel), w.confirm.provider, now)
                     )
-                decided.append((w, (subscription_from_row(row), True)))
+                decided.append((w, (sub, True)))
             repeats.extend(inserting.values())
             if consent_rows:
-                conn.execute(sa.insert(consents), consent_rows)
+                if raw is not None:
+                    self._consents_raw(raw, consent_rows, now)
+                else:
+                    conn.execute(sa.insert(consents), consent_rows)
             if confirmations:
                 conn.execute(sa.insert(deliveries), confirmations)
                 self.db.wake(conn)
         for w, outcome in decided:  # committed: now the answers may go out
             w.answer(outcome)
         return repeats
+
+    @functools.cached_property
+    def _sqlite_params(self) -> tuple[Any, Any]:
+        """SQLAlchemy's own conversions of a datetime and of a JSON value for SQLite, so the
+        direct statements store exactly what the Core ones do."""
+        dialect = self.db.engine.dialect
+        when = s.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+        as_json = s.c.attributes.type.dialect_impl(dialect).bind_processor(dialect)
+        return when, as_json
+
+    def _insert_raw(
+        self,
+        raw: Any,
+        inserting: dict[tuple[str, str, str, str], SignUpWrite],
+        now: datetime,
+    ) -> list[tuple[SignUpWrite, Subscription]]:
+        """The group's multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING on pysqlite;
+        pops the inserted writes from `inserting` and returns them with their rows (built
+        from the values given: every column is known but the id)."""
+        when, as_json = self._sqlite_params
+        stamp = when(now) if when else now
+        empty = as_json({}) if as_json else {}
+        params: list[Any] = []
+        for w in inserting.values():
+            v = w.values
+            params.extend(v[name] for name in _RAW_VALUE_COLUMNS)
+            attributes = v.get("attributes")
+            params.append(as_json(attributes) if attributes and as_json else empty)
+            params.append(UNCONFIRMED if w.confirm is not None else PENDING)
+            params.append(stamp)
+            params.append(stamp)
+        found = raw.execute(_raw_insert_sql(len(inserting)), params).fetchall()
+        stored = []
+        for row_id, variant_id, scope, channel, contact in found:
+            w = inserting.pop((variant_id, scope, channel, contact))
+            v = w.values
+            stored.append(
+                (
+                    w,
+                    Subscription(
+                        id=row_id,
+                        variant_id=variant_id,
+                        scope=scope,
+                        source=v["source"],
+                        channel=Channel(channel),
+                        contact=contact,
+                        status=SubscriptionStatus.UNCONFIRMED
+                        if w.confirm is not None
+                        else SubscriptionStatus.PENDING,
+                        created_at=now,
+                        customer_id=v["customer_id"],
+                        product_id=v["product_id"],
+                        locale=v["locale"],
+                        product_title=v["product_title"],
+                        variant_title=v["variant_title"],
+                        url=v["url"],
+                        attributes=dict(v.get("attributes") or {}),
+                    ),
+                )
+            )
+        return stored
+
+    def _consents_raw(self, raw: Any, rows: Sequence[Mapping[str, Any]], now: datetime) -> None:
+        when, _ = self._sqlite_params
+        stamp = when(now) if when else now
+        raw.executemany(
+            "INSERT INTO consents (subscription_id, channel, contact, ip, user_agent, text, "
+            "version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r["subscription_id"],
+                    r["channel"],
+                    r["contact"],
+                    r["ip"],
+                    r["user_agent"],
+                    r["text"],
+                    r["version"],
+                    stamp,
+                )
+                for r in rows
+            ],
+        )
+
+    def _active_counts(self, conn: Connection, contacts: set[str], raw: Any) -> dict[str, int]:
+        """Active (pending or unconfirmed) sign-ups per contact, for the contact limit."""
+        names = sorted(contacts)
+        if raw is not None:
+            return dict(
+                raw.execute(
+                    "SELECT contact, count(*) FROM subscriptions WHERE contact IN "
+                    f"({_marks(len(names))}) AND {ACTIVE_WHERE} GROUP BY contact",
+                    names,
+                ).fetchall()
+            )
+        return {
+            contact: n
+            for contact, n in conn.execute(
+                sa.select(s.c.contact, sa.func.count())
+                .where(s.c.contact.in_(names), s.c.status.in_(ACTIVE))
+                .group_by(s.c.contact)
+            )
+        }
 
     def _store_one(self, write: SignUpWrite) -> tuple[Subscription, bool] | None:
         """One sign-up in its own transaction: the general path (repeats, a group that
@@ -173,6 +335,9 @@ class SubscriptionStore:
         row_values = self._row_values(write, now)
         confirm = write.confirm
         with self.db.engine.begin() as conn:
+            refused = self._refusals(conn, [write])
+            if refused:
+                raise refused[write]
             if write.max_active is not None:
                 active = conn.execute(
                     sa.select(sa.func.count())
@@ -223,6 +388,66 @@ class SubscriptionStore:
                 )
                 existing = conn.execute(sa.select(s).where(s.c.id == existing.id)).one()
             return subscription_from_row(existing), False
+
+    def _refusals(
+        self, conn: Connection, writes: Sequence[SignUpWrite], raw: Any = None
+    ) -> dict[SignUpWrite, RestockError]:
+        """The sign-ups among `writes` that their checks refuse (see :meth:`insert_or_get`),
+        with the error each gets: one suppression query and one stock read for all of them."""
+        checked = [w for w in writes if w.suppression_hash is not None]
+        local = [w for w in writes if w.stock_required is not None]
+        if not checked and not local and not any(w.in_stock for w in writes):
+            return {}
+        suppressed: set[tuple[str, str]] = set()
+        if checked:
+            names = sorted(
+                {w.values["contact"] for w in checked} | {str(w.suppression_hash) for w in checked}
+            )
+            # the channel too: the primary key (channel, contact) is searched, not scanned
+            channels = sorted({w.values["channel"] for w in checked})
+            if raw is not None:
+                found_names = raw.execute(
+                    f"SELECT channel, contact FROM suppressions WHERE channel IN "
+                    f"({_marks(len(channels))}) AND contact IN ({_marks(len(names))})",
+                    [*channels, *names],
+                ).fetchall()
+            else:
+                found_names = conn.execute(
+                    _SUPPRESSED_AMONG, {"channels": channels, "names": names}
+                ).all()
+            suppressed = {(ch, c) for ch, c in found_names}
+        quantities: dict[tuple[str, str, str], int | None] = {}
+        if local:
+            sources = sorted({w.values["source"] for w in local})
+            variant_ids = sorted({w.values["variant_id"] for w in local})
+            if raw is not None:
+                found = raw.execute(
+                    "SELECT source, variant_id, scope, quantity FROM stock WHERE source IN "
+                    f"({_marks(len(sources))}) AND variant_id IN ({_marks(len(variant_ids))})",
+                    [*sources, *variant_ids],
+                ).fetchall()
+            else:
+                found = conn.execute(
+                    _STOCK_AMONG, {"sources": sources, "variant_ids": variant_ids}
+                ).all()
+            quantities = {(src, v, sc): q for src, v, sc, q in found}
+        refused: dict[SignUpWrite, RestockError] = {}
+        for w in writes:
+            channel = w.values["channel"]
+            if w.suppression_hash is not None and (
+                (channel, w.values["contact"]) in suppressed
+                or (channel, w.suppression_hash) in suppressed
+            ):
+                refused[w] = _suppressed(channel)
+            elif w.in_stock:
+                refused[w] = _in_stock()
+            elif w.stock_required is not None:
+                quantity = quantities.get(
+                    (w.values["source"], w.values["variant_id"], w.values["scope"])
+                )
+                if quantity is not None and quantity >= w.stock_required:
+                    refused[w] = _in_stock()
+        return refused
 
     def _queue_confirmation(
         self,
@@ -419,6 +644,64 @@ class SubscriptionStore:
             return [StockKey(v, sc) for v, sc in conn.execute(query)]
 
 
+#: the sign-up writer's checks, one statement per group (built once)
+_SUPPRESSED_AMONG = sa.select(suppressions.c.channel, suppressions.c.contact).where(
+    suppressions.c.channel.in_(sa.bindparam("channels", expanding=True)),
+    suppressions.c.contact.in_(sa.bindparam("names", expanding=True)),
+)
+_STOCK_AMONG = sa.select(stock.c.source, stock.c.variant_id, stock.c.scope, stock.c.quantity).where(
+    stock.c.source.in_(sa.bindparam("sources", expanding=True)),
+    stock.c.variant_id.in_(sa.bindparam("variant_ids", expanding=True)),
+)
+
+
+#: the value columns of a sign-up row in `_raw_insert_sql`'s order (then attributes,
+#: status, created_at, updated_at)
+_RAW_VALUE_COLUMNS = (
+    "variant_id",
+    "scope",
+    "source",
+    "channel",
+    "contact",
+    "customer_id",
+    "product_id",
+    "locale",
+    "product_title",
+    "variant_title",
+    "url",
+)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+@functools.lru_cache(maxsize=300)
+def _raw_insert_sql(rows: int) -> str:
+    """The multi-row sign-up INSERT for pysqlite (qmark parameters), by row count."""
+    columns = (*_RAW_VALUE_COLUMNS, "attributes", "status", "created_at", "updated_at")
+    one = f"({_marks(len(columns))})"
+    return (
+        f"INSERT INTO subscriptions ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
+        f"ON CONFLICT (variant_id, scope, channel, contact) WHERE {ACTIVE_WHERE} DO NOTHING "
+        "RETURNING id, variant_id, scope, channel, contact"
+    )
+
+
+def _suppressed(channel: str) -> SuppressedError:
+    return SuppressedError(
+        f"this {'address' if channel == 'email' else 'number'} bounced or opted out "
+        f"earlier and cannot receive {channel} notifications",
+        field="email" if channel == "email" else "phone",
+    )
+
+
+def _in_stock() -> InStockError:
+    return InStockError(
+        "this item is in stock; sign-ups are for sold-out items", field="variant_id"
+    )
+
+
 def _key(values: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (values["variant_id"], values["scope"], values["channel"], values["contact"])
 
@@ -453,27 +736,63 @@ _UNANSWERED = object()
 @attrs.define(eq=False)
 class SignUpWrite:
     """One queued sign-up and, once stored, its answer (the stored subscription and whether
-    it is new, None for a lost race, or the exception to raise in the caller)."""
+    it is new, None for a lost race, or the exception to raise in the caller).
+
+    A thread caller waits on `done`; an asyncio caller (``done=None``) awaits `future`,
+    which the writer resolves on the caller's loop once the answer is known."""
 
     values: dict[str, Any]
     consent: Mapping[str, Any] | None
     fill_customer_id: bool
     max_active: int | None
     confirm: ConfirmPlan | None
+    #: the checks made in the writer's transaction (see `SubscriptionStore.insert_or_get`)
+    suppression_hash: str | None = None
+    stock_required: int | None = None
+    in_stock: bool = False
     outcome: Any = _UNANSWERED
-    done: threading.Event = attrs.field(factory=threading.Event)
+    done: threading.Event | None = attrs.field(factory=threading.Event)
+    future: asyncio.Future[Any] | None = None
+    released: bool = False
 
     def answer(self, outcome: Any) -> None:
         if self.outcome is _UNANSWERED:
             self.outcome = outcome
-            self.done.set()
+            if self.done is not None:
+                self.done.set()
 
     def result(self) -> tuple[Subscription, bool] | None:
+        assert self.done is not None, "an asyncio sign-up: await its future"
         self.done.wait()
         if isinstance(self.outcome, BaseException):
             raise self.outcome
         result: tuple[Subscription, bool] | None = self.outcome
         return result
+
+
+def _resolve(writes: Sequence[SignUpWrite]) -> None:
+    """On the callers' event loop: hand each answered asyncio sign-up its outcome."""
+    for w in writes:
+        future = w.future
+        if future is None or future.done():  # the request was cancelled meanwhile
+            continue
+        if isinstance(w.outcome, BaseException):
+            future.set_exception(w.outcome)
+        else:
+            future.set_result(w.outcome)
+
+
+def _release(writes: Sequence[SignUpWrite]) -> None:
+    """Wake the asyncio callers among `writes` that have their answer: one call into each
+    event loop for all of them (a thread caller was woken by `answer`)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[SignUpWrite]] = {}
+    for w in writes:
+        if w.future is not None and not w.released and w.outcome is not _UNANSWERED:
+            w.released = True
+            by_loop.setdefault(w.future.get_loop(), []).append(w)
+    for loop, answered in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+            loop.call_soon_threadsafe(_resolve, answered)
 
 
 class SignUpWriter:
@@ -515,6 +834,26 @@ class SignUpWriter:
         if inline:
             self.store_group([write])
         return write.result()
+
+    def submit_async(self, write: SignUpWrite) -> asyncio.Future[Any]:
+        """Queue `write` (made with ``done=None``) from an asyncio event loop; the future
+        gets its answer. After `close` it is stored in the loop's default executor."""
+        loop = asyncio.get_running_loop()
+        write.future = loop.create_future()
+        with self._start:
+            if self._closed:
+                inline = True
+            else:
+                inline = False
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="restock-signup-writer", daemon=True
+                    )
+                    self._thread.start()
+                self._queue.put(write)
+        if inline:
+            loop.run_in_executor(None, self.store_group, [write])
+        return write.future
 
     def close(self) -> None:
         """Store what is queued, then stop the thread."""
@@ -570,6 +909,7 @@ class SignUpWriter:
                     later.extend(self.store._store_group(batch))
                     self.groups += 1
                     self.grouped += len(batch)
+                    _release(batch)  # committed: answer them before the one-by-one rest
                 except Exception:
                     log.warning(
                         "storing %d sign-ups together failed; storing them one by one",
@@ -589,3 +929,5 @@ class SignUpWriter:
                 w.answer(exc)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            _release(writes)

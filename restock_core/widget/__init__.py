@@ -192,11 +192,12 @@ def build_router(app: App) -> APIRouter:
         status_code=201,
         responses={200: {"description": "already signed up"}, **_documented(409, 503)},
     )
-    def widget_subscribe(body: WidgetSignUp, request: Request) -> JSONResponse:
+    async def widget_subscribe(body: WidgetSignUp, request: Request) -> JSONResponse:
         """The widget's sign-up, a public one (docs/security.md): consent required; abuse
         limits and `before_subscribe` apply; a filled honeypot, a repeat sign-up and a
         suppressed contact get the same answer as a new sign-up, and nothing is stored
-        for the first and the last."""
+        for the first and the last. `async`, like `POST /subscriptions`: the checks run on
+        the event loop and the write is awaited (`App.subscribe_public_async`)."""
         if not body.consent:
             return _error(422, "consent_required", "please confirm the consent box", "consent")
         context = app.public_context(
@@ -206,7 +207,7 @@ def build_router(app: App) -> APIRouter:
             consent_version="widget",
         )
         try:
-            outcome = app.subscribe_public(
+            outcome = await app.subscribe_public_async(
                 body.variant_id,
                 context=context,
                 email=body.email,
