@@ -173,6 +173,8 @@ for instance in app.providers.values():
     if options.get("stable_requests"):
         instance.obj.stable_requests = True
 worker = app.worker()
+from restock_core.worker import freeze_heap
+freeze_heap()  # as `restock worker` does at start-up, before any work
 import gc
 gc_time = [0.0, 0, 0.0]  # seconds in the collector, full collections, seconds in those
 def on_gc(phase, info, _started=[0.0]):

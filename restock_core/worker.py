@@ -59,7 +59,10 @@ def freeze_heap() -> None:
     each full collection walked the whole start-up heap again, and each young one the
     batch in hand (0.9 s of collections per 30,000 messages, 0.1 s after; issue 13).
     Frozen objects are still freed by reference counting; only cycles among them are never
-    collected, and what is alive when a worker starts lives as long as the process."""
+    collected, and what is alive when a worker starts lives as long as the process. It
+    changes the whole process, so the commands that own their process call it (`restock
+    worker`, `restock serve` with its worker); a library calling `Worker.run` or `drain`
+    inside its own application is left alone."""
     global _heap_frozen
     if _heap_frozen:
         return
@@ -694,7 +697,6 @@ class Worker:
 
     def drain(self, max_seconds: float = 30.0) -> int:
         """Work until nothing is due right now (future retries are not waited for)."""
-        freeze_heap()
         deadline = time.monotonic() + max_seconds
         total = 0
         while time.monotonic() < deadline:
@@ -706,7 +708,6 @@ class Worker:
 
     def run(self, stop: threading.Event, *, reconcile: bool = True) -> None:
         """The worker loop: never dies of an error, sleeps until woken or work is due."""
-        freeze_heap()
         app = self.app
         if app.is_postgres:
             self._start_listener(stop)
