@@ -38,7 +38,10 @@ personalizations):
   | other | the rest of the work (Python glue, metrics, restock bookkeeping) |
 
 The ratio printed is restock's work time (from the restock opening to the last worker done,
-start-up excluded) over the floor's; the wall time including process start-up is printed too.
+start-up excluded) over the floor's; the wall time including process start-up is printed too,
+and the CPU time of each side's own process (the floor's loop, the workers' work) with its
+ratio, each stage's CPU time and the time spent in the garbage collector: on a shared machine
+CPU time moves less with other load than wall time.
 
 `--no-dashboard` drops the dashboard demand triggers and the deliveries-per-restock index of
 migrations 0003/0007 from both sides' scratch databases, to measure what they cost;
@@ -120,14 +123,17 @@ if options["provider"] == "sendgrid":
 T_IMPORTED = time.time()
 
 stages = {}
+cpu = {}
 calls = {}
 def timed(stage, fn):
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         try:
             return fn(*args, **kwargs)
         finally:
             stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - started
+            cpu[stage] = cpu.get(stage, 0.0) + time.thread_time() - cpu_started
             calls[stage] = calls.get(stage, 0) + 1
     return wrapper
 missing = []
@@ -167,7 +173,22 @@ for instance in app.providers.values():
     if options.get("stable_requests"):
         instance.obj.stable_requests = True
 worker = app.worker()
+from restock_core.worker import freeze_heap
+freeze_heap()  # as `restock worker` does at start-up, before any work
+import gc
+gc_time = [0.0, 0, 0.0]  # seconds in the collector, full collections, seconds in those
+def on_gc(phase, info, _started=[0.0]):
+    if phase == "start":
+        _started[0] = time.perf_counter()
+        return
+    spent = time.perf_counter() - _started[0]
+    gc_time[0] += spent
+    if info["generation"] == 2:
+        gc_time[1] += 1
+        gc_time[2] += spent
+gc.callbacks.append(on_gc)
 T_READY = time.time()
+CPU_READY = time.process_time()
 profile = None
 if options.get("profile"):
     import cProfile
@@ -195,11 +216,13 @@ if profile is not None:
     profile.disable()
     profile.dump_stats(options["profile"])
 T_DONE = time.time()
+CPU_DONE = time.process_time()
 app.close()
 print("WORKERJSON " + json.dumps({
     "t0": T0, "imported": T_IMPORTED, "ready": T_READY, "done": T_DONE, "items": done,
-    "stages": stages, "calls": calls, "missing": missing,
+    "stages": stages, "cpu": cpu, "work_cpu": CPU_DONE - CPU_READY, "calls": calls, "missing": missing,
     "sql": sorted(([k, t, n] for k, (t, n) in sql.items()), key=lambda x: -x[1])[:12],
+    "gc": gc_time,
     "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 }), flush=True)
 """
@@ -296,8 +319,8 @@ def count_notified(url: str) -> int:
 # ---------------------------------------------------------------------- the floor
 
 
-def floor(url: str, port: int, chunk: int = 1000) -> float:
-    """The least work a fan-out can do; returns its seconds."""
+def floor(url: str, port: int, chunk: int = 1000) -> tuple[float, float]:
+    """The least work a fan-out can do; returns its seconds and its CPU seconds."""
     from restock_core.db import create_engine
     from restock_core.tokens import Signer
 
@@ -337,6 +360,7 @@ def floor(url: str, port: int, chunk: int = 1000) -> float:
     headers = {"Authorization": "Bearer SG.bench", "Content-Type": "application/json"}
     cursor: tuple[Any, int] = ("", 0) if not postgres else (datetime(1970, 1, 1, tzinfo=UTC), 0)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     while True:
         cur = db.cursor()
         rows = cur.execute(select, cursor).fetchall()
@@ -385,9 +409,10 @@ def floor(url: str, port: int, chunk: int = 1000) -> float:
         db.commit() if postgres else cur.execute("COMMIT")
         cursor = (rows[-1][2], rows[-1][0])
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     connection.close()
     db.close()
-    return elapsed
+    return elapsed, cpu
 
 
 # ---------------------------------------------------------------------- restock's side
@@ -506,10 +531,11 @@ def main() -> None:
                     shutil.copy(tmp / "restock.db", tmp / "floor.db")
                 httpx.get(f"http://127.0.0.1:{port}/reset")
                 load = loadavg()
-                seconds = floor(floor_url, port)
+                seconds, cpu_seconds = floor(floor_url, port)
                 counts = httpx.get(f"http://127.0.0.1:{port}/reset").json()
                 results["floor"] = {
                     "work": seconds,
+                    "cpu": cpu_seconds,
                     "notified": count_notified(floor_url),
                     "requests": counts,
                     "load": f"{load}-{loadavg()}",
@@ -553,7 +579,7 @@ def main() -> None:
     if "floor" in results:
         f = results["floor"]
         print(
-            f"floor:   {f['work']:7.2f} s work  {n / f['work']:8.0f} msg/s  "
+            f"floor:   {f['work']:7.2f} s work ({f['cpu']:.2f} s CPU)  {n / f['work']:8.0f} msg/s  "
             f"requests {f['requests']['requests']} ({f['requests']['personalizations']} "
             f"recipients)  notified {f['notified']}  load {f['load']}"
         )
@@ -597,6 +623,17 @@ def main() -> None:
                     if k in parts
                 )
             )
+            spent = dict(w["cpu"])
+            spent["other"] = w["work_cpu"] - sum(spent.values())
+            print(
+                f"         worker {i + 1} CPU time ({w['work_cpu']:.2f} s of {work:.2f} s): "
+                + "  ".join(f"{k} {spent[k]:.2f} s" for k in order if k in spent)
+            )
+            gc_s, full, full_s = w["gc"]
+            print(
+                f"         worker {i + 1} garbage collector: {gc_s:.2f} s "
+                f"({full} full collections, {full_s:.2f} s), inside the stages above"
+            )
             for statement, spent, count in w.get("sql", []):
                 print(f"           SQL {spent:6.2f} s {count:5d}x  {statement}")
             if w["missing"]:
@@ -604,9 +641,12 @@ def main() -> None:
         ok = ok and r["notified"] == n
     if "floor" in results and "restock" in results:
         f, r = results["floor"], results["restock"]
+        cpu = sum(w["work_cpu"] for w in r["reports"])
         print(
             f"ratio restock/floor: {r['work'] / f['work']:.2f}x work "
-            f"({r['wall'] / f['work']:.2f}x with process start-up)"
+            f"({r['wall'] / f['work']:.2f}x with process start-up); CPU time "
+            f"{cpu:.2f} s / {f['cpu']:.2f} s = {cpu / f['cpu']:.2f}x (the sides' own processes; "
+            "less sensitive to other load on the machine than wall time)"
         )
     if args.profile:
         print_profile(args.profile)

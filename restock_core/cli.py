@@ -261,6 +261,10 @@ def serve(
 
     _ensure_schema(app)
     api = create_api(app, run_worker=not no_worker)
+    if not no_worker:
+        from .worker import freeze_heap
+
+        freeze_heap()  # the embedded worker's fan-outs: see freeze_heap
     host = host or app.settings.host
     port = port or app.settings.port
     if root_path is None:
@@ -316,6 +320,9 @@ def worker(state: State, once: bool) -> None:
     """Release restocks and send notifications (run several against PostgreSQL to scale)."""
     app = state.app(announce=True)
     _ensure_schema(app)
+    from .worker import freeze_heap
+
+    freeze_heap()  # this process is the worker's: see freeze_heap
     if once:
         done, tasks = work_once(app)
         click.echo(f"processed {done} items" + (f", ran {tasks} periodic tasks" if tasks else ""))

@@ -134,6 +134,26 @@ class Restock:
     status: RestockStatus = RestockStatus.OPEN
 
 
+@attrs.frozen(cache_hash=True)
+class SharedContent:
+    """The part of a rendered message that every recipient of the same template, variant and
+    locale shares: `subject`, `text` and `html` with `link` standing where each recipient's
+    own unsubscribe URL goes (in `html` its HTML-escaped form goes there).
+
+    The core renders it once per distinct content and hands the same object with every
+    message made from it (:attr:`Message.content`), so a provider that sends one body to
+    many recipients (SendGrid substitutions, a bulk API) can group messages and find the
+    per-recipient part without searching each message's text. For such a message
+    ``message.text == content.text.replace(content.link, message.unsubscribe_url)``, and the
+    same for the subject; ``html`` has the escaped URL in place of `link`.
+    """
+
+    link: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+
+
 @attrs.frozen
 class Message:
     """One rendered notification handed to a provider.
@@ -159,6 +179,11 @@ class Message:
     #: for providers with ``stable_requests``: the key of the stored provider request this
     #: message belongs to (the same on every retry of that request)
     request_key: str | None = None
+    #: the content this message shares with other recipients of the same rendered template
+    #: (see :class:`SharedContent`); None when the core did not render it that way (a
+    #: confirmation request, a message built by hand). Optional for providers to use: the
+    #: message's own `subject`, `text` and `html` are always complete
+    content: SharedContent | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -14,7 +14,7 @@ import jinja2.meta
 import markupsafe
 
 from .errors import ConfigError
-from .models import Channel, Message, Subscription, VariantInfo
+from .models import Channel, Message, SharedContent, Subscription, VariantInfo
 
 TEMPLATE_NAME = "restock"
 # Rendered once per distinct variant/locale/... and reused for every subscriber: only the
@@ -36,6 +36,8 @@ CONFIRM_FILES = (
     "confirm_email.html",
     "confirm_sms.txt",
 )
+#: template variables that differ between subscribers of one variant and locale
+_PERSONAL = frozenset({"customer_id", "attributes"})
 _TAG = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 
 
@@ -60,6 +62,15 @@ def localized_name(name: str, tag: str) -> str:
     """restock_email.html + de -> restock_email.de.html"""
     stem, dot, ext = name.rpartition(".")
     return f"{stem}.{tag}{dot}{ext}"
+
+
+@attrs.frozen
+class _Shape:
+    """Template data (with the link marker) and, unless the templates read per-subscriber
+    data, the rendered content shared by every subscriber of one shape."""
+
+    data: dict[str, Any]
+    content: SharedContent | None
 
 
 class RenderError(Exception):
@@ -113,6 +124,7 @@ class Renderer:
             self._check_dir(override_dir)
         self._sets: dict[tuple[str, ...], TemplateSet] = {}
         self._cache: dict[str, tuple[str, str | None, str | None]] = {}
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}
         self.templates(None)
 
     def _check_dir(self, folder: str) -> None:
@@ -249,6 +261,37 @@ class Renderer:
         except Exception as exc:  # any template error fails this message only
             raise RenderError(f"template error: {type(exc).__name__}: {exc}"[:500]) from exc
 
+    def _shape(self, subscription: Subscription, info: VariantInfo | None) -> _Shape:
+        """What every subscriber with the same channel, locale, variant and titles gets:
+        the template data and the content rendered with the link marker, made once."""
+        key = (
+            subscription.channel,
+            subscription.locale,
+            subscription.source,
+            subscription.variant_id,
+            subscription.product_id,
+            subscription.product_title,
+            subscription.variant_title,
+            subscription.url,
+            info,
+        )
+        found = self._shapes.get(key)
+        if found is None:
+            data = self.template_data(subscription, info, _LINK)
+            chosen = self.templates(subscription.locale)
+            # templates reading per-subscriber data are rendered per subscriber (cached on
+            # what they read); everything else in `data` is fixed by `key`
+            personal = bool(_PERSONAL & set(chosen.used))
+            content = None
+            if not personal:
+                text, subject, html = self._rendered(subscription.channel, data)
+                content = SharedContent(_LINK, text, subject, html)
+            found = _Shape(data, content)
+            if len(self._shapes) >= _CACHE_SIZE:
+                self._shapes.clear()
+            self._shapes[key] = found
+        return found
+
     def render(
         self,
         *,
@@ -259,36 +302,65 @@ class Renderer:
         unsubscribe_url: str,
         unsubscribe_post_url: str,
     ) -> Message:
-        data = self.template_data(subscription, info, _LINK)
-        text, subject, html = self._rendered(subscription.channel, data)
-        text = text.replace(_LINK, unsubscribe_url)
+        """The restock message for one subscriber. The content is rendered once per shape
+        (channel, locale, variant, titles: see `_shape`) and shared; per subscriber only the
+        unsubscribe link is put in and the Message built."""
+        shape = self._shape(subscription, info)
+        data = shape.data.copy()
         data["unsubscribe_url"] = unsubscribe_url
-        if subscription.channel == Channel.SMS:
-            return _message(
-                subscription,
-                TEMPLATE_NAME,
-                data,
-                delivery_id=delivery_id,
-                attempt=attempt,
-                unsubscribe_url=unsubscribe_url,
-                text=text,
+        data["customer_id"] = subscription.customer_id
+        data["attributes"] = dict(subscription.attributes)
+        content = shape.content
+        if content is None:  # the templates read per-subscriber data
+            text, subject, html = self._rendered(
+                subscription.channel, data | {"unsubscribe_url": _LINK}
             )
-        return _message(
-            subscription,
-            TEMPLATE_NAME,
-            data,
+        else:
+            text, subject, html = content.text, content.subject, content.html
+        text = text.replace(_LINK, unsubscribe_url)
+        if subscription.channel == Channel.SMS:
+            return Message(
+                delivery_id=delivery_id,
+                channel=Channel.SMS,
+                to=subscription.contact,
+                text=text,
+                unsubscribe_url=unsubscribe_url,
+                template=TEMPLATE_NAME,
+                variant_id=subscription.variant_id,
+                template_data=data,
+                locale=subscription.locale,
+                subscription_id=subscription.id,
+                attempt=attempt,
+                content=content,
+            )
+        return Message(
             delivery_id=delivery_id,
-            attempt=attempt,
-            unsubscribe_url=unsubscribe_url,
-            subject=(subject or "").replace(_LINK, unsubscribe_url),
+            channel=Channel.EMAIL,
+            to=subscription.contact,
             text=text,
-            html=(html or "").replace(_LINK, str(markupsafe.escape(unsubscribe_url))),
+            unsubscribe_url=unsubscribe_url,
+            template=TEMPLATE_NAME,
+            variant_id=subscription.variant_id,
+            subject=(subject or "").replace(_LINK, unsubscribe_url),
+            html=(html or "").replace(_LINK, _html_url(unsubscribe_url)),
             # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the URL
             headers={
                 "List-Unsubscribe": f"<{unsubscribe_post_url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
+            template_data=data,
+            locale=subscription.locale,
+            subscription_id=subscription.id,
+            attempt=attempt,
+            content=content,
         )
+
+
+def _html_url(url: str) -> str:
+    """The URL as HTML text (Jinja's escaping); most URLs have nothing to escape."""
+    if "&" in url or "<" in url or ">" in url or '"' in url or "'" in url:
+        return str(markupsafe.escape(url))
+    return url
 
 
 def _message(

@@ -4,14 +4,18 @@ someone else by guessing an id."""
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 
 from .errors import NotFoundError
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """URL-safe base64 without padding (`base64.urlsafe_b64encode`, in one C call less)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
@@ -25,11 +29,23 @@ class Signer:
     def __init__(self, secret: str, purpose: str = "unsubscribe"):
         self._key = hashlib.sha256(f"restock-{purpose}:".encode() + secret.encode()).digest()
         self._what = f"{purpose} link"
+        block = self._key.ljust(hashlib.sha256().block_size, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def sign(self, subscription_id: int) -> str:
         body = str(subscription_id).encode()
-        mac = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
-        return f"{_b64(body)}.{_b64(mac)}"
+        return f"{_b64(body)}.{_b64(self._mac(body))}"
+
+    def _mac(self, body: bytes) -> bytes:
+        """HMAC-SHA256 (RFC 2104) of `body`, truncated to 16 bytes, from the key's inner and
+        outer hash states computed once: the worker signs one link per message, and
+        `hmac.new` per call cost twice as much."""
+        inner = self._inner.copy()
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16]
 
     def derive(self, purpose: str) -> bytes:
         """A key for another purpose (the dashboard's session cookies), derived from the same
@@ -40,7 +56,7 @@ class Signer:
         try:
             body_text, mac_text = token.split(".", 1)
             body, mac = _unb64(body_text), _unb64(mac_text)
-            expected = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+            expected = self._mac(body)
             if not hmac.compare_digest(mac, expected):
                 raise ValueError
             return int(body.decode())

@@ -4,6 +4,7 @@ reconciliation polls and plugins' periodic tasks (restock_core/periodic.py). Sev
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -43,6 +44,34 @@ if TYPE_CHECKING:
     from .plugins import PluginInstance
 
 log = logging.getLogger("restock.worker")
+
+
+_heap_frozen = False
+#: allocations between two young collections while a worker runs (CPython's default: 700)
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def freeze_heap() -> None:
+    """Once per process, when a worker starts: collect, then move every object alive now
+    (modules, the App, plugins, compiled statements: ~130,000 objects) out of the cyclic
+    garbage collector's view (`gc.freeze`), and collect the young generation every 20,000
+    allocations instead of 700. A fan-out makes and drops millions of short-lived objects:
+    each full collection walked the whole start-up heap again, and each young one the
+    batch in hand (0.9 s of collections per 30,000 messages, 0.1 s after; issue 13).
+    Frozen objects are still freed by reference counting; only cycles among them are never
+    collected, and what is alive when a worker starts lives as long as the process. It
+    changes the whole process, so the commands that own their process call it (`restock
+    worker`, `restock serve` with its worker); a library calling `Worker.run` or `drain`
+    inside its own application is left alone."""
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if young and young < GC_YOUNG_THRESHOLD:  # 0: collection is off; leave it so
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 @attrs.frozen
@@ -255,9 +284,14 @@ class Worker:
         by_provider: dict[tuple[str, DeliveryKind], list[tuple[int, int, Subscription]]] = (
             defaultdict(list)
         )
+        routes: dict[tuple[str | None, Channel], PluginInstance | None] = {}
         for item in live:
             sub = item.subscription
-            instance = self._provider_for(item.provider, sub.channel)
+            route = (item.provider, sub.channel)
+            if route in routes:
+                instance = routes[route]
+            else:
+                instance = routes[route] = self._provider_for(item.provider, sub.channel)
             if instance is None:
                 retry = SendResult.retry(item.delivery_id, f"no provider serves {sub.channel}")
                 self._record(claim.token, "-", [(sub, item.attempts, retry)])
@@ -363,9 +397,11 @@ class Worker:
             }
         messages = []
         broken: dict[int, str] = {}
+        sign = app.signer.sign
+        render = app.renderer.render
+        links = app.settings.public_url.rstrip("/") + "/unsubscribe/"
         for delivery_id, attempts, sub in items:
-            token = app.signer.sign(sub.id)
-            base = app.settings.public_url.rstrip("/")
+            link = links + sign(sub.id)
             try:
                 if confirm:
                     messages.append(
@@ -375,18 +411,18 @@ class Worker:
                             subscription=sub,
                             info=infos.get((sub.source, sub.variant_id)),
                             confirm_url=app.confirm_url(sub.id),
-                            unsubscribe_url=f"{base}/unsubscribe/{token}",
+                            unsubscribe_url=link,
                         )
                     )
                     continue
                 messages.append(
-                    app.renderer.render(
+                    render(
                         delivery_id=delivery_id,
                         attempt=attempts,
                         subscription=sub,
                         info=infos.get((sub.source, sub.variant_id)),
-                        unsubscribe_url=f"{base}/unsubscribe/{token}",
-                        unsubscribe_post_url=f"{base}/unsubscribe/{token}",
+                        unsubscribe_url=link,
+                        unsubscribe_post_url=link,
                     )
                 )
             except RenderError as exc:
@@ -520,8 +556,11 @@ class Worker:
         )
         self.store.outbox.record(token, provider_id, results)
         self._count(provider_id, results)
+        debug = log.isEnabledFor(logging.DEBUG)
         for _sub, _, result in outcomes:
             if result.outcome == Outcome.SENT:
+                if not debug:
+                    continue
                 log.debug(
                     "delivery %s sent via %s (%s)",
                     result.delivery_id,

@@ -461,3 +461,46 @@ def test_data_rights_commands(run) -> None:
     assert run("suppressions", "list").exit_code == 0
     missing = run("suppressions", "lift", "email", "nobody@example.com")
     assert missing.exit_code == 1 and "not suppressed" in missing.output
+
+
+# ---------------------------------------------------------------------- garbage collector
+
+GC_STATE = "import gc, sys; print(gc.get_threshold()[0], gc.get_freeze_count() > 0)"
+
+
+def _gc_after(code: str, cwd: Path) -> str:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{GC_STATE}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split("\n")[-2]
+
+
+def test_the_worker_command_tunes_the_collector_but_a_library_drain_does_not(
+    in_empty_dir: Path,
+) -> None:
+    """`restock worker` owns its process and freezes the start-up heap (fan-out speed); an
+    application that calls `Worker.drain` itself keeps its own collector settings."""
+    config = in_empty_dir / "plugins.toml"
+    config.write_text(
+        f'[restock]\ndatabase = "sqlite:///{in_empty_dir / "r.db"}"\n\n'
+        '[[plugins]]\nresolve = "logger"\n\n[[plugins]]\nresolve = "manual"\n'
+    )
+    library = (
+        "from restock_core import App\n"
+        f"app = App.from_config({str(config)!r})\napp.migrate()\napp.worker().drain()"
+    )
+    assert _gc_after(library, in_empty_dir) == "700 False"
+    command = (
+        "from restock_core.cli import main\n"
+        f"try:\n    main(['--config', {str(config)!r}, 'worker', '--once'])\n"
+        "except SystemExit:\n    pass"
+    )
+    assert _gc_after(command, in_empty_dir) == "20000 True"

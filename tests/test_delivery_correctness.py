@@ -235,3 +235,34 @@ def test_after_the_message_was_sent_the_page_is_truthful_and_stop_all_suppresses
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
         assert app.is_suppressed(bob.channel, "bob@example.com")
+
+
+def test_a_claim_reads_each_subscription_as_stored(make_app) -> None:
+    """The claim reads datetimes and attributes without SQLAlchemy's result processors and
+    binds its ids as one value (JSON on SQLite, an array on PostgreSQL): what it hands the
+    worker must equal the subscription as the store reads it elsewhere."""
+    app = make_app()
+    made = [
+        app.subscribe(
+            "mug",
+            email=f"p{n}@example.com",
+            customer_id=f"c{n}" if n % 2 else None,
+            locale="de-AT" if n == 1 else None,
+            product_title="Mug",
+            attributes={"size": "M", "tags": ["a", n]} if n % 2 else None,
+        ).subscription
+        for n in range(1, 6)
+    ]
+    app.set_stock("mug", 0)
+    app.set_stock("mug", 9)
+    app.worker().process_restocks()
+    claim = app.store.outbox.claim(100, 60.0)
+    assert claim is not None
+    assert [c.subscription.id for c in claim.deliveries] == [s.id for s in made]
+    for claimed in claim.deliveries:
+        stored = app.get_subscription(claimed.subscription.id)
+        assert claimed.subscription == stored
+        assert claimed.subscription.created_at.utcoffset() is not None
+        assert claimed.subscription.created_at == stored.created_at
+    assert claim.deliveries[0].subscription.attributes == {"size": "M", "tags": ["a", 1]}
+    assert claim.deliveries[1].subscription.attributes == {}

@@ -172,3 +172,71 @@ def test_missing_template_dir_stops_the_cli_with_a_config_error(tmp_path: Path) 
     assert "templates" in result.output and "does not exist" in result.output
     served = CliRunner().invoke(main, ["--config", str(config), "serve", "--port", "1"])
     assert served.exit_code == 2 and "templates" in served.output
+
+
+def _subscriber(sub_id: int, **fields):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from restock_core.models import Channel, Subscription, SubscriptionStatus
+
+    values = {
+        "variant_id": "v1",
+        "scope": "default",
+        "source": "manual",
+        "channel": Channel.EMAIL,
+        "contact": f"s{sub_id}@example.com",
+        "status": SubscriptionStatus.PENDING,
+        "created_at": datetime.now(UTC),
+        "product_title": "Tasse",
+    } | fields
+    return Subscription(id=sub_id, **values)
+
+
+def _render(renderer: Renderer, sub, url: str):  # type: ignore[no-untyped-def]
+    return renderer.render(
+        delivery_id=sub.id,
+        attempt=1,
+        subscription=sub,
+        info=None,
+        unsubscribe_url=url,
+        unsubscribe_post_url=url,
+    )
+
+
+def test_restock_messages_share_their_content_and_differ_only_in_the_link() -> None:
+    """Content is rendered once per variant/locale/titles and handed on as
+    `Message.content`; each message's own text is that content with its link put in."""
+    renderer = Renderer()
+    urls = ["https://shop.example/unsubscribe/a.1", "https://shop.example/unsubscribe/?x=1&y=2"]
+    first, second = (
+        _render(renderer, _subscriber(n, customer_id=f"c{n}"), url)
+        for n, url in zip((1, 2), urls, strict=True)
+    )
+    assert first.content is not None and first.content is second.content
+    shared = first.content
+    assert shared.link not in (first.text + (first.subject or "") + (first.html or ""))
+    for message, url in ((first, urls[0]), (second, urls[1])):
+        assert message.text == shared.text.replace(shared.link, url)
+        assert message.subject == (shared.subject or "").replace(shared.link, url)
+        assert message.html == (shared.html or "").replace(shared.link, url.replace("&", "&amp;"))
+        assert url in message.text
+        assert message.template_data["unsubscribe_url"] == url
+    assert first.template_data["customer_id"] == "c1"
+    assert second.template_data["customer_id"] == "c2"
+    other = _render(renderer, _subscriber(3, variant_id="v2", product_title="Krug"), urls[0])
+    assert other.content is not None and other.content != shared
+    assert "Krug" in other.text
+
+
+def test_templates_reading_per_subscriber_data_are_rendered_per_subscriber(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "restock_email.txt").write_text(
+        "Hi {{ customer_id }} ({{ attributes.size }}): {{ name }} {{ unsubscribe_url }}"
+    )
+    renderer = Renderer(str(tmp_path))
+    one = _render(renderer, _subscriber(1, customer_id="c1", attributes={"size": "M"}), "u1")
+    two = _render(renderer, _subscriber(2, customer_id="c2", attributes={"size": "L"}), "u2")
+    assert one.text == "Hi c1 (M): Tasse u1"
+    assert two.text == "Hi c2 (L): Tasse u2"
+    assert one.content is None and two.content is None

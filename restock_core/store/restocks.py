@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from ..db import UTCDateTime, deliveries, restocks, subscriptions, utcnow
 from ..models import Channel, DeliveryStatus, Restock, RestockStatus, SubscriptionStatus
 from ._base import Db, restock_from_row, utc_param
+from .outbox import in_ids
 from .stock import ACTIVE
 
 log = logging.getLogger("restock.store")
@@ -31,17 +32,21 @@ class RestockStore:
         return restock_from_row(row)
 
     def claim_due(self, limit: int, lease_seconds: float) -> list[Restock]:
-        """Lease open restocks whose (next) wave is due and nobody else holds."""
+        """Lease open restocks whose (next) wave is due and nobody else holds. Asked before
+        every dispatch round, so it looks first on the read engine and opens a write
+        transaction only when something is due (during a fan-out nothing is, and the lease
+        write cost a commit per batch)."""
         now = utcnow()
+        condition = sa.and_(
+            restocks.c.status == str(RestockStatus.OPEN),
+            restocks.c.next_wave_at <= now,
+            sa.or_(restocks.c.lease_until.is_(None), restocks.c.lease_until < now),
+        )
+        with self.db.read_engine.connect() as conn:
+            if conn.execute(sa.select(restocks.c.id).where(condition).limit(1)).first() is None:
+                return []
         due = (
-            sa.select(restocks.c.id)
-            .where(
-                restocks.c.status == str(RestockStatus.OPEN),
-                restocks.c.next_wave_at <= now,
-                sa.or_(restocks.c.lease_until.is_(None), restocks.c.lease_until < now),
-            )
-            .order_by(restocks.c.next_wave_at)
-            .limit(limit)
+            sa.select(restocks.c.id).where(condition).order_by(restocks.c.next_wave_at).limit(limit)
         )
         if self.db.is_postgres:
             due = due.with_for_update(skip_locked=True)
@@ -143,7 +148,7 @@ class RestockStore:
             if ids:
                 last = conn.execute(
                     sa.select(s.c.created_at, s.c.id)
-                    .where(s.c.id.in_(ids))
+                    .where(in_ids(self.db, s.c.id, ids))
                     .order_by(s.c.created_at.desc(), s.c.id.desc())
                     .limit(1)
                 ).one()

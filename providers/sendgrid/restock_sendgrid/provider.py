@@ -36,6 +36,7 @@ from restock_core import (
     PluginHost,
     Provider,
     SendResult,
+    SharedContent,
     retry_after,
 )
 
@@ -187,7 +188,7 @@ def _requests(items: Sequence[Message], size: int) -> Iterator[list[Message]]:
         yield members
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class _Content:
     """What one request's messages share. `substituted`: the unsubscribe link in the content
     is a substitution tag that each personalization fills in."""
@@ -228,6 +229,32 @@ def content_of(message: Message) -> _Content:
     return _Content(
         subject.replace(url, TAG) if subject else subject,
         text.replace(url, TAG) if text else text,
+        html,
+        True,
+    )
+
+
+#: characters HTML escaping changes: an URL with none of them appears as itself in HTML
+_HTML_SPECIAL = "&<>\"'"
+
+
+def tagged(content: SharedContent, escaped: bool) -> _Content | None:
+    """The core's shared content with its link marker replaced by the substitution tags:
+    the URL's own form in subject and text, its HTML-escaped form in the HTML (a tag of its
+    own when `escaped`, i.e. escaping changes the URL). None when the content cannot be
+    sent this way (its text already holds one of our tags), so the message's own content is
+    used instead."""
+    parts = (content.subject, content.text, content.html)
+    joined = "".join(v for v in parts if v)
+    if TAG in joined or HTML_TAG in joined:
+        return None
+    link = content.link
+    if link not in joined:
+        return _Content(content.subject, content.text, content.html, False)
+    html = content.html.replace(link, HTML_TAG if escaped else TAG) if content.html else None
+    return _Content(
+        content.subject.replace(link, TAG) if content.subject else content.subject,
+        content.text.replace(link, TAG) if content.text else content.text,
         html,
         True,
     )
@@ -327,22 +354,43 @@ class SendGridProvider(Provider):
 
     def plan(self, messages: Sequence[Message]) -> list[tuple[_Content, list[Message]]]:
         """Group messages into requests: all of them for a dynamic template, else by content
-        (identical once the unsubscribe link is a substitution tag), in first-seen order."""
+        (identical once the unsubscribe link is a substitution tag), in first-seen order.
+        A message carrying the core's shared content (`Message.content`) is grouped by it:
+        its tagged form is made once per content, not found again in each message."""
         groups: dict[_Content, list[Message]] = {}
+        shared: dict[tuple[SharedContent, bool], _Content | None] = {}
+        template_id = self.options.template_id
         for message in messages:
             # the dynamic template is the restock message's; a double opt-in confirmation
             # (template "confirm") goes out with restock's own rendered text
-            dynamic = self.options.template_id and message.template == "restock"
-            groups.setdefault(_TEMPLATE if dynamic else content_of(message), []).append(message)
+            if template_id and message.template == "restock":
+                content = _TEMPLATE
+            else:
+                found = None
+                if message.content is not None and message.unsubscribe_url:
+                    url = message.unsubscribe_url
+                    key = (message.content, any(c in url for c in _HTML_SPECIAL))
+                    if key not in shared:
+                        shared[key] = tagged(*key)
+                    found = shared[key]
+                content = found if found is not None else content_of(message)
+            group = groups.get(content)
+            if group is None:
+                groups[content] = [message]
+            else:
+                group.append(message)
         return list(groups.items())
 
     def payload(self, content: _Content, messages: Sequence[Message]) -> dict[str, Any]:
         """The Mail Send body for these messages (personalizations in message order, so an
         error naming `personalizations.N` names messages[N])."""
         tags = content.tags  # once per request, not per personalization
+        install = self.install_id
         body: dict[str, Any] = {
             "from": dict(self._from),
-            "personalizations": [self._personalization(content, m, tags) for m in messages],
+            "personalizations": [
+                self._personalization(content, m, tags, install) for m in messages
+            ],
         }
         if self.options.reply_to:
             body["reply_to"] = {"email": self.options.reply_to}
@@ -369,10 +417,9 @@ class SendGridProvider(Provider):
         return self._host.install_id if self._host is not None else None
 
     def _personalization(
-        self, content: _Content, message: Message, tags: tuple[str, ...]
+        self, content: _Content, message: Message, tags: tuple[str, ...], install: str | None
     ) -> dict[str, Any]:
         custom_args = {"delivery_id": str(message.delivery_id)}
-        install = self.install_id
         if install:
             custom_args[INSTALL_ARG] = install
         if message.subscription_id is not None:
@@ -392,9 +439,12 @@ class SendGridProvider(Provider):
             item["dynamic_template_data"] = data
         elif content.substituted:
             url = message.unsubscribe_url
-            item["substitutions"] = {
-                tag: (url if tag == TAG else html_lib.escape(url)) for tag in tags
-            }
+            if tags == (TAG,):
+                item["substitutions"] = {TAG: url}
+            else:
+                item["substitutions"] = {
+                    tag: (url if tag == TAG else html_lib.escape(url)) for tag in tags
+                }
         return item
 
     def _request(self, body: dict[str, Any]) -> _Reply:

@@ -505,3 +505,58 @@ def test_pem_public_key_is_accepted(webhook_keys: Any) -> None:
         api_key=Secret("SG.x"), from_email="a@example.com", webhook_public_key=pem
     )
     assert SendGridProvider(options).public_key is not None
+
+
+@pytest.mark.parametrize(
+    "base", ["https://shop.example/unsubscribe/", "https://shop.example/u?shop=1&token="]
+)
+def test_shared_content_gives_the_payload_finding_each_link_gives(
+    make_provider: Any, base: str
+) -> None:
+    """Messages carrying the core's shared content (`Message.content`) are grouped and
+    tagged from it once; the requests must be exactly those built by finding each message's
+    own link in its text (the path for messages without it), for plain and escaped links."""
+    from datetime import UTC, datetime
+
+    from restock_core.models import Subscription, SubscriptionStatus
+    from restock_core.rendering import Renderer
+
+    renderer = Renderer()
+    messages = []
+    for n in range(1, 7):
+        sub = Subscription(
+            n,
+            "v1" if n % 3 else "v2",
+            "default",
+            "manual",
+            Channel.EMAIL,
+            f"s{n}@example.com",
+            SubscriptionStatus.PENDING,
+            datetime.now(UTC),
+            product_title="Mug" if n % 3 else "Jug",
+        )
+        url = f"{base}tok{n}"
+        messages.append(
+            renderer.render(
+                delivery_id=n,
+                attempt=1,
+                subscription=sub,
+                info=None,
+                unsubscribe_url=url,
+                unsubscribe_post_url=url,
+            )
+        )
+    assert all(m.content is not None for m in messages)
+    provider = make_provider()
+    shared = provider.plan(messages)
+    found = provider.plan([attrs.evolve(m, content=None) for m in messages])
+    assert [(c, [m.delivery_id for m in ms]) for c, ms in shared] == [
+        (c, [m.delivery_id for m in ms]) for c, ms in found
+    ]
+    assert len(shared) == 2  # one request per variant's content
+    for (content, members), (_, plain) in zip(shared, found, strict=True):
+        assert content.substituted
+        assert provider.payload(content, members) == provider.payload(content, plain)
+        body = provider.payload(content, members)
+        for item, message in zip(body["personalizations"], members, strict=True):
+            assert message.unsubscribe_url in item["substitutions"].values()
