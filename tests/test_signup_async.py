@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import email_validator
 import pytest
@@ -26,6 +27,15 @@ from restock_core.models import Channel
 from restock_core.signup import SignUpContext, Veto
 from restock_core.store.subscriptions import SignUpWrite
 from tests.support import Recorder
+
+T = TypeVar("T")
+
+
+def run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: the session's browser tests (Playwright's sync
+    API) leave an event loop running in the main thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def on_event_loop() -> bool:
@@ -268,7 +278,7 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
             await call("POST", "/subscriptions/", good, json_type),
         ]
 
-    answered = asyncio.run(run())
+    answered = run_in_own_loop(run())
     assert [status for status, _ in answered] == [202, 202, 202, 201, 201, 422] + [299] * 15
     cors = (b"access-control-allow-origin", SHOP.encode())
     allowed = [cors in headers for _, headers in answered[:6]]
@@ -363,7 +373,7 @@ def test_many_concurrent_async_sign_ups_each_get_their_own_answer(make_app) -> N
     async def run() -> list[Any]:
         return await asyncio.gather(*(one(i) for i in range(200)))
 
-    results = asyncio.run(run())
+    results = run_in_own_loop(run())
     assert results.count("in stock") == 20
     assert all(r == "in stock" or r.channel == "email" for r in results)
     stored = count(app)
@@ -456,7 +466,9 @@ def test_a_closed_writer_still_answers_an_async_sign_up(make_app) -> None:
     app = make_app()
     app.store.subscriptions.close()
     context = SignUpContext(trusted=False, ip="10.0.0.1")
-    answer = asyncio.run(app.subscribe_public_async("v1", email="a@example.com", context=context))
+    answer = run_in_own_loop(
+        app.subscribe_public_async("v1", email="a@example.com", context=context)
+    )
     assert answer.channel == "email" and count(app) == 1
 
 
