@@ -48,6 +48,22 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+async def read_body(receive: Receive, limit: int) -> tuple[list[bytes], int, bool] | None:
+    """Read a request body until it ends or passes `limit` bytes: (chunks, bytes read,
+    whether it ended); None when the client went away."""
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        seen += len(chunks[-1])
+        complete = not message.get("more_body", False)
+        if complete or seen > limit:
+            return chunks, seen, complete
+
+
 class BodyLimit:
     """Refuse bodies over `limit` bytes with 413, whether or not Content-Length is sent.
 
@@ -73,30 +89,14 @@ class BodyLimit:
         if scope.get("method") in ("GET", "HEAD", "OPTIONS") and declared is None:
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            body = message.get("body", b"")
-            seen += len(body)
-            if seen > self.limit:
-                await self.too_big(scope, receive, send)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> MutableMapping[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        read = await read_body(receive, self.limit)
+        if read is None:  # the client went away
+            return
+        chunks, seen, _ = read
+        if seen > self.limit:
+            await self.too_big(scope, receive, send)
+            return
+        await self.app(scope, _replay([b"".join(chunks)], receive, more=False), send)
 
     async def too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 413 (built when needed: a response built per request cost a JSON dump)."""
@@ -380,19 +380,13 @@ class PublicSignUpFastPath:
         if not json_body:
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            seen += len(chunks[-1])
-            if not message.get("more_body", False):
-                break
-            if seen > self.limit:  # the body limit answers it
-                await self.app(scope, _replay(chunks, receive, more=True), send)
-                return
+        read = await read_body(receive, self.limit)
+        if read is None:  # the client went away
+            return
+        chunks, seen, complete = read
+        if not complete:  # over the limit with more to come: the body limit answers it
+            await self.app(scope, _replay(chunks, receive, more=True), send)
+            return
         raw = b"".join(chunks)
         response = None
         if seen <= self.limit:

@@ -817,20 +817,23 @@ class SignUpWriter:
         self.groups = 0
         self.grouped = 0
 
+    def _enqueue(self, write: SignUpWrite) -> bool:
+        """Hand `write` to the writer thread (started on first use); False once closed."""
+        with self._start:
+            if self._closed:
+                return False
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="restock-signup-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(write)
+            return True
+
     def submit(self, write: SignUpWrite) -> tuple[Subscription, bool] | None:
         """Queue `write` for the writer thread and wait for its answer. After `close` (the
         App is closing) the caller's thread stores it itself."""
-        with self._start:
-            if self._closed:
-                inline = True
-            else:
-                inline = False
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="restock-signup-writer", daemon=True
-                    )
-                    self._thread.start()
-                self._queue.put(write)
+        inline = not self._enqueue(write)
         if inline:
             self.store_group([write])
         return write.result()
@@ -840,17 +843,7 @@ class SignUpWriter:
         gets its answer. After `close` it is stored in the loop's default executor."""
         loop = asyncio.get_running_loop()
         write.future = loop.create_future()
-        with self._start:
-            if self._closed:
-                inline = True
-            else:
-                inline = False
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="restock-signup-writer", daemon=True
-                    )
-                    self._thread.start()
-                self._queue.put(write)
+        inline = not self._enqueue(write)
         if inline:
             loop.run_in_executor(None, self.store_group, [write])
         return write.future
