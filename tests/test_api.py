@@ -72,6 +72,21 @@ def test_malformed_and_oversized_bodies(client) -> None:
     assert client.restock.list_subscriptions().items == ()
 
 
+def test_json_nested_past_the_parsers_limit_is_a_400(make_app) -> None:
+    """Nesting past the JSON parser's recursion limit, within the default body limit: a
+    clear 400 like any malformed body, never a 500, and nothing stored."""
+    app = make_app({"restock": {"admin_api_key": "test-admin"}})
+    with TestClient(create_api(app), raise_server_exceptions=False) as client:
+        deep = client.post(
+            "/subscriptions",
+            content=b'{"variant_id": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert deep.status_code == 400
+        assert deep.json()["error"]["code"] == "malformed"
+    assert app.list_subscriptions().items == ()
+
+
 def test_in_stock_is_409(client) -> None:
     assert client.put("/stock/v1", json={"quantity": 3}, headers=ADMIN).status_code == 200
     response = client.post("/subscriptions", json={"variant_id": "v1", "email": "a@example.com"})
