@@ -4,11 +4,13 @@ The core itself is never mocked."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
 from restock_core import Channel, Message, Provider, SendResult, hookimpl
+from restock_core.store.subscriptions import SignUpWrite
 
 
 @attrs.frozen
@@ -109,3 +111,38 @@ def scripted_config(**restock: object) -> dict[str, object]:
         "restock": {"retry_base": 0.0, **restock},
         "plugins": [{"resolve": "scripted"}, {"resolve": "manual"}],
     }
+
+
+def sign_up_write(
+    contact: str,
+    variant: str = "v1",
+    *,
+    values: Mapping[str, Any] | None = None,
+    consent: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> SignUpWrite:
+    """A public e-mail sign-up of `contact` for `variant` at the manual source, as the
+    sign-up writer receives it; `values` overrides row columns, `fields` the write's checks."""
+    row: dict[str, Any] = {
+        "variant_id": variant,
+        "scope": "default",
+        "source": "manual",
+        "channel": "email",
+        "contact": contact,
+        "customer_id": None,
+        "product_id": None,
+        "locale": None,
+        "product_title": None,
+        "variant_title": None,
+        "url": None,
+        "attributes": {},
+        **(values or {}),
+    }
+    fields.setdefault("fill_customer_id", False)
+    fields.setdefault("max_active", None)
+    fields.setdefault("confirm", None)
+    return SignUpWrite(
+        values=row,
+        consent={"ip": "10.0.0.1", "user_agent": "test"} if consent is None else consent,
+        **fields,
+    )

@@ -12,33 +12,8 @@ import sqlalchemy as sa
 from restock_core.db import consents, subscriptions
 from restock_core.errors import ContactLimitError
 from restock_core.signup import SignUpContext
-from restock_core.store.subscriptions import SignUpWrite
 from tests.support import Recorder
-
-
-def write(contact: str, variant: str = "v1", **kwargs: Any) -> SignUpWrite:
-    values = {
-        "variant_id": variant,
-        "scope": "default",
-        "source": "manual",
-        "channel": "email",
-        "contact": contact,
-        "customer_id": None,
-        "product_id": None,
-        "locale": None,
-        "product_title": None,
-        "variant_title": None,
-        "url": None,
-        "attributes": {},
-    }
-    values.update(kwargs.pop("values", {}))
-    return SignUpWrite(
-        values=values,
-        consent=kwargs.pop("consent", {"ip": "10.0.0.1", "user_agent": "test"}),
-        fill_customer_id=kwargs.pop("fill_customer_id", False),
-        max_active=kwargs.pop("max_active", None),
-        confirm=None,
-    )
+from tests.support import sign_up_write as write
 
 
 def rows(app: Any, contact: str) -> list[Any]:
