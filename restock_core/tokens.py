@@ -29,23 +29,19 @@ class Signer:
     def __init__(self, secret: str, purpose: str = "unsubscribe"):
         self._key = hashlib.sha256(f"restock-{purpose}:".encode() + secret.encode()).digest()
         self._what = f"{purpose} link"
-        block = self._key.ljust(hashlib.sha256().block_size, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)
 
     def sign(self, subscription_id: int) -> str:
         body = str(subscription_id).encode()
         return f"{_b64(body)}.{_b64(self._mac(body))}"
 
     def _mac(self, body: bytes) -> bytes:
-        """HMAC-SHA256 (RFC 2104) of `body`, truncated to 16 bytes, from the key's inner and
-        outer hash states computed once: the worker signs one link per message, and
-        `hmac.new` per call cost twice as much."""
-        inner = self._inner.copy()
-        inner.update(body)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:16]
+        """HMAC-SHA256 of `body`, truncated to 16 bytes, from a copy of the keyed state made
+        once: the worker signs one link per message, and `hmac.new` per call cost half as
+        much again (as `App.contact_hash` does)."""
+        mac = self._keyed.copy()
+        mac.update(body)
+        return mac.digest()[:16]
 
     def derive(self, purpose: str) -> bytes:
         """A key for another purpose (the dashboard's session cookies), derived from the same
