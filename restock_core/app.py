@@ -482,12 +482,15 @@ class App:
         }
         return _Plan(kind, adapter, key, values, checks, check_stock and not local_stock)
 
+    @functools.cached_property
+    def _signup_counters(self) -> dict[Channel, Any]:
+        return {}
+
     def _signups_counter(self, kind: Channel) -> Any:
         """The `signups` counter of `kind`'s channel (looked up once per channel)."""
-        counters: dict[Channel, Any] = self.__dict__.setdefault("_signup_counters", {})
-        counter = counters.get(kind)
+        counter = self._signup_counters.get(kind)
         if counter is None:
-            counter = counters[kind] = self.metrics.signups.labels(channel=str(kind))
+            counter = self._signup_counters[kind] = self.metrics.signups.labels(channel=str(kind))
         return counter
 
     def _hook_may_block(self) -> bool:
