@@ -318,29 +318,14 @@ class Renderer:
         else:
             text, subject, html = content.text, content.subject, content.html
         text = text.replace(_LINK, unsubscribe_url)
-        if subscription.channel == Channel.SMS:
-            return Message(
-                delivery_id=delivery_id,
-                channel=Channel.SMS,
-                to=subscription.contact,
-                text=text,
-                unsubscribe_url=unsubscribe_url,
-                template=TEMPLATE_NAME,
-                variant_id=subscription.variant_id,
-                template_data=data,
-                locale=subscription.locale,
-                subscription_id=subscription.id,
-                attempt=attempt,
-                content=content,
-            )
-        return Message(
+        return _message(
+            subscription,
+            TEMPLATE_NAME,
+            data,
             delivery_id=delivery_id,
-            channel=Channel.EMAIL,
-            to=subscription.contact,
-            text=text,
+            attempt=attempt,
             unsubscribe_url=unsubscribe_url,
-            template=TEMPLATE_NAME,
-            variant_id=subscription.variant_id,
+            text=text,
             subject=(subject or "").replace(_LINK, unsubscribe_url),
             html=(html or "").replace(_LINK, _html_url(unsubscribe_url)),
             # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the URL
@@ -348,10 +333,6 @@ class Renderer:
                 "List-Unsubscribe": f"<{unsubscribe_post_url}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
-            template_data=data,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            attempt=attempt,
             content=content,
         )
 
@@ -375,9 +356,11 @@ def _message(
     subject: str | None = None,
     html: str | None = None,
     headers: dict[str, str] | None = None,
+    content: SharedContent | None = None,
 ) -> Message:
     """The Message of one rendered template for `subscription`: an SMS carries only the
-    text; an email its subject, text, HTML and headers."""
+    text; an email its subject, text, HTML and headers (given for an SMS, they are dropped).
+    `content` is the shared rendering it came from, if any."""
     common: dict[str, Any] = {
         "delivery_id": delivery_id,
         "to": subscription.contact,
@@ -389,6 +372,7 @@ def _message(
         "locale": subscription.locale,
         "subscription_id": subscription.id,
         "attempt": attempt,
+        "content": content,
     }
     if subscription.channel == Channel.SMS:
         return Message(channel=Channel.SMS, **common)
