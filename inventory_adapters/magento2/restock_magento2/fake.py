@@ -385,7 +385,13 @@ class FakeMagento:
         `order_item_id`, `sku`, `qty`, `price`, `row_total`; the configurable parent carries the
         price, its simple child 0), and on the order each item's `qty_refunded` and
         `amount_refunded`, `total_refunded`, and, once every unit is refunded, `state` and
-        `status` "closed"; `updated_at` moves. Times are "Y-m-d H:i:s" (UTC)."""
+        `status` "closed"; `updated_at` moves. Times are "Y-m-d H:i:s" (UTC).
+
+        Sources: the routes in magento/magento2 app/code/Magento/Sales/etc/webapi.xml
+        (`GET /V1/creditmemos` takes searchCriteria like `/V1/orders`), the fields in
+        app/code/Magento/Sales/Api/Data/CreditmemoInterface.php and
+        CreditmemoItemInterface.php (https://github.com/magento/magento2); a zero-total memo
+        leaves the order `complete` (magento/magento2#22762), so state is not the signal."""
         with self._lock:
             order = next((o for o in self.orders if o["entity_id"] == entity_id), None)
             if order is None:
