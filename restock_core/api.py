@@ -329,7 +329,10 @@ class PublicSignUpFastPath:
     handling, the body limit and CORS middlewares. It takes a request without an
     Authorization header, with at most one Origin header naming one of `cors_origins` (a
     shopper's browser on the storefront) or none (a server), and a JSON body within the body
-    limit that the route's model (:class:`SubscriptionIn`, :class:`WidgetSignUp`) accepts.
+    limit that the route's model (:class:`SubscriptionIn`, :class:`WidgetSignUp`) accepts:
+    sent as `application/json`, or to the widget's route as `text/plain` with that one
+    configured Origin (the widget's CORS "simple" request; the route takes the same,
+    :func:`restock_core.widget.simple_sign_up_route`, and refuses any other text/plain).
     The body is validated by pydantic straight from its bytes, the sign-up is the function
     the route calls (:func:`public_sign_up`, :func:`widget_sign_up`), a refusal is answered
     by the route's own handler, and the answer goes out through the CORS middleware's own
@@ -337,7 +340,8 @@ class PublicSignUpFastPath:
     it carries exactly the headers that adds (``Access-Control-Allow-Origin`` and ``Vary:
     Origin`` for an allowed origin, ``Vary: Origin`` without one). Everything else (other
     paths and methods, a preflight, a key, an origin not configured, two Origin headers,
-    another content type, a body over the limit or one pydantic refuses) goes on, with the
+    another content type or two, text/plain without an Origin or to `POST /subscriptions`,
+    a body over the limit or one pydantic refuses) goes on, with the
     body read so far replayed, to the middlewares and the route, which answer as they always
     did (413, 422, 400, 401, CORS ...), so the two cannot disagree. It is the outermost
     middleware (inside Starlette's server-error handler, which answers an unexpected
@@ -361,7 +365,7 @@ class PublicSignUpFastPath:
         if path != "/subscriptions" and path != "/widget/subscriptions":
             await self.app(scope, receive, send)
             return
-        json_body = False
+        content_type = None
         origin = None
         for name, value in scope["headers"]:
             if name == b"authorization":  # a key: the route
@@ -373,11 +377,23 @@ class PublicSignUpFastPath:
                     return
                 origin = value
             elif name == b"content-type":
-                json_body = value.partition(b";")[0].strip().lower() == b"application/json"
+                if content_type is not None:  # two: the route reads the first
+                    await self.app(scope, receive, send)
+                    return
+                content_type = value.partition(b";")[0].strip().lower()
             elif name == b"content-length" and not (value.isdigit() and int(value) <= self.limit):
-                json_body = False
-                break
-        if not json_body:
+                await self.app(scope, receive, send)
+                return
+        # JSON, or the widget's text/plain JSON (a CORS simple request) from a configured
+        # origin: a text/plain one without an Origin goes to the route, which refuses it
+        if not (
+            content_type == b"application/json"
+            or (
+                content_type == b"text/plain"
+                and origin is not None
+                and path == "/widget/subscriptions"
+            )
+        ):
             await self.app(scope, receive, send)
             return
         read = await read_body(receive, self.limit)

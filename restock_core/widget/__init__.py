@@ -11,11 +11,13 @@ import hashlib
 import re
 import threading
 import time
+from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -165,6 +167,65 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
     return JSONResponse({"error": body}, status_code=status)
 
 
+#: the widget's sign-up body type across origins: CORS-safelisted, so no preflight
+SIMPLE_TYPE = "text/plain"
+
+
+def is_simple_type(content_type: str | None) -> bool:
+    """Whether a Content-Type is `text/plain` (parameters such as the charset aside)."""
+    return (content_type or "").partition(";")[0].strip().lower() == SIMPLE_TYPE
+
+
+def simple_origin_refused(origins: list[str], allowed: Collection[str]) -> JSONResponse | None:
+    """The 403 for a `text/plain` sign-up whose `Origin` headers (`origins`) are not exactly
+    one of `allowed` (`cors_origins`); None when it may go on.
+
+    Why: a text/plain POST is a CORS "simple" request, which a browser sends from any page
+    (a `fetch()`, a plain `<form enctype="text/plain">`) without asking first; only the
+    answer is hidden from a page not allowed. The preflight a JSON POST needs is what used
+    to keep other pages from signing people up; for text/plain this check does that job. A
+    missing `Origin` is refused too: every browser sends one with a POST, and servers post
+    `application/json`."""
+    if len(origins) == 1 and origins[0] in allowed:
+        return None
+    return _error(
+        403,
+        "origin_not_allowed",
+        "a text/plain sign-up must come from a storefront page listed in cors_origins; "
+        "servers send Content-Type: application/json",
+    )
+
+
+def _as_json(scope: Scope) -> Scope:
+    """`scope` with its Content-Type header(s) replaced by `application/json`."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+
+
+def simple_sign_up_route(allowed: Collection[str]) -> type[APIRoute]:
+    """The route class of `POST /widget/subscriptions`: it takes a `text/plain` body as JSON
+    (the widget's CORS "simple" request), after :func:`simple_origin_refused`. The request
+    is then handed to FastAPI's own handler as `application/json`, so a text/plain body gets
+    exactly the answers a JSON one gets (400 malformed, 422, ...)."""
+    origins = frozenset(allowed)
+
+    class SimpleSignUpRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def route(request: Request) -> Response:
+                if is_simple_type(request.headers.get("content-type")):
+                    refused = simple_origin_refused(request.headers.getlist("origin"), origins)
+                    if refused is not None:
+                        return refused
+                    request = Request(_as_json(request.scope), request.receive)
+                return await handler(request)
+
+            return route
+
+    return SimpleSignUpRoute
+
+
 async def widget_sign_up(app: App, request: Request, body: WidgetSignUp) -> JSONResponse:
     """`POST /widget/subscriptions`, from the route or from the sign-up fast path
     (`restock_core.api.PublicSignUpFastPath`): every refusal is answered here."""
@@ -245,19 +306,31 @@ def build_router(app: App) -> APIRouter:
             headers={"Cache-Control": f"public, max-age={int(AVAILABILITY_TTL)}"},
         )
 
-    @router.post(
-        "/widget/subscriptions",
-        status_code=201,
-        responses={200: {"description": "already signed up"}, **_documented(409, 503)},
-    )
     async def widget_subscribe(body: WidgetSignUp, request: Request) -> JSONResponse:
         """The widget's sign-up, a public one (docs/security.md): consent required; abuse
         limits and `before_subscribe` apply; a filled honeypot, a repeat sign-up and a
         suppressed contact get the same answer as a new sign-up, and nothing is stored
-        for the first and the last. `async`, like `POST /subscriptions`: the checks run on
-        the event loop and the write is awaited (`App.subscribe_public_async`)."""
+        for the first and the last. The body is JSON, sent as `application/json` or, by
+        the widget across origins, as `text/plain` (no CORS preflight): a text/plain one
+        must carry exactly one `Origin` listed in `cors_origins` (else 403
+        `origin_not_allowed`). `async`, like `POST /subscriptions`: the checks run on the
+        event loop and the write is awaited (`App.subscribe_public_async`)."""
         return await widget_sign_up(app, request, body)
 
+    schema = {"$ref": "#/components/schemas/WidgetSignUp"}
+    router.add_api_route(
+        "/widget/subscriptions",
+        widget_subscribe,
+        methods=["POST"],
+        status_code=201,
+        responses={
+            200: {"description": "already signed up"},
+            403: {"model": _ErrorOut, "description": "text/plain from an origin not allowed"},
+            **_documented(409, 503),
+        },
+        openapi_extra={"requestBody": {"content": {"text/plain": {"schema": schema}}}},
+        route_class_override=simple_sign_up_route(app.settings.cors_origins),
+    )
     return router
 
 
@@ -269,6 +342,7 @@ def mount(api: FastAPI, app: App) -> None:
 
 __all__ = [
     "PUBLIC_PATHS",
+    "SIMPLE_TYPE",
     "PublicCORS",
     "WidgetSignUp",
     "build_router",
@@ -276,5 +350,7 @@ __all__ = [
     "mount",
     "public_cors",
     "route_path",
+    "simple_origin_refused",
+    "simple_sign_up_route",
     "widget_sign_up",
 ]
