@@ -73,13 +73,31 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 class Served:
-    """A uvicorn server for one App, on its own thread."""
+    """A uvicorn server for one App, on its own thread. `requests` lists what reached it:
+    (method, path, Content-Type, status), the CORS preflights a browser sends included
+    (Playwright's request events do not show those)."""
 
     def __init__(self, app: App):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[tuple[str, str, str, int]] = []
+        api = create_api(app)
+
+        async def recorded(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await api(scope, receive, send)
+                return
+            kind = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+
+            async def sending(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    self.requests.append((scope["method"], scope["path"], kind, message["status"]))
+                await send(message)
+
+            await api(scope, receive, sending)
+
         config = uvicorn.Config(
-            create_api(app), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            recorded, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -285,3 +285,101 @@ def test_page_rendered_state_skips_the_check_and_posts_where_told(shop: Any, pag
     assert not [u for u in asked if "/widget/availability" in u]
     assert [u for u in asked if u == restock.url + "/widget/subscriptions"]
     assert emails(app, "shirt-blue-m") == ["ada@example.com"]
+
+
+def sign_ups(restock: Served) -> list[tuple[str, str, str, int]]:
+    """What reached restock's sign-up route: (method, path, Content-Type, status)."""
+    return [r for r in restock.requests if r[1] == "/widget/subscriptions"]
+
+
+def test_sign_up_is_one_simple_request_without_preflight(shop: Any, page: Any) -> None:
+    """The widget posts its JSON as text/plain (a CORS "simple" request): the browser sends
+    the POST alone, no OPTIONS first, and reads the answer (the origin is allowed)."""
+    app, restock, store = shop
+    store.pages["/p"] = product_page(restock, '<div data-restock-variant="shirt-blue-m"></div>')
+    sent: list[tuple[str, str | None]] = []
+    page.on(
+        "request",
+        lambda r: (
+            sent.append((r.method, r.headers.get("content-type")))
+            if r.url.endswith("/widget/subscriptions")
+            else None
+        ),
+    )
+    page.goto(store.url + "/p")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Notify me").click()
+    page.locator("[role=status]").filter(has_text="We'll email you").wait_for()
+    assert sent == [("POST", "text/plain;charset=UTF-8")]
+    # what reached the server: the POST alone (the browser sent no preflight)
+    assert sign_ups(restock) == [("POST", "/widget/subscriptions", "text/plain;charset=UTF-8", 201)]
+    assert not [r for r in restock.requests if r[0] == "OPTIONS"]
+    assert emails(app, "shirt-blue-m") == ["ada@example.com"]
+
+
+def test_an_older_widget_posting_json_still_preflights_and_signs_up(shop: Any, page: Any) -> None:
+    """A widget.js cached before the change posts application/json: the preflight is still
+    answered for the storefront's origin and the sign-up goes through."""
+    app, restock, store = shop
+    store.pages["/p"] = product_page(restock, "")
+    page.goto(store.url + "/p")
+    status = page.evaluate(
+        """url => fetch(url, {method: "POST", credentials: "omit",
+             headers: {"Content-Type": "application/json"},
+             body: JSON.stringify({variant_id: "shirt-blue-m", scope: "default", consent: true,
+                                   locale: "en", email: "old@example.com"})}).then(r => r.status)""",
+        restock.url + "/widget/subscriptions",
+    )
+    assert status == 201
+    assert sign_ups(restock) == [
+        ("OPTIONS", "/widget/subscriptions", "", 200),
+        ("POST", "/widget/subscriptions", "application/json", 201),
+    ]
+    assert emails(app, "shirt-blue-m") == ["old@example.com"]
+
+
+#: a plain HTML form that makes a browser POST a JSON body as text/plain (the `=` between
+#: the field's name and value lands inside a JSON string), submitted by the page itself
+JSON_FORM = """<form id="f" method="post" enctype="text/plain" action="{action}">
+<input type="hidden" name='{{"variant_id":"shirt-blue-m","consent":true,"email":"{email}","locale":"'
+  value='"}}'></form><script>document.getElementById("f").submit()</script>"""
+
+
+def test_a_page_not_in_cors_origins_cannot_sign_anyone_up(shop: Any, page: Any) -> None:
+    """A simple request is sent whatever the page's origin; restock refuses it (403) when
+    the Origin is not in cors_origins, so a foreign page's widget or plain form stores
+    nothing. The same form on the storefront's own origin does sign up: the body is good
+    and the Origin is the whole difference."""
+    app, restock, store = shop
+    foreign = Storefront()
+    try:
+        action = restock.url + "/widget/subscriptions"
+        # the widget, rendered without the availability check, on a page of another origin
+        foreign.pages["/p"] = product_page(
+            restock, '<div data-restock-variant="shirt-blue-m" data-restock-sold-out="true"></div>'
+        )
+        page.goto(foreign.url + "/p")
+        page.get_by_label("Email").fill("ada@example.com")
+        page.get_by_role("checkbox").check()
+        page.get_by_role("button", name="Notify me").click()
+        page.get_by_text("Something went wrong. Please try again.").wait_for()
+        # a plain form from the same foreign page: a navigation, the 403 is what it shows
+        foreign.pages["/form"] = JSON_FORM.format(action=action, email="victim@example.com")
+        with page.expect_navigation(url=action):
+            page.goto(foreign.url + "/form")
+        assert '"code":"origin_not_allowed"' in page.content()
+        assert sign_ups(restock) == [
+            ("POST", "/widget/subscriptions", "text/plain;charset=UTF-8", 403),
+            ("POST", "/widget/subscriptions", "text/plain", 403),
+        ]
+        assert emails(app, "shirt-blue-m") == []
+        # the control: the same form on the storefront's own (allowed) origin
+        store.pages["/form"] = JSON_FORM.format(action=action, email="grace@example.com")
+        with page.expect_navigation(url=action):
+            page.goto(store.url + "/form")
+        assert '"status":"subscribed"' in page.content()
+        assert emails(app, "shirt-blue-m") == ["grace@example.com"]
+        assert not [r for r in restock.requests if r[0] == "OPTIONS"]
+    finally:
+        foreign.stop()

@@ -112,6 +112,18 @@
     return (el.getAttribute("data-restock-base") || cfg.base || scriptBase || "").replace(/\/$/, "");
   }
 
+  // Across origins the JSON goes as text/plain: a CORS "simple" request, so no OPTIONS
+  // preflight first; restock reads it as JSON and itself refuses one whose Origin is not in
+  // cors_origins. To the page's own origin (Shopify's app proxy) it stays application/json:
+  // no preflight there anyway, and that route reads JSON by its type. (docs/widget.md)
+  function bodyType(url) {
+    var same = true;
+    try {
+      same = new URL(url, location.href).origin === location.origin;
+    } catch (e) { /* no URL(): JSON, which a preflight lets through as before */ }
+    return same ? "application/json" : "text/plain;charset=UTF-8";
+  }
+
   function make(tag, attrs, text) {
     var node = document.createElement(tag);
     for (var k in attrs) if (attrs[k] !== null && attrs[k] !== undefined) node.setAttribute(k, attrs[k]);
@@ -255,10 +267,11 @@
       button.disabled = true;
       button.textContent = t.sending;
       // data-restock-subscribe-url: another sign-up route taking the same JSON (Shopify's app proxy)
-      fetch(el.getAttribute("data-restock-subscribe-url") || baseUrl(el) + "/widget/subscriptions", {
+      var target = el.getAttribute("data-restock-subscribe-url") || baseUrl(el) + "/widget/subscriptions";
+      fetch(target, {
         method: "POST",
         credentials: "omit",
-        headers: { "Content-Type": "application/json" },
+        headers: { "Content-Type": bodyType(target) },
         body: JSON.stringify(body)
       })
         .then(function (r) {
