@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -134,11 +135,20 @@ WIDGET_BODIES: list[Any] = [
 ]
 
 
+def without_fast_path(api: Any) -> Any:
+    """`api` with :class:`PublicSignUpFastPath` left out of its middleware stack (built at
+    the first request), so every request takes the FastAPI route."""
+    api.user_middleware = [m for m in api.user_middleware if m.cls is not PublicSignUpFastPath]
+    return api
+
+
 def answers(
-    make_app: Any, headers: dict[str, str], path: str, root: str = ""
+    make_app: Any, headers: list[tuple[str, str]], path: str, root: str = "", *, fast: bool
 ) -> list[tuple[int, Any, Any]]:
-    """The same sequence of public sign-ups on `path` against a fresh app: status, body,
-    headers of each answer, then the rows and consent records stored."""
+    """The same sequence of public sign-ups on `path` against a fresh app, with the fast
+    path or without it (the route alone): status, body, headers of each answer, then the
+    rows and consent records stored. Every request sends `headers` (its content type and
+    Origin headers) and the body's JSON bytes."""
     app = make_app(
         {
             "restock": {
@@ -151,65 +161,94 @@ def answers(
     )
     app.set_stock("in-stock", 5)
     app.suppress(Channel.EMAIL, "gone@example.com", "hard bounce")
+    api = create_api(app) if fast else without_fast_path(create_api(app))
+    big = {"variant_id": "v1", "email": "e@example.com", "hp": "y" * 5000}
+    bodies = CORE_BODIES if path == "/subscriptions" else WIDGET_BODIES
+    raws = [json.dumps(body).encode() for body in bodies] + [b"{not json", json.dumps(big).encode()]
     out = []
-    with TestClient(create_api(app), raise_server_exceptions=False, root_path=root) as client:
-        for body in CORE_BODIES if path == "/subscriptions" else WIDGET_BODIES:
-            r = client.post(root + path, json=body, headers=headers)
+    with TestClient(api, raise_server_exceptions=False, root_path=root) as client:
+        for raw in raws:
+            r = client.post(root + path, content=raw, headers=headers)
             out.append((r.status_code, r.json(), sorted(r.headers.items())))
-        # with a JSON content type in both runs (without one FastAPI reads it differently)
-        json_type = {**headers, **PUBLIC}
-        r = client.post(root + path, content=b"{not json", headers=json_type)
-        out.append((r.status_code, r.json(), sorted(r.headers.items())))
-        big = {"variant_id": "v1", "email": "e@example.com", "hp": "y" * 5000}
-        r = client.post(root + path, json=big, headers=headers)
-        out.append((r.status_code, r.json(), sorted(r.headers.items())))
     out.append((count(app), count(app, consents), None))
     return out
 
 
+JSON = "application/json"
+#: what widget.js sends across origins (a CORS "simple" request)
+TEXT = "text/plain;charset=UTF-8"
+EVIL = "https://evil.example"
+
+
 @pytest.mark.parametrize(
-    "path, origin, root",
+    "path, origins, root, kind",
     [
-        ("/subscriptions", None, ""),  # a server
-        ("/subscriptions", SHOP, ""),  # a storefront page's script
-        ("/subscriptions", "https://evil.example", ""),  # an origin not configured
-        ("/subscriptions", "null", ""),  # a sandboxed page
-        ("/subscriptions", None, "/restock"),  # behind a proxy prefix
-        ("/subscriptions", SHOP, "/restock"),
-        ("/widget/subscriptions", None, ""),
-        ("/widget/subscriptions", SHOP, ""),  # the widget
-        ("/widget/subscriptions", "https://evil.example", ""),
-        ("/widget/subscriptions", SHOP, "/restock"),
+        ("/subscriptions", (), "", JSON),  # a server
+        ("/subscriptions", (SHOP,), "", JSON),  # a storefront page's script
+        ("/subscriptions", (EVIL,), "", JSON),  # an origin not configured
+        ("/subscriptions", ("null",), "", JSON),  # a sandboxed page
+        ("/subscriptions", (), "/restock", JSON),  # behind a proxy prefix
+        ("/subscriptions", (SHOP,), "/restock", JSON),
+        ("/subscriptions", (SHOP,), "", TEXT),  # the public API takes JSON only
+        ("/widget/subscriptions", (), "", JSON),
+        ("/widget/subscriptions", (SHOP,), "", JSON),  # an older widget.js (preflighted)
+        ("/widget/subscriptions", (EVIL,), "", JSON),
+        ("/widget/subscriptions", (SHOP,), "/restock", JSON),
+        ("/widget/subscriptions", (SHOP,), "", TEXT),  # the widget
+        ("/widget/subscriptions", (SHOP,), "/restock", TEXT),
+        ("/widget/subscriptions", (SHOP,), "", "text/plain"),
+        # text/plain from anything but one configured origin: refused
+        ("/widget/subscriptions", (), "", TEXT),  # no Origin: not a browser
+        ("/widget/subscriptions", (EVIL,), "", TEXT),  # a foreign page's fetch() or form
+        ("/widget/subscriptions", ("null",), "", TEXT),  # sandboxed, or no-referrer
+        ("/widget/subscriptions", (SHOP, SHOP), "", TEXT),  # two Origin headers
+        ("/widget/subscriptions", (SHOP, EVIL), "/restock", TEXT),
     ],
 )
 def test_the_fast_path_answers_exactly_as_the_route(
-    make_app: Any, path: str, origin: str | None, root: str
+    make_app: Any, path: str, origins: tuple[str, ...], root: str, kind: str
 ) -> None:
-    # with Content-Type: application/json the fast path answers; without a content type the
-    # request goes to the FastAPI route (which reads a body without one as JSON)
-    browser = {"origin": origin} if origin else {}
-    fast = answers(make_app, {**PUBLIC, **browser}, path, root)
-    route = answers(make_app, browser, path, root)
+    headers = [("content-type", kind), *(("origin", origin) for origin in origins)]
+    fast = answers(make_app, headers, path, root, fast=True)
+    route = answers(make_app, headers, path, root, fast=False)
     assert fast == route
     statuses = [status for status, _, _ in fast[:-1]]
-    if path == "/subscriptions":
-        ok = 202
+    allowed = origins == (SHOP,)
+    refused = kind != JSON and not (allowed and path == "/widget/subscriptions")
+    if refused and path == "/subscriptions":  # a text/plain body is no JSON object there
+        assert statuses == [422] * 13 + [413]
+        assert fast[0][1]["error"]["code"] == "invalid"
+        assert fast[-1][:2] == (0, 0)
+    elif refused:  # 403 for every body within the limit, whatever it holds
+        assert statuses == [403] * 14 + [413]
+        assert fast[0][1] == {
+            "error": {
+                "code": "origin_not_allowed",
+                "message": "a text/plain sign-up must come from a storefront page listed in "
+                "cors_origins; servers send Content-Type: application/json",
+            }
+        }
+        assert fast[-1][:2] == (0, 0)
+    elif path == "/subscriptions":
         assert statuses == [202, 202, 202, 202, 409, 422, 422, 422, 422, 422, 202, 429, 400, 413]
         assert fast[-1][:2] == (2, 2)  # ada and the phone number, with their consents
     else:
-        ok = 201
         assert statuses == [
             *(201, 201, 201, 201, 422, 409, 422, 422, 422, 422, 201, 201, 429, 400, 413)
         ]
         assert fast[1][1] == {"status": "subscribed", "channel": "email", "confirm": False}
         assert fast[-1][:2] == (3, 3)
-    assert any(name == "retry-after" for name, _ in fast[statuses.index(429)][2])
-    allowed = origin == SHOP
-    for status, _, headers in fast[:-1]:
-        names = dict(headers)
-        if status in (ok, 409, 422, 429):  # the route's answers (400/413 come from outside)
+        assert any(name == "retry-after" for name, _ in fast[statuses.index(429)][2])
+    if kind != JSON and not refused:  # the widget's text/plain: the answers JSON gets
+        as_json = [("content-type", JSON), *headers[1:]]
+        assert fast == answers(make_app, as_json, path, root, fast=True)
+    # the CORS middleware reads the first Origin header (a browser never sends two)
+    cors = SHOP if origins[:1] == (SHOP,) else None
+    for status, _, answer_headers in fast[:-1]:
+        names = dict(answer_headers)
+        if status not in (400, 413):  # the route's answers (400/413 come from outside)
             assert names["vary"] == "Origin"
-            assert names.get("access-control-allow-origin") == (origin if allowed else None)
+            assert names.get("access-control-allow-origin") == cors
 
 
 def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_app) -> None:
@@ -249,7 +288,9 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
 
     good = b'{"variant_id": "v1", "email": "ada@example.com"}'
     widget = b'{"variant_id": "v1", "email": "bob@example.com", "consent": true}'
+    carol = b'{"variant_id": "v1", "email": "carol@example.com", "consent": true}'
     json_type = [(b"content-type", b"application/json; charset=utf-8")]
+    text = (b"content-type", b"text/plain;charset=UTF-8")
     shop = (b"origin", SHOP.encode())
 
     async def run() -> list[tuple[int, list[tuple[bytes, bytes]]]]:
@@ -260,6 +301,7 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
             await call("POST", "/widget/subscriptions", widget, [shop, *json_type]),
             await call("POST", "/widget/subscriptions", widget, json_type, root="/restock"),
             await call("POST", "/widget/subscriptions", good, [*json_type, shop]),  # no consent
+            await call("POST", "/widget/subscriptions", carol, [shop, text]),  # widget.js
             # the rest goes on
             await call("POST", "/subscriptions", good, [*json_type, (b"authorization", b"x")]),
             await call("POST", "/subscriptions", good, [*json_type, (b"origin", b"https://a.b")]),
@@ -276,18 +318,24 @@ def test_the_fast_path_answers_public_json_and_passes_everything_else_on(make_ap
             await call("OPTIONS", "/widget/subscriptions", b"", [shop]),  # a preflight
             await call("POST", "/widget/availability", widget, json_type),
             await call("POST", "/subscriptions/", good, json_type),
+            # text/plain without one configured Origin, to the core's route, or with two types
+            await call("POST", "/widget/subscriptions", carol, [text]),
+            await call("POST", "/widget/subscriptions", carol, [text, (b"origin", b"null")]),
+            await call("POST", "/subscriptions", good, [text, shop]),
+            await call("POST", "/widget/subscriptions", carol, [shop, text, *json_type]),
         ]
 
     answered = run_in_own_loop(run())
-    assert [status for status, _ in answered] == [202, 202, 202, 201, 201, 422] + [299] * 15
+    assert [status for status, _ in answered] == [202, 202, 202, 201, 201, 422, 201] + [299] * 19
     cors = (b"access-control-allow-origin", SHOP.encode())
-    allowed = [cors in headers for _, headers in answered[:6]]
-    assert allowed == [False, False, True, True, False, True]
-    assert all((b"vary", b"Origin") in headers for _, headers in answered[:6])
-    assert len(reached) == 15
+    allowed = [cors in headers for _, headers in answered[:7]]
+    assert allowed == [False, False, True, True, False, True, True]
+    assert all((b"vary", b"Origin") in headers for _, headers in answered[:7])
+    assert len(reached) == 19
     assert reached[6].endswith(repr(b" " * 201 + good))  # a body over the limit, replayed
     assert reached[9] == "POST /subscriptions b'{\"variant_id\": 1}'"  # the body, replayed
-    assert count(app) == 2  # ada (the second and third are repeats) and bob
+    assert reached[15] == f"POST /widget/subscriptions {carol!r}"
+    assert count(app) == 3  # ada (the second and third are repeats), bob and carol
 
 
 # ---------------------------------------------------------------- what runs where

@@ -4,12 +4,15 @@ The widget itself runs in a real browser in tests/browser/."""
 from __future__ import annotations
 
 import gzip
+import json
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from restock_core.api import create_api
 from restock_core.config import parse_config
+from restock_core.db import consents
 from restock_core.errors import ConfigError
 from restock_core.widget import STATIC
 
@@ -119,6 +122,11 @@ def test_sign_up_takes_no_message_content_from_the_browser(client) -> None:
     assert answer.status_code == 422 and answer.json()["error"]["field"] == "product_title"
 
 
+#: what widget.js sends across origins: its JSON as text/plain (no CORS preflight)
+SIMPLE = {"content-type": "text/plain;charset=UTF-8", "origin": SHOP}
+
+
+@pytest.mark.parametrize("headers", [{}, SIMPLE], ids=["json", "text/plain"])
 @pytest.mark.parametrize(
     "body, status, field",
     [
@@ -126,12 +134,77 @@ def test_sign_up_takes_no_message_content_from_the_browser(client) -> None:
         ({"variant_id": "sold", "email": "nope"}, 422, "email"),
         ({"variant_id": "sold", "phone": "12"}, 422, "phone"),
         ({"variant_id": "sold"}, 422, "email"),
+        ({"variant_id": "sold", "email": "a@example.com", "url": "x"}, 422, "url"),
     ],
 )
-def test_sign_up_errors(client, body, status, field) -> None:
-    answer = client.post("/widget/subscriptions", json={**body, "consent": True})
+def test_sign_up_errors(client, headers, body, status, field) -> None:
+    raw = json.dumps({**body, "consent": True})
+    answer = client.post(
+        "/widget/subscriptions",
+        content=raw,
+        headers={"content-type": "application/json", **headers},
+    )
     assert answer.status_code == status
     assert answer.json()["error"]["field"] == field
+
+
+def test_the_widgets_text_plain_sign_up_is_its_json(client) -> None:
+    body = {"variant_id": "sold", "scope": "default", "consent": True, "locale": "en"}
+    answer = client.post(
+        "/widget/subscriptions",
+        content=json.dumps({**body, "email": "a@example.com"}),
+        headers=SIMPLE,
+    )
+    assert answer.status_code == 201
+    assert answer.json() == {"status": "subscribed", "channel": "email", "confirm": False}
+    assert answer.headers["access-control-allow-origin"] == SHOP
+    assert [s.contact for s in client.restock.list_subscriptions().items] == ["a@example.com"]
+    malformed = client.post("/widget/subscriptions", content=b'{"variant_id": ', headers=SIMPLE)
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "malformed"
+    big = json.dumps({**body, "email": "b@example.com", "hp": "x" * 1_100_000})
+    assert client.post("/widget/subscriptions", content=big, headers=SIMPLE).status_code == 413
+    # the public API stays JSON-only: a text/plain body is not an object there
+    core = client.post(
+        "/subscriptions",
+        content=json.dumps({"variant_id": "sold", "email": "c@x.io"}),
+        headers=SIMPLE,
+    )
+    assert core.status_code == 422
+    assert len(client.restock.list_subscriptions().items) == 1
+    documented = client.get("/openapi.json").json()["paths"]["/widget/subscriptions"]["post"]
+    assert set(documented["requestBody"]["content"]) == {"application/json", "text/plain"}
+    assert "403" in documented["responses"]
+
+
+#: a plain `<form enctype="text/plain">` with one field named `{"variant_id": ..., "x": "`
+#: and valued `"}` posts this: JSON (the form's `=` lands inside a string)
+FORM_BODY = b'{"variant_id":"sold","consent":true,"email":"victim@example.com","locale":"=en"}'
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [[], ["https://evil.example"], ["null"], [SHOP, SHOP], [SHOP, "https://evil.example"]],
+    ids=["none", "foreign", "null", "twice", "two"],
+)
+def test_a_text_plain_sign_up_needs_one_configured_origin(client, origins) -> None:
+    # a CORS simple request: any page's fetch() or plain form makes a browser send it,
+    # so restock refuses it unless the Origin is one of cors_origins (no preflight did)
+    headers = [("content-type", "text/plain"), *(("origin", o) for o in origins)]
+    answer = client.post("/widget/subscriptions", content=FORM_BODY, headers=headers)
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "origin_not_allowed"
+    assert "cors_origins" in answer.json()["error"]["message"]
+    assert client.restock.list_subscriptions().items == ()
+    assert count_consents(client.restock) == 0
+    # the same bytes from the storefront's own page do sign up: the Origin is the difference
+    ok = client.post("/widget/subscriptions", content=FORM_BODY, headers=SIMPLE)
+    assert ok.status_code == 201
+    assert [s.contact for s in client.restock.list_subscriptions().items] == ["victim@example.com"]
+
+
+def count_consents(app) -> int:
+    with app.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(consents)).scalar_one())
 
 
 def test_cors_only_for_configured_origins_and_public_paths(client) -> None:
