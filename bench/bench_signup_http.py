@@ -31,14 +31,20 @@ in every restock side's config):
   https://shop.example` (allowed), `Referer`, and the rest of Chrome's headers for a
   `fetch()` with `credentials: "omit"` (User-Agent, Accept*, sec-ch-ua*, Sec-Fetch-*,
   Priority). Limits on.
-- **widget**: `POST /widget/subscriptions` with the widget's JSON (widget.js:
-  `{variant_id, scope, consent: true, locale, email}`) and the same browser headers.
+- **widget**: what widget.js sends now, for a shopper's first sign-up and every later one:
+  `POST /widget/subscriptions` with its JSON (`{variant_id, scope, consent: true, locale,
+  email}`) as `Content-Type: text/plain;charset=UTF-8`, a CORS "simple" request the browser
+  sends without a preflight (restock checks the `Origin` itself), and the same browser
+  headers.
+- **widget-json**: an older widget.js still in a browser's cache, its preflight cached too:
+  the same JSON as `application/json`.
 - **bare-browser**: the baseline's bare endpoint sent the browser side's requests (it
   has no CORS and ignores the extra headers): what the same bytes cost without restock.
-- **preflight**: the widget's *first* sign-up from a browser: a JSON POST across origins
-  is not a CORS "simple" request, so the browser sends an `OPTIONS` preflight first (and
-  caches the answer for `max_age`, 600 s): each sign-up is an `OPTIONS` then the `POST`.
-  Sign-ups/s counts the POSTs (201); p50/p99 mix both kinds of request.
+- **preflight**: an older widget.js's *first* sign-up from a browser (what every first
+  sign-up cost before the widget posted text/plain): a JSON POST across origins is not a
+  CORS "simple" request, so the browser sends an `OPTIONS` preflight first (and caches the
+  answer for `max_age`, 600 s): each sign-up is an `OPTIONS` then the `POST`. Sign-ups/s
+  counts the POSTs (201); p50/p99 mix both kinds of request.
 
 Prints sign-ups/s, p50/p99, non-2xx counts per side, the server process's CPU time per
 sign-up during the measured load (all its threads, from /proc/<pid>/stat), the ratios to the
@@ -210,7 +216,7 @@ except SystemExit:
 
 WRK_SCRIPT = r"""
 -- one unique email and one distinct X-Forwarded-For address per request, POST JSON.
--- args: prefix, mode (plain | browser | widget | preflight), origin
+-- args: prefix, mode (plain | browser | widget | widget-json | preflight), origin
 local threads = {}
 function setup(thread)
   thread:set("tid", #threads + 1)
@@ -268,6 +274,10 @@ function request()
   for k, v in pairs(browser) do h[k] = v end
   h["Content-Type"] = "application/json"
   h["X-Forwarded-For"] = ip
+  if mode == "widget" then
+    -- widget.js across origins: the same JSON as text/plain, a CORS simple request
+    h["Content-Type"] = "text/plain;charset=UTF-8"
+  end
   if mode == "browser" then
     local body = string.format('{"variant_id":"v%d","email":"%s"}', n % 1000, email)
     return wrk.format("POST", "/subscriptions", h, body)
@@ -344,6 +354,7 @@ SIDES = {
     "pg": ("plain", True, "postgresql"),
     "browser": ("browser", True, "sqlite"),
     "widget": ("widget", True, "sqlite"),
+    "widget-json": ("widget-json", True, "sqlite"),
     "preflight": ("preflight", True, "sqlite"),
 }
 
@@ -359,10 +370,12 @@ CALLERS = {
     "pg": "the same on PostgreSQL",
     "browser": "a storefront page's script posting to POST /subscriptions: allowed Origin "
     "and Chrome's headers, preflight already cached",
-    "widget": "the widget (widget.js) posting to POST /widget/subscriptions: its JSON, "
-    "allowed Origin, Chrome's headers, preflight already cached",
-    "preflight": "the widget's first sign-up from a browser: OPTIONS preflight then the POST "
-    "(latencies mix both; sign-ups/s counts the POSTs)",
+    "widget": "the widget (widget.js), a shopper's first sign-up and every later one: its "
+    "JSON as text/plain to POST /widget/subscriptions (no preflight), allowed Origin, "
+    "Chrome's headers",
+    "widget-json": "an older widget.js (JSON), its preflight already cached",
+    "preflight": "an older widget.js's first sign-up from a browser: OPTIONS preflight then "
+    "the JSON POST (latencies mix both; sign-ups/s counts the POSTs)",
 }
 
 
@@ -477,6 +490,11 @@ def run_side(side: str, tmp: Path, args: argparse.Namespace, script: Path) -> di
     return result
 
 
+def per_sign_up(result: dict) -> float:
+    """Server CPU seconds per sign-up (2xx sign-up answer) of a side's measured load."""
+    return float(result["cpu"]) / max(1.0, result["rps"] * result["duration_us"] / 1e6)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of measured load")
@@ -490,7 +508,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--sides",
-        default="baseline,restock,nolimits,bare-browser,browser,widget,preflight",
+        default="baseline,restock,nolimits,bare-browser,browser,widget,widget-json,preflight",
         help="comma-separated: baseline, " + ", ".join(SIDES),
     )
     args = parser.parse_args()
@@ -554,6 +572,13 @@ def main() -> None:
                 f"{side} / baseline: throughput {r['rps'] / base['rps']:.2f}x, "
                 f"p99 {r['p99_us'] / base['p99_us']:.2f}x"
             )
+    if "widget" in results and "preflight" in results:
+        w, old = results["widget"], results["preflight"]
+        print(
+            f"a browser's first sign-up, widget (text/plain) / older widget (preflight + JSON): "
+            f"throughput {w['rps'] / old['rps']:.2f}x, server CPU per sign-up "
+            f"{per_sign_up(w) / per_sign_up(old):.2f}x"
+        )
     if "restock" in results and "nolimits" in results:
         cost = 1 - results["restock"]["rps"] / results["nolimits"]["rps"]
         print(f"abuse limits cost: {cost * 100:+.1f}% of throughput (limits on vs off)")
