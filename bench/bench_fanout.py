@@ -6,6 +6,7 @@
     .venv/bin/python bench/bench_fanout.py --subscribers 100000 --provider logger --sides restock
     .venv/bin/python bench/bench_fanout.py --subscribers 100000 --no-dashboard   # scratch DB
     .venv/bin/python bench/bench_fanout.py --subscribers 100000 --profile /tmp/fanout.prof
+    .venv/bin/python bench/bench_fanout.py --subscribers 100000 --repeat 5   # median ratio
 
 Seeds N pending email subscribers of one variant (bulk insert, not timed) and then runs two
 sides against the same fake SendGrid (its own process on 127.0.0.1, counting requests and
@@ -48,7 +49,9 @@ migrations 0003/0007 from both sides' scratch databases, to measure what they co
 `--sql-timing` lists the worker's SQL statements by total time (cursor execute only);
 `--stable-requests` makes the SendGrid instance store its requests first (the 0004 path the
 Resend batch provider takes) to measure that. `--profile FILE` runs the (single) worker under
-cProfile and prints the top functions by cumulative and own time.
+cProfile and prints the top functions by cumulative and own time. `--repeat N` runs both
+sides N times, alternating, each on a fresh copy of the seeded database, and prints each
+round's ratios and their medians: on a shared machine one round's ratio moves by a fifth.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -471,6 +475,69 @@ def print_profile(path: str) -> None:
         print(body[body.find("   ncalls") :])
 
 
+def run_sides(
+    args: argparse.Namespace,
+    sides: list[str],
+    tmp: Path,
+    url: str,
+    port: int,
+    postgres: bool,
+    database: Any,
+) -> dict[str, Any]:
+    """One round: the floor on its own copy of the seeded database, then restock."""
+    import httpx
+
+    results: dict[str, Any] = {}
+    if "floor" in sides:
+        if postgres:
+            floor_url = database(tmp, "floor")
+            seed(floor_url, args.subscribers, no_dashboard=args.no_dashboard)
+        else:
+            floor_url = f"sqlite:///{tmp / 'floor.db'}"
+            shutil.copy(tmp / "restock.db", tmp / "floor.db")
+        httpx.get(f"http://127.0.0.1:{port}/reset")
+        load = loadavg()
+        seconds, cpu_seconds = floor(floor_url, port)
+        counts = httpx.get(f"http://127.0.0.1:{port}/reset").json()
+        results["floor"] = {
+            "work": seconds,
+            "cpu": cpu_seconds,
+            "notified": count_notified(floor_url),
+            "requests": counts,
+            "load": f"{load}-{loadavg()}",
+        }
+    if "restock" in sides:
+        if args.provider == "sendgrid":
+            plugins = (
+                '[[plugins]]\nresolve = "sendgrid"\noptions = { api_key = "SG.bench", '
+                f'from_email = "shop@example.com", base_url = "http://127.0.0.1:{port}" }}\n'
+            )
+        else:
+            plugins = '[[plugins]]\nresolve = "logger"\n'
+        config = tmp / "plugins.toml"
+        config.write_text(
+            f'[restock]\ndatabase = "{url}"\nlog_level = "INFO"\n'
+            f'public_url = "{PUBLIC_URL}"\nbatch_size = {args.batch_size}\n'
+            f'release_batch_size = 5000\n\n{plugins}\n[[plugins]]\nresolve = "manual"\n'
+        )
+        load = loadavg()
+        run = run_restock(url, config, args)
+        run["load"] = f"{load}-{loadavg()}"
+        run["notified"] = count_notified(url)
+        run["requests"] = httpx.get(f"http://127.0.0.1:{port}/reset").json()
+        results["restock"] = run
+    return results
+
+
+def ratios(results: dict[str, Any]) -> str:
+    f, r = results["floor"], results["restock"]
+    cpu = sum(w["work_cpu"] for w in r["reports"])
+    return (
+        f"floor {f['work']:.2f} s ({f['cpu']:.2f} s CPU), restock {r['work']:.2f} s "
+        f"({cpu:.2f} s CPU): {r['work'] / f['work']:.2f}x work, {cpu / f['cpu']:.2f}x CPU"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
@@ -487,6 +554,13 @@ def main() -> None:
         "--sql-timing", action="store_true", help="time each SQL statement in the worker"
     )
     parser.add_argument("--profile", help="cProfile the worker into this file (1 worker)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run both sides this many times, alternating, each on a fresh copy of the seeded "
+        "database (SQLite), and print every round's ratio and the median",
+    )
     args = parser.parse_args()
     postgres = args.database.startswith("postgres")
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
@@ -494,6 +568,8 @@ def main() -> None:
         sides.remove("floor")  # the floor is a SendGrid floor
     if args.profile and args.workers != 1:
         raise SystemExit("--profile needs --workers 1")
+    if args.repeat > 1 and (postgres or args.profile):
+        raise SystemExit("--repeat is for SQLite runs without --profile")
 
     schemas: list[str] = []
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT") if postgres else None
@@ -513,53 +589,23 @@ def main() -> None:
     )
     assert fake.stdout is not None
     port = int(fake.stdout.readline())
-    import httpx
 
-    results: dict[str, Any] = {}
+    rounds: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
             url = database(tmp, "restock")
             print(f"seeding {args.subscribers} subscribers on {args.database} ...", flush=True)
             seed(url, args.subscribers, no_dashboard=args.no_dashboard)
-            if "floor" in sides:
-                if postgres:
-                    floor_url = database(tmp, "floor")
-                    seed(floor_url, args.subscribers, no_dashboard=args.no_dashboard)
-                else:
-                    floor_url = f"sqlite:///{tmp / 'floor.db'}"
-                    shutil.copy(tmp / "restock.db", tmp / "floor.db")
-                httpx.get(f"http://127.0.0.1:{port}/reset")
-                load = loadavg()
-                seconds, cpu_seconds = floor(floor_url, port)
-                counts = httpx.get(f"http://127.0.0.1:{port}/reset").json()
-                results["floor"] = {
-                    "work": seconds,
-                    "cpu": cpu_seconds,
-                    "notified": count_notified(floor_url),
-                    "requests": counts,
-                    "load": f"{load}-{loadavg()}",
-                }
-            if "restock" in sides:
-                if args.provider == "sendgrid":
-                    plugins = (
-                        '[[plugins]]\nresolve = "sendgrid"\noptions = { api_key = "SG.bench", '
-                        f'from_email = "shop@example.com", base_url = "http://127.0.0.1:{port}" }}\n'
-                    )
-                else:
-                    plugins = '[[plugins]]\nresolve = "logger"\n'
-                config = tmp / "plugins.toml"
-                config.write_text(
-                    f'[restock]\ndatabase = "{url}"\nlog_level = "INFO"\n'
-                    f'public_url = "{PUBLIC_URL}"\nbatch_size = {args.batch_size}\n'
-                    f'release_batch_size = 5000\n\n{plugins}\n[[plugins]]\nresolve = "manual"\n'
-                )
-                load = loadavg()
-                run = run_restock(url, config, args)
-                run["load"] = f"{load}-{loadavg()}"
-                run["notified"] = count_notified(url)
-                run["requests"] = httpx.get(f"http://127.0.0.1:{port}/reset").json()
-                results["restock"] = run
+            if args.repeat > 1:
+                shutil.copy(tmp / "restock.db", tmp / "seeded.db")
+            for round_ in range(args.repeat):
+                if round_:
+                    shutil.copy(tmp / "seeded.db", tmp / "restock.db")
+                results = run_sides(args, sides, tmp, url, port, postgres, database)
+                rounds.append(results)
+                if args.repeat > 1 and "floor" in results and "restock" in results:
+                    print(f"round {round_ + 1}: {ratios(results)}", flush=True)
     finally:
         fake.terminate()
         fake.wait(10)
@@ -569,6 +615,7 @@ def main() -> None:
                     conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
             admin.dispose()
 
+    results = rounds[-1]
     n = args.subscribers
     print(
         f"\ndatabase={args.database} subscribers={n:,} provider={args.provider} "
@@ -648,6 +695,18 @@ def main() -> None:
             f"{cpu:.2f} s / {f['cpu']:.2f} s = {cpu / f['cpu']:.2f}x (the sides' own processes; "
             "less sensitive to other load on the machine than wall time)"
         )
+    both = [x for x in rounds if "floor" in x and "restock" in x]
+    if len(both) > 1:
+        walls = sorted(x["restock"]["work"] / x["floor"]["work"] for x in both)
+        cpus = sorted(
+            sum(w["work_cpu"] for w in x["restock"]["reports"]) / x["floor"]["cpu"] for x in both
+        )
+        print(
+            f"{len(both)} rounds: work ratio median {statistics.median(walls):.2f}x "
+            f"(range {walls[0]:.2f}-{walls[-1]:.2f}x), CPU ratio median "
+            f"{statistics.median(cpus):.2f}x (range {cpus[0]:.2f}-{cpus[-1]:.2f}x)"
+        )
+        ok = ok and all(x["floor"]["notified"] == n and x["restock"]["notified"] == n for x in both)
     if args.profile:
         print_profile(args.profile)
     if not ok:

@@ -192,6 +192,8 @@ deliveries = sa.Table(
     sa.Column("wave", sa.Integer),
     # restock: a back-in-stock message; confirm: a double opt-in confirmation request
     sa.Column("kind", sa.String(10), nullable=False, server_default="restock"),
+    # also serves every look-up of a subscription's deliveries (its leading column); an index
+    # on (subscription_id, status) moved its entry on every state change (0009)
     sa.UniqueConstraint("subscription_id", "restock_id", name="uq_deliveries_subscription_restock"),
     # Claims walk the queue in id (= release) order and stop after a batch; a partial index
     # keeps that walk on queued rows only. An index on next_attempt_at tempted PostgreSQL into
@@ -208,7 +210,6 @@ deliveries = sa.Table(
         sqlite_where=sa.text("status = 'sending'"),
         postgresql_where=sa.text("status = 'sending'"),
     ),
-    sa.Index("ix_deliveries_subscription", "subscription_id", "status"),
     sa.Index("ix_deliveries_provider_message", "provider", "provider_message_id"),
     # counts per restock and wave (dashboard, an index-only scan); also serves the restock
     # foreign key and `requeue --restock`

@@ -171,11 +171,12 @@ class Worker:
         policy = app.release_policy(restock.source)
         limit = policy.per_unit * quantity if policy.per_unit else None
         released = self._release(restock, quantity, limit)
-        more = self.store.restocks.has_unreleased(restock, app.routing)
+        # without a limit the wave released everyone it found: no next wave to look for
+        more = limit is not None and self.store.restocks.has_unreleased(restock, app.routing)
         self.store.restocks.end_wave(
             restock,
             quantity=quantity,
-            next_wave_in=policy.wave_interval if more and limit is not None else None,
+            next_wave_in=policy.wave_interval if more else None,
             released=released,
             total=restock.released + released,
         )

@@ -109,7 +109,8 @@ class RestockStore:
             deliveries.c.kind == "restock",
         )
         if self.db.is_postgres:
-            # OFFSET 0 keeps the NOT EXISTS a per-row probe of ix_deliveries_subscription:
+            # OFFSET 0 keeps the NOT EXISTS a per-row probe of the subscription's deliveries
+            # (uq_deliveries_subscription_restock, leading subscription_id):
             # pulled up into an anti join, with statistics taken before the wave (13 active
             # deliveries expected, 20,000 found) PostgreSQL chose a nested loop over every
             # active delivery, 13 s per 5,000-row chunk (docs/benchmarks.md, issue 13)
