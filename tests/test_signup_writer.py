@@ -4,14 +4,18 @@ answer of its own row, after the transaction that holds it has committed."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from restock_core.db import consents, subscriptions
+from restock_core.app import App
+from restock_core.config import parse_config
+from restock_core.db import consents, subscriptions, utcnow
 from restock_core.errors import ContactLimitError
 from restock_core.signup import SignUpContext
+from restock_core.store.subscriptions import lock_contacts
 from tests.support import Recorder
 from tests.support import sign_up_write as write
 
@@ -163,3 +167,64 @@ def test_a_closed_writer_stores_in_the_callers_thread(make_app) -> None:
     stored = app.store.subscriptions.insert_or_get(write("b@example.com").values)
     assert stored is not None and stored[1]
     assert len(rows(app, "b@example.com")) == 1
+
+
+def _waiting_for_an_advisory_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            ).scalar_one()
+        )
+
+
+@pytest.mark.parametrize("path", ["group", "one"])
+def test_the_contact_limit_holds_against_another_api_process_on_postgresql(
+    postgres_url: str, path: str
+) -> None:
+    """Another API process is storing two sign-ups of the same contact (its transaction has
+    taken the contact's lock and inserted them, not yet committed). This process's sign-up,
+    with a limit of two active sign-ups per contact, waits for that transaction instead of
+    counting only committed rows (zero) and storing a third; once the other commits, it
+    counts two and is refused."""
+    app = App(parse_config({"restock": {"database": postgres_url}}))
+    app.migrate()
+    other = sa.create_engine(app.engine.url)
+    try:
+        outcome: list[Any] = []
+        limited = write("ada@example.com", variant="v3", max_active=2)
+        store = app.store.subscriptions
+
+        def sign_up() -> None:
+            try:
+                if path == "group":
+                    store.writer.store_group([limited])
+                    outcome.append(limited.result())
+                else:
+                    outcome.append(store._store_one(limited))
+            except ContactLimitError as exc:
+                outcome.append(exc)
+
+        with other.connect() as conn, conn.begin():
+            lock_contacts(conn, ["ada@example.com"])  # what the other writer does first
+            conn.execute(
+                sa.insert(subscriptions),
+                [
+                    {**write("ada@example.com", variant=v).values, "status": "pending"}
+                    | {"created_at": utcnow(), "updated_at": utcnow()}
+                    for v in ("v1", "v2")
+                ],
+            )
+            thread = threading.Thread(target=sign_up)
+            thread.start()
+            deadline = time.monotonic() + 20
+            while not _waiting_for_an_advisory_lock(app.engine):
+                assert time.monotonic() < deadline, "the sign-up did not wait for the contact"
+                assert thread.is_alive(), f"the sign-up went ahead: {outcome}"
+                time.sleep(0.02)
+        thread.join(20)
+        assert len(outcome) == 1 and isinstance(outcome[0], ContactLimitError)
+        assert sorted(r.variant_id for r in rows(app, "ada@example.com")) == ["v1", "v2"]
+    finally:
+        other.dispose()
+        app.close()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,36 @@ PENDING = str(SubscriptionStatus.PENDING)
 UNCONFIRMED = str(SubscriptionStatus.UNCONFIRMED)
 #: the statuses that hold a contact's one active sign-up per item
 ACTIVE = (PENDING, UNCONFIRMED)
+#: the advisory-lock namespace of the contact limit (`pg_advisory_xact_lock(int, int)`)
+CONTACT_LOCKS = 0x72737463
+
+
+def contact_lock_keys(contacts: Iterable[str]) -> list[int]:
+    """One 32-bit key per contact, sorted: every writer takes them in the same order, so
+    two transactions locking overlapping contacts cannot deadlock."""
+    return sorted(
+        {
+            int.from_bytes(hashlib.blake2b(c.encode(), digest_size=4).digest(), "big", signed=True)
+            for c in contacts
+        }
+    )
+
+
+def lock_contacts(conn: Connection, contacts: Iterable[str]) -> None:
+    """PostgreSQL: hold each contact's advisory lock until this transaction ends, before
+    counting the contact's active sign-ups. Why: under READ COMMITTED, two API processes
+    signing the same contact up at once each counted only committed rows and both inserted,
+    so parallel requests spread over several processes could overrun the per-contact limit.
+    With the lock the second writer waits for the first one's commit and counts its rows.
+    (SQLite's writers are serialised already.) Keys are hashes: two contacts sharing one
+    only wait for each other."""
+    conn.execute(
+        sa.text(
+            "SELECT pg_advisory_xact_lock(:space, key) FROM (SELECT key FROM "
+            "unnest(CAST(:keys AS integer[])) WITH ORDINALITY AS k(key, n) ORDER BY n) AS keys"
+        ),
+        {"space": CONTACT_LOCKS, "keys": contact_lock_keys(contacts)},
+    ).all()
 
 
 @attrs.frozen
@@ -308,8 +339,11 @@ class SubscriptionStore:
         )
 
     def _active_counts(self, conn: Connection, contacts: set[str], raw: Any) -> dict[str, int]:
-        """Active (pending or unconfirmed) sign-ups per contact, for the contact limit."""
+        """Active (pending or unconfirmed) sign-ups per contact, for the contact limit (on
+        PostgreSQL after taking the contacts' locks: :func:`lock_contacts`)."""
         names = sorted(contacts)
+        if self.db.is_postgres:
+            lock_contacts(conn, contacts)
         if raw is not None:
             return dict(
                 raw.execute(
@@ -339,6 +373,8 @@ class SubscriptionStore:
             if refused:
                 raise refused[write]
             if write.max_active is not None:
+                if self.db.is_postgres:
+                    lock_contacts(conn, {values["contact"]})
                 active = conn.execute(
                     sa.select(sa.func.count())
                     .select_from(s)
