@@ -22,6 +22,19 @@ log = logging.getLogger("restock.store")
 Cursor = tuple[datetime, int]
 
 
+def _due(now: Any) -> Any:
+    """Open restocks whose (next) wave is due at `now` and whose lease (if any) ran out."""
+    return sa.and_(
+        restocks.c.status == str(RestockStatus.OPEN),
+        restocks.c.next_wave_at <= now,
+        sa.or_(restocks.c.lease_until.is_(None), restocks.c.lease_until < now),
+    )
+
+
+#: is any restock due? Asked before every dispatch round, so built once (bound: `now`)
+_ANY_DUE = sa.select(restocks.c.id).where(_due(sa.bindparam("now", type_=UTCDateTime))).limit(1)
+
+
 class RestockStore:
     def __init__(self, db: Db):
         self.db = db
@@ -37,14 +50,10 @@ class RestockStore:
         transaction only when something is due (during a fan-out nothing is, and the lease
         write cost a commit per batch)."""
         now = utcnow()
-        condition = sa.and_(
-            restocks.c.status == str(RestockStatus.OPEN),
-            restocks.c.next_wave_at <= now,
-            sa.or_(restocks.c.lease_until.is_(None), restocks.c.lease_until < now),
-        )
         with self.db.read_engine.connect() as conn:
-            if conn.execute(sa.select(restocks.c.id).where(condition).limit(1)).first() is None:
+            if conn.execute(_ANY_DUE, {"now": now}).first() is None:
                 return []
+        condition = _due(now)
         due = (
             sa.select(restocks.c.id).where(condition).order_by(restocks.c.next_wave_at).limit(limit)
         )
