@@ -152,6 +152,22 @@ def _ids_type(db: Db) -> Any:
     return sa.String
 
 
+def _mark_sent(which: Any) -> Any:
+    """UPDATE the deliveries `which` selects, still held by claim `token`, to sent through
+    `provider_id` with provider message id `pmid` at `at` (all bound per execution)."""
+    return (
+        sa.update(d)
+        .where(which, d.c.claim_token == sa.bindparam("token", type_=sa.String))
+        .values(
+            provider_message_id=sa.bindparam("pmid", type_=sa.String),
+            status=str(DeliveryStatus.SENT),
+            provider=sa.bindparam("provider_id", type_=sa.String),
+            sent_at=sa.bindparam("at", type_=UTCDateTime),
+            lease_until=None,
+        )
+    )
+
+
 def _utc(value: Any) -> datetime | None:
     """`UTCDateTime`'s result conversion, for columns read without it (see `_load`)."""
     if value is None:
@@ -193,7 +209,6 @@ _CLAIM_COLUMNS = (
 class Outbox:
     def __init__(self, db: Db):
         self.db = db
-        self._claims: dict[bool, tuple[Any, ...]] = {}
 
     def claim(
         self, batch_size: int, lease_seconds: float, skip_providers: Sequence[str] = ()
@@ -211,7 +226,7 @@ class Outbox:
             params["skip"] = list(skip_providers)
         ids: list[int] = []
         with self.db.engine.begin() as conn:
-            for statement in self._claim_statements(bool(skip_providers)):
+            for statement in self._claim_statements[bool(skip_providers)]:
                 params["n"] = batch_size - len(ids)
                 ids.extend(conn.execute(statement, params).scalars())
                 if len(ids) >= batch_size:
@@ -220,15 +235,13 @@ class Outbox:
             return None
         return Claim(token, self._load(token, sorted(ids)))
 
-    def _claim_statements(self, skipping: bool) -> tuple[Any, ...]:
-        """The claim's two UPDATEs, built once and bound per claim (`now`, `n`, `token`,
-        `lease_to`, with `skipping` also `skip`): expired leases first, then queued
-        deliveries. Built per call, each cost SQLAlchemy about 0.3 ms of statement
-        construction and cache-key work (issue 13)."""
-        found = self._claims.get(skipping)
-        if found is None:
-            found = self._claims[skipping] = self._build_claim_statements(skipping)
-        return found
+    @functools.cached_property
+    def _claim_statements(self) -> dict[bool, tuple[Any, ...]]:
+        """The claim's two UPDATEs, without and with (True) providers to skip, built once and
+        bound per claim (`now`, `n`, `token`, `lease_to`, skipping also `skip`): expired
+        leases first, then queued deliveries. Built per call, each cost SQLAlchemy about
+        0.3 ms of statement construction and cache-key work (issue 13)."""
+        return {skipping: self._build_claim_statements(skipping) for skipping in (False, True)}
 
     def _build_claim_statements(self, skipping: bool) -> tuple[Any, ...]:
         now = sa.bindparam("now", type_=UTCDateTime)
@@ -423,16 +436,17 @@ class Outbox:
                 )
         else:
             conn.execute(
-                sa.update(d)
-                .where(d.c.id == sa.bindparam("did"), d.c.claim_token == token)
-                .values(
-                    provider_message_id=sa.bindparam("pmid"),
-                    status=str(DeliveryStatus.SENT),
-                    provider=provider_id,
-                    sent_at=now,
-                    lease_until=None,
-                ),
-                [{"did": row.delivery_id, "pmid": row.provider_message_id} for row in sent],
+                self._sent_each_statement,
+                [
+                    {
+                        "did": row.delivery_id,
+                        "token": token,
+                        "pmid": row.provider_message_id,
+                        "provider_id": provider_id,
+                        "at": now,
+                    }
+                    for row in sent
+                ],
             )
         # the sign-ups of sent restock messages are notified; a sent confirmation request
         # changes nothing on its sign-up (which may have been confirmed meanwhile)
@@ -443,22 +457,15 @@ class Outbox:
 
     @functools.cached_property
     def _sent_statement(self) -> Any:
-        """`_record_sent`'s UPDATE for one provider message id, built once (bound: `ids`,
-        `token`, `pmid`, `provider_id`, `at`)."""
-        return (
-            sa.update(d)
-            .where(
-                ids_param(self.db, d.c.id, "ids"),
-                d.c.claim_token == sa.bindparam("token", type_=sa.String),
-            )
-            .values(
-                provider_message_id=sa.bindparam("pmid", type_=sa.String),
-                status=str(DeliveryStatus.SENT),
-                provider=sa.bindparam("provider_id", type_=sa.String),
-                sent_at=sa.bindparam("at", type_=UTCDateTime),
-                lease_until=None,
-            )
-        )
+        """`_record_sent`'s UPDATE of the deliveries (`ids`) sharing one provider message id,
+        built once (bound: `ids`, `token`, `pmid`, `provider_id`, `at`)."""
+        return _mark_sent(ids_param(self.db, d.c.id, "ids"))
+
+    @functools.cached_property
+    def _sent_each_statement(self) -> Any:
+        """The same for one delivery (`did`), executed once per delivery in one executemany
+        when messages have their own provider message ids."""
+        return _mark_sent(d.c.id == sa.bindparam("did", type_=sa.BigInteger))
 
     @functools.cached_property
     def _notified_statement(self) -> Any:
